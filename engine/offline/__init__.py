@@ -1,0 +1,1 @@
+"""Offline NumPy reference implementations of the synthesis processors (see docs/DSP.md)."""

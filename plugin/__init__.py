@@ -1,0 +1,1 @@
+"""Plugins: the plugin API, ONNX-backed instruments and effects, and preset loading."""
