@@ -8,3 +8,4 @@ from engine.offline.harmonic import harmonic_amplitudes, harmonic_synth
 from engine.offline.noise import filtered_noise, noise_filter_matrix, white_noise
 from engine.kernels.harmonic import HarmonicOscillator
 from engine.kernels.noise import FilteredNoise
+from engine.kernels.synth import SynthBank

@@ -1,0 +1,356 @@
+"""Zero-latency streaming convolution reverb (numba), following docs/DSP.md "Reverb".
+
+The impulse response `h` is cut into a *head* and a few *levels*:
+
+* head, taps `0 … B-1` (`B = base_partition`): direct time-domain convolution, sample by
+  sample, so the first output needs no input beyond the current sample;
+* level 1, partition `B`, from tap `B`: a uniformly partitioned overlap-save convolver
+  (frequency-domain delay line, FFT size `2B`), run whole when each `B`-chunk of input
+  completes; its first partition starts `B` taps in, exactly when its output is due;
+* level `l >= 2`, partition `N_l = 4 N_(l-1)`, from tap `2 N_l`: the same, with bigger
+  partitions. A chunk completes at `(k+1) N` and its output is first needed at
+  `k N + 2 N`, so the level's work (FFT, multiply-accumulate, inverse FFT) is spread
+  evenly over the `N / B` chunk boundaries in between: no block pays for a whole large FFT.
+
+Each level holds the partitions between its start and the next level's start (7 at
+level 1, 6 above), so the number of levels, and with it the cost per sample, grows with
+the logarithm of the IR length. Past the last full level the remaining taps go either to
+more partitions of that level or to one new level, whichever is cheaper per sample (a
+new level costs two FFTs of `2N` per `N` samples, ~`log2 N` butterflies per sample;
+one more partition costs one complex multiply-add per sample).
+
+Level sizes grow by 4: x2 needs many more levels (each paying its FFTs), x8 needs 14
+partitions per level (more multiply-adds) and coarser spreading. Arithmetic is float64
+throughout: the tail sums ~10^5 products per sample.
+
+Work is scheduled on sample time, not on the host's blocks, so the output is identical for
+every partition of the input into blocks; all buffers are preallocated and `process` makes
+one numba call.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from engine.kernels.fastmath import FASTMATH
+from engine.kernels.fft import (
+    FFTTables,
+    butterflies,
+    pack_real,
+    pack_spectrum,
+    unpack_real,
+    unpack_spectrum,
+)
+from engine.offline.checks import finite_array
+
+RATIO = 4
+"""Partition size growth per level."""
+
+# Per-sample cost model for choosing between extending the last level and adding one,
+# in units of one complex multiply-add (measured roughly on x86-64).
+_FFT_COST_PER_LOG2 = 1.0
+_FFT_COST_BASE = 3.0
+
+# Columns of the int64 level table: geometry, then buffer offsets into `spectra`, then the
+# progress of the level's current chunk task (phase, unit within phase, work done, chunk).
+_N, _LOG, _P, _START, _TICKS, _COST, _H, _FDL, _ACC, _WORK = range(10)
+_PHASE, _UNIT, _DONE, _CHUNK = range(10, 14)
+_COLUMNS = 14
+_PHASES = 7
+# State vector: time in samples since reset, base partition, ring masks, FFT table size.
+_T, _BASE, _IN_MASK, _OUT_MASK, _LOG_MAX = range(5)
+
+
+def plan_levels(ir_length: int, base: int, max_levels: int | None = None) -> list[tuple[int, int, int]]:
+    """FFT levels for an IR of `ir_length` taps: `(partition, first tap, partitions)` each.
+
+    Taps `0 … base-1` are the direct head and not part of any level. `max_levels` caps
+    the count (the last level then takes every remaining tap); 1 gives the classic
+    single-level uniformly partitioned convolver.
+    """
+    levels: list[tuple[int, int, int]] = []
+    size, start = base, base
+    while start < ir_length:
+        remaining = ir_length - start
+        next_start = 2 * RATIO * size
+        regular = (next_start - start) // size
+        last = max_levels is not None and len(levels) + 1 >= max_levels
+        if remaining <= regular * size or last or _extending_is_cheaper(size, remaining - regular * size):
+            levels.append((size, start, -(-remaining // size)))
+            break
+        levels.append((size, start, regular))
+        size, start = size * RATIO, next_start
+    return levels
+
+
+def _extending_is_cheaper(size: int, beyond: int) -> bool:
+    bigger = RATIO * size
+    extend = -(-beyond // size)
+    new_level = _FFT_COST_PER_LOG2 * np.log2(2 * bigger) + _FFT_COST_BASE + -(-beyond // bigger)
+    return extend <= new_level
+
+
+def _phase_units(phase: int, n: int, log_m: int) -> int:
+    """Units of work in each phase of a level's chunk task, FFT size `2n` (m = n)."""
+    return (n, log_m * (n // 2), n // 2 + 1, n + 1, n // 2 + 1, log_m * (n // 2), n // 2)[phase]
+
+
+@numba.njit(nogil=True, cache=True)
+def _units(phase, n, log_m):
+    if phase == 0:
+        return n
+    if phase == 1 or phase == 5:
+        return log_m * (n // 2)
+    if phase == 2 or phase == 4:
+        return n // 2 + 1
+    if phase == 3:
+        return n + 1
+    return n // 2
+
+
+@numba.njit(nogil=True, cache=True)
+def _weight(phase, partitions):
+    """Relative cost of one unit, so that spreading by cost gives even time per tick."""
+    if phase == 0 or phase == 6:
+        return 1
+    if phase == 1 or phase == 5:
+        return 2
+    if phase == 2 or phase == 4:
+        return 3
+    return 2 * partitions
+
+
+def _task_cost(n: int, log_m: int, partitions: int) -> int:
+    return sum(_phase_units(p, n, log_m) * _weight(p, partitions) for p in range(_PHASES))
+
+
+@numba.njit(nogil=True, cache=True, fastmath=FASTMATH)
+def _multiply_accumulate(spectra, acc, h_off, fdl_off, bins, partitions, chunk, b0, b1):
+    for b in range(b0, b1):
+        spectra[acc + b] = 0.0
+    for p in range(partitions):
+        h = h_off + p * bins
+        x = fdl_off + ((chunk - p) % partitions) * bins
+        for b in range(b0, b1):
+            spectra[acc + b] += spectra[h + b] * spectra[x + b]
+
+
+@numba.njit(nogil=True, cache=True)
+def _advance(lv, level, target, state, in_ring, out_ring, spectra, bitrev, twiddles, real_twiddles):
+    """Run the level's current chunk task until its work done reaches `target`."""
+    n = lv[level, _N]
+    log_m = lv[level, _LOG]
+    parts = lv[level, _P]
+    chunk = lv[level, _CHUNK]
+    work = lv[level, _WORK]
+    log_max = state[_LOG_MAX]
+    shift = log_max - log_m
+    phase = lv[level, _PHASE]
+    unit = lv[level, _UNIT]
+    done = lv[level, _DONE]
+    while done < target and phase < _PHASES:
+        count = _units(phase, n, log_m)
+        w = _weight(phase, parts)
+        stop = min(count, unit + (target - done + w - 1) // w)
+        if phase == 0:
+            pack_real(in_ring, (chunk - 1) * n, state[_IN_MASK], spectra, work, bitrev, shift, unit, stop)
+        elif phase == 1 or phase == 5:
+            butterflies(spectra, work, twiddles, log_max, log_m, unit, stop)
+        elif phase == 2:
+            slot = lv[level, _FDL] + (chunk % parts) * (n + 1)
+            unpack_real(spectra, work, real_twiddles, shift, n, spectra, slot, unit, stop)
+        elif phase == 3:
+            _multiply_accumulate(
+                spectra, lv[level, _ACC], lv[level, _H], lv[level, _FDL], n + 1, parts, chunk, unit, stop
+            )
+        elif phase == 4:
+            pack_spectrum(spectra, lv[level, _ACC], real_twiddles, shift, n, spectra, work, bitrev, unit, stop)
+        else:
+            # Overlap-save keeps the second half (samples n … 2n-1 = units m/2 … m-1) of the
+            # inverse FFT; sample n lands on time chunk*n + start.
+            first = chunk * n + lv[level, _START] - n
+            unpack_spectrum(
+                spectra, work, 1.0 / n, out_ring, first, state[_OUT_MASK], True, n // 2 + unit, n // 2 + stop
+            )
+        done += (stop - unit) * w
+        unit = stop
+        if unit == count:
+            phase += 1
+            unit = 0
+    lv[level, _PHASE] = phase
+    lv[level, _UNIT] = unit
+    lv[level, _DONE] = done
+
+
+@numba.njit(nogil=True, cache=True)
+def _tick(t, lv, state, in_ring, out_ring, spectra, bitrev, twiddles, real_twiddles):
+    """At a chunk boundary `t` (a multiple of the base partition), start and advance tasks.
+
+    A level of partition `n` starts the task for chunk `t/n - 1` when `t` is a multiple of
+    `n` and completes it within its `n / base` ticks. Chunk -1 (at t = 0) is all zeros.
+    """
+    base = state[_BASE]
+    for level in range(lv.shape[0]):
+        n = lv[level, _N]
+        r = t & (n - 1)
+        if r == 0:
+            lv[level, _CHUNK] = t // n - 1
+            lv[level, _PHASE] = 0
+            lv[level, _UNIT] = 0
+            lv[level, _DONE] = 0
+        target = ((r // base + 1) * lv[level, _COST]) // lv[level, _TICKS]
+        _advance(lv, level, target, state, in_ring, out_ring, spectra, bitrev, twiddles, real_twiddles)
+
+
+@numba.njit(nogil=True, cache=True, fastmath=FASTMATH)
+def _process(
+    x, out, n, mix, state, lv, head_rev, hist, scratch, in_ring, out_ring, spectra, bitrev, twiddles, real_twiddles
+):
+    t = state[_T]
+    base = state[_BASE]
+    in_mask = state[_IN_MASK]
+    out_mask = state[_OUT_MASK]
+    taps = head_rev.shape[0]
+    lag = taps - 1
+    dry = 1.0 - mix
+    i = 0
+    while i < n:
+        c = t & (base - 1)
+        if c == 0:
+            _tick(t, lv, state, in_ring, out_ring, spectra, bitrev, twiddles, real_twiddles)
+        seg = min(n - i, base - c)
+        for s in range(seg):
+            v = np.float64(x[i + s])
+            hist[lag + c + s] = v
+            in_ring[(t + s) & in_mask] = v
+            k = (t + s) & out_mask
+            scratch[s] = out_ring[k]
+            out_ring[k] = 0.0
+        for s in range(seg):
+            acc = scratch[s]
+            for m in range(taps):
+                acc += head_rev[m] * hist[c + s + m]
+            scratch[s] = acc
+        for s in range(seg):
+            out[i + s] = np.float32(dry * hist[lag + c + s] + mix * scratch[s])
+        t += seg
+        i += seg
+        if (t & (base - 1)) == 0:
+            for m in range(lag):
+                hist[m] = hist[base + m]
+    state[_T] = t
+
+
+class Convolver:
+    """Streaming zero-latency convolution of a mono signal with an impulse response.
+
+    `y = (1 - mix) * x + mix * (x * h)`, equal to `engine.offline.reverb.reverb` for every
+    partition of the input into blocks (within 1e-6; float64 inside, float32 out).
+
+    `impulse_response`: `[taps]`, any length >= 1 (3 s at 48 kHz = 144000 taps is the
+    design point). `max_block`: the longest block `process` accepts, in samples.
+    `base_partition`: head length and smallest FFT partition, in samples (a power of two
+    >= 16); it sets the tick on which work is scheduled, not a latency. `max_levels` caps
+    the FFT levels (1 = single-level uniformly partitioned, for comparison).
+    """
+
+    latency_samples = 0
+
+    def __init__(
+        self,
+        impulse_response: np.ndarray,
+        max_block: int,
+        mix: float = 1.0,
+        *,
+        base_partition: int = 128,
+        max_levels: int | None = None,
+    ) -> None:
+        h = finite_array("impulse_response", impulse_response)
+        if h.ndim != 1 or h.size == 0:
+            raise ValueError(f"impulse_response must be a non-empty 1-D array, got shape {h.shape}")
+        if int(max_block) != max_block or max_block < 1:
+            raise ValueError(f"max_block must be a positive whole number of samples, got {max_block}")
+        if base_partition < 16 or base_partition & (base_partition - 1):
+            raise ValueError(f"base_partition must be a power of two >= 16 samples, got {base_partition}")
+        if max_levels is not None and max_levels < 1:
+            raise ValueError(f"max_levels must be >= 1, got {max_levels}")
+        self.max_block = int(max_block)
+        self.base_partition = base_partition
+        self.mix = mix
+        self.levels = plan_levels(h.size, base_partition, max_levels)
+
+        self._head_rev = np.ascontiguousarray(h[: min(base_partition, h.size)][::-1])
+        self._hist = np.zeros(self._head_rev.size - 1 + base_partition)
+        self._scratch = np.zeros(base_partition)
+
+        largest = max((size for size, _, _ in self.levels), default=base_partition)
+        reach = max((start + size for size, start, _ in self.levels), default=1)
+        self._tables = FFTTables(2 * largest)
+        self._in_ring = np.zeros(4 * largest)
+        self._out_ring = np.zeros(1 << (reach - 1).bit_length())
+        self._state = np.array(
+            [0, base_partition, self._in_ring.size - 1, self._out_ring.size - 1, self._tables.log_max], dtype=np.int64
+        )
+
+        self._lv = np.zeros((len(self.levels), _COLUMNS), dtype=np.int64)
+        offset = 0
+        for row, (size, start, parts) in zip(self._lv, self.levels):
+            log_m = size.bit_length() - 1
+            bins = size + 1
+            row[[_N, _LOG, _P, _START, _TICKS]] = size, log_m, parts, start, size // base_partition
+            row[_COST] = _task_cost(size, log_m, parts)
+            row[_H] = offset
+            row[_FDL] = offset + parts * bins
+            row[_ACC] = offset + 2 * parts * bins
+            row[_WORK] = offset + (2 * parts + 1) * bins
+            offset = row[_WORK] + size
+        self._spectra = np.zeros(offset, dtype=np.complex128)
+        for row, (size, start, parts) in zip(self._lv, self.levels):
+            taps = np.zeros(parts * size)
+            segment = h[start : start + parts * size]
+            taps[: segment.size] = segment
+            blocks = np.zeros((parts, 2 * size))
+            blocks[:, :size] = taps.reshape(parts, size)
+            self._spectra[row[_H] : row[_FDL]] = np.fft.rfft(blocks, axis=1).reshape(-1)
+        self.reset()
+
+    @property
+    def mix(self) -> float:
+        """Wet/dry balance in [0, 1]; may change between blocks."""
+        return self._mix
+
+    @mix.setter
+    def mix(self, value: float) -> None:
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"mix must be in [0, 1], got {value}")
+        self._mix = float(value)
+
+    def reset(self) -> None:
+        """Forget all input: the next sample is treated as the first of the stream."""
+        self._hist[:] = 0.0
+        self._in_ring[:] = 0.0
+        self._out_ring[:] = 0.0
+        for row in self._lv:
+            h_end = row[_FDL]
+            self._spectra[h_end : row[_WORK] + row[_N]] = 0.0
+        self._lv[:, _PHASE] = _PHASES
+        self._lv[:, [_UNIT, _DONE, _CHUNK]] = 0
+        self._state[_T] = 0
+
+    def process(self, x: np.ndarray, out: np.ndarray) -> None:
+        """Convolve the next block `x` float32 `[n]` into `out` float32 `[>= n]`.
+
+        `n` may be 0 … `max_block` and vary per call. `out` may be `x` itself (in place);
+        other overlaps are not supported. Does not allocate.
+        """
+        n = x.shape[0]
+        if n > self.max_block or out.shape[0] < n:
+            raise ValueError(f"block of {n} samples exceeds max_block {self.max_block} or out {out.shape[0]}")
+        if x.dtype != np.float32 or out.dtype != np.float32:
+            raise TypeError("process needs float32 x and out")
+        t = self._tables
+        _process(
+            x, out, n, self._mix, self._state, self._lv, self._head_rev, self._hist, self._scratch,
+            self._in_ring, self._out_ring, self._spectra, t.bitrev, t.twiddles, t.real_twiddles,
+        )
