@@ -1,0 +1,184 @@
+"""Exporting a trained model to one self-describing `.onnx` file, and proving the export.
+
+The exported graph is the decoder's streaming step: `f0_hz [voices, frames]`,
+`loudness_db [voices, frames]`, `state [voices, hidden]` in; `amplitude`,
+`harmonic_distribution`, `noise_magnitudes`, `new_state` out, with dynamic voices and
+frames. Synthesis stays in the engine's numba kernels. After every export two checks run:
+the ONNX graph against torch, and a full render through onnxruntime plus the engine's
+kernels against the torch model plus the torch synth.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import tempfile
+import time
+import warnings
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.errors import TimbrelError
+from export import synth
+from export.model import TimbreModel
+from plugin.model import FORMAT_VERSION, INPUTS, IR_KEY, METADATA_KEY, OUTPUTS, load_model
+
+PARITY_TOLERANCE = 1e-5
+RENDER_TOLERANCE_DB = -60.0
+
+
+def _timbrel_version() -> str:
+    try:
+        return version("timbrel")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def metadata_record(model: TimbreModel, name: str, f0_stats: dict, loudness_stats: dict, provenance: dict) -> dict:
+    """The JSON record stored under the `timbrel` metadata key."""
+    c = model.config
+    return {
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "sample_rate": c.sample_rate,
+        "frame_rate": c.frame_rate,
+        "hop": c.hop,
+        "harmonics": c.harmonics,
+        "noise_bands": c.noise_bands,
+        "hidden": c.hidden,
+        "config": c.to_dict(),
+        "f0_hz": f0_stats,
+        "loudness_db": loudness_stats,
+        "provenance": provenance,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "timbrel_version": _timbrel_version(),
+    }
+
+
+def export_onnx(model: TimbreModel, path: str | os.PathLike, *, name: str, f0_stats: dict, loudness_stats: dict,
+                provenance: dict) -> Path:
+    """Write the model's decoder step, metadata and reverb IR to `path`, atomically."""
+    import onnx
+
+    path = Path(path)
+    decoder = model.decoder.eval()
+    c = model.config
+    voices, frames = 2, 3
+    example = (torch.full((voices, frames), 220.0), torch.full((voices, frames), -30.0), torch.zeros(voices, c.hidden))
+    v, f = torch.export.Dim("voices", min=1), torch.export.Dim("frames", min=1)
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        raw = Path(tmp) / "decoder.onnx"
+        torch.onnx.export(
+            decoder, example, str(raw), input_names=list(INPUTS), output_names=list(OUTPUTS),
+            dynamic_shapes={"f0_hz": {0: v, 1: f}, "loudness_db": {0: v, 1: f}, "state": {0: v}},
+            dynamo=True, external_data=False, verbose=False,
+        )
+        proto = onnx.load(str(raw))
+    _name_output_axes(proto)
+    ir = model.impulse_response().detach().numpy().astype("<f4")
+    record = metadata_record(model, name, f0_stats, loudness_stats, provenance)
+    del proto.metadata_props[:]
+    for key, value in ((METADATA_KEY, json.dumps(record)), (IR_KEY, base64.b64encode(ir.tobytes()).decode())):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.doc_string = f"timbrel timbre model '{name}'"
+    onnx.checker.check_model(proto)
+    _write_atomically(path, proto.SerializeToString())
+    return path
+
+
+def _name_output_axes(proto) -> None:
+    """Give every output symbolic voices/frames axes (the exporter bakes in the example's sizes)."""
+    for output in proto.graph.output:
+        dims = output.type.tensor_type.shape.dim
+        names = ["voices", "frames"] if output.name != "new_state" else ["voices"]
+        for dim, label in zip(dims, names):
+            dim.ClearField("dim_value")
+            dim.dim_param = label
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise TimbrelError(f"{path}: folder {directory} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def check_export(model: TimbreModel, path: str | os.PathLike, f0_hz: np.ndarray, loudness_db: np.ndarray,
+                 seed: int = 0) -> dict:
+    """Prove an export: ONNX equals torch within 1e-5, and the engine render within -60 dB.
+
+    `f0_hz`, `loudness_db`: a real validation clip, `[frames]`. Returns the measured
+    figures; raises TimbrelError when a check fails.
+    """
+    runtime = load_model(path)
+    decoder = model.decoder.eval()
+    rng = np.random.default_rng(seed)
+    hidden = model.config.hidden
+    cases = {
+        "random": (rng.uniform(30, 3000, (4, 25)), rng.uniform(-90, 0, (4, 25)), rng.normal(0, 0.5, (4, hidden))),
+        "real": (f0_hz[None], loudness_db[None], np.zeros((1, hidden))),
+    }
+    figures = {}
+    for label, inputs in cases.items():
+        inputs = [np.ascontiguousarray(a, dtype=np.float32) for a in inputs]
+        with torch.no_grad():
+            expected = [t.numpy() for t in decoder(*(torch.from_numpy(a) for a in inputs))]
+        got = runtime.step(*inputs)
+        worst = max(float(np.max(np.abs(g - e) / np.maximum(1.0, np.abs(e)))) for g, e in zip(got, expected))
+        figures[f"onnx_vs_torch_{label}"] = worst
+        if not worst <= PARITY_TOLERANCE:
+            raise TimbrelError(f"{path}: ONNX differs from torch by {worst:.2e} on {label} inputs (limit {PARITY_TOLERANCE:g})")
+    engine_audio = _render_with_engine(runtime, f0_hz, loudness_db, seed)
+    torch_audio = _render_with_torch(model, f0_hz, loudness_db, seed)
+    error = engine_audio - torch_audio
+    error_db = 10 * np.log10(np.sum(error**2) / max(np.sum(torch_audio**2), 1e-20) + 1e-30)
+    figures["render_error_db"] = float(error_db)
+    if not error_db <= RENDER_TOLERANCE_DB:
+        raise TimbrelError(f"{path}: engine render differs from torch by {error_db:.1f} dB (limit {RENDER_TOLERANCE_DB:g} dB)")
+    return figures
+
+
+def _render_with_engine(runtime, f0_hz: np.ndarray, loudness_db: np.ndarray, seed: int) -> np.ndarray:
+    """One voice through onnxruntime, frame by frame, then the numba kernels and the reverb."""
+    from engine.dsp import SynthBank, reverb
+
+    info = runtime.info
+    bank = SynthBank(1, info.harmonics, info.noise_bands, info.sample_rate, info.hop, seed=seed)
+    bank.start_voice(0)
+    state = np.zeros((1, info.hidden), dtype=np.float32)
+    out = np.zeros(f0_hz.size * info.hop)
+    for i in range(f0_hz.size):
+        f = np.array([[f0_hz[i]]], dtype=np.float32)
+        ld = np.array([[loudness_db[i]]], dtype=np.float32)
+        amp, dist, noise, state = runtime.step(f, ld, state)
+        bank.process(out[i * info.hop : (i + 1) * info.hop], f[:, 0], amp[:, 0], dist[:, 0], noise[:, 0])
+    return reverb(out, runtime.reverb_ir, 1.0).astype(np.float64)
+
+
+def _render_with_torch(model: TimbreModel, f0_hz: np.ndarray, loudness_db: np.ndarray, seed: int) -> np.ndarray:
+    """The torch model and torch synth, fed the engine's noise stream so the two can agree."""
+    from engine.dsp import white_noise
+
+    c = model.config
+    f0 = torch.from_numpy(np.asarray(f0_hz, dtype=np.float32))[None]
+    ld = torch.from_numpy(np.asarray(loudness_db, dtype=np.float32))[None]
+    with torch.no_grad():
+        amp, dist, mags = model.controls(f0, ld)
+        noise = torch.from_numpy(white_noise(f0.shape[1] * c.hop, seed, 0)).to(mags.dtype)[None]
+        dry = synth.harmonic_synth(f0, amp, dist, c.sample_rate, c.hop)
+        dry = dry + synth.filtered_noise(mags, c.sample_rate, c.hop, noise=noise)
+        out = synth.reverb(dry, model.impulse_response(), 1.0)
+    return out[0].double().numpy()
