@@ -9,3 +9,5 @@ from engine.offline.noise import filtered_noise, noise_filter_matrix, white_nois
 from engine.kernels.harmonic import HarmonicOscillator
 from engine.kernels.noise import FilteredNoise
 from engine.kernels.synth import SynthBank
+from engine.offline.reverb import reverb
+from engine.kernels.convolution import Convolver

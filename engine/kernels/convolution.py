@@ -15,9 +15,11 @@ The impulse response `h` is cut into a *head* and a few *levels*:
 Each level holds the partitions between its start and the next level's start (7 at
 level 1, 6 above), so the number of levels, and with it the cost per sample, grows with
 the logarithm of the IR length. Past the last full level the remaining taps go either to
-more partitions of that level or to one new level, whichever is cheaper per sample (a
-new level costs two FFTs of `2N` per `N` samples, ~`log2 N` butterflies per sample;
-one more partition costs one complex multiply-add per sample).
+more partitions of that level (at most 48 in all) or to one new level, whichever is
+cheaper per sample: a new level costs two FFTs of `2N` per `N` samples, ~`log2 N`
+butterflies per sample, and one more partition one complex multiply-add per sample.
+At 48 kHz: 0.1 s -> 128x37; 1 s -> 128x7, 512x6, 2048x22; 3 s -> 128x7, 512x6, 2048x6,
+8192x16 (partition x count).
 
 Level sizes grow by 4: x2 needs many more levels (each paying its FFTs), x8 needs 14
 partitions per level (more multiply-adds) and coarser spreading. Arithmetic is float64
@@ -25,7 +27,10 @@ throughout: the tail sums ~10^5 products per sample.
 
 Work is scheduled on sample time, not on the host's blocks, so the output is identical for
 every partition of the input into blocks; all buffers are preallocated and `process` makes
-one numba call.
+one numba call. Level 1 runs whole at every `B`-sample boundary (a few microseconds), so
+with host blocks shorter than `B` every `B / n`-th block carries it. Spreading follows a
+per-unit cost model (`_weight`), so per-block time still varies somewhat (at 3 s and
+block 128, the worst block costs ~1.2x the median).
 """
 
 from __future__ import annotations
@@ -46,18 +51,21 @@ from engine.offline.checks import finite_array
 
 RATIO = 4
 """Partition size growth per level."""
+MAX_PARTITIONS = 48
+"""Most partitions a level may hold when it takes the IR's remaining taps (unless capped
+by `max_levels`); by the cost model below, a new level is about as cheap from here on."""
 
-# Per-sample cost model for choosing between extending the last level and adding one,
-# in units of one complex multiply-add (measured roughly on x86-64).
-_FFT_COST_PER_LOG2 = 1.0
-_FFT_COST_BASE = 3.0
+# Per-sample cost of a level's FFTs (size 2N) and scheduling, in units of one partition's
+# complex multiply-add per sample: measured ~45, ~40, ~45, ~60 for N = 512 … 32768
+# (x86-64 AVX2, block 128); 4 * log2(2N) is a round fit. It decides whether the last
+# level grows or a new one opens.
+_FFT_COST_PER_LOG2 = 4.0
 
 # Columns of the int64 level table: geometry, then buffer offsets into `spectra`, then the
 # progress of the level's current chunk task (phase, unit within phase, work done, chunk).
 _N, _LOG, _P, _START, _TICKS, _COST, _H, _FDL, _ACC, _WORK = range(10)
 _PHASE, _UNIT, _DONE, _CHUNK = range(10, 14)
 _COLUMNS = 14
-_PHASES = 7
 # State vector: time in samples since reset, base partition, ring masks, FFT table size.
 _T, _BASE, _IN_MASK, _OUT_MASK, _LOG_MAX = range(5)
 
@@ -76,7 +84,7 @@ def plan_levels(ir_length: int, base: int, max_levels: int | None = None) -> lis
         next_start = 2 * RATIO * size
         regular = (next_start - start) // size
         last = max_levels is not None and len(levels) + 1 >= max_levels
-        if remaining <= regular * size or last or _extending_is_cheaper(size, remaining - regular * size):
+        if remaining <= regular * size or last or _extending_is_cheaper(size, regular, remaining - regular * size):
             levels.append((size, start, -(-remaining // size)))
             break
         levels.append((size, start, regular))
@@ -84,56 +92,87 @@ def plan_levels(ir_length: int, base: int, max_levels: int | None = None) -> lis
     return levels
 
 
-def _extending_is_cheaper(size: int, beyond: int) -> bool:
+def _extending_is_cheaper(size: int, regular: int, beyond: int) -> bool:
+    """Whether `beyond` more taps cost less per sample as extra partitions of this level
+    (of `size`, already holding `regular`) than as one new level four times larger."""
     bigger = RATIO * size
     extend = -(-beyond // size)
-    new_level = _FFT_COST_PER_LOG2 * np.log2(2 * bigger) + _FFT_COST_BASE + -(-beyond // bigger)
+    if regular + extend > MAX_PARTITIONS:
+        return False
+    new_level = _FFT_COST_PER_LOG2 * np.log2(2 * bigger) + -(-beyond // bigger)
     return extend <= new_level
 
 
-def _phase_units(phase: int, n: int, log_m: int) -> int:
-    """Units of work in each phase of a level's chunk task, FFT size `2n` (m = n)."""
-    return (n, log_m * (n // 2), n // 2 + 1, n + 1, n // 2 + 1, log_m * (n // 2), n // 2)[phase]
+# A level's work for one chunk is a task of 9 phases, each a range of units that may be
+# split anywhere: 0 pack the 2N input samples (bit-reversed), 1-2 forward butterflies
+# (stages 0-3, which do not vectorise, then the rest), 3 split into the N+1 bins of the
+# chunk's delay-line slot, 4 multiply-accumulate all partitions, 5 pack the sum for the
+# inverse, 6-7 inverse butterflies, 8 add the last N samples (overlap-save) into the
+# output ring.
+_PHASES = 9
+
+
+@numba.njit(nogil=True, cache=True)
+def _early_butterflies(n, log_m):
+    return min(4, log_m) * (n // 2)
 
 
 @numba.njit(nogil=True, cache=True)
 def _units(phase, n, log_m):
-    if phase == 0:
+    """Units of work in `phase` for partition `n` (FFT size `2n`, `m = n` complex points)."""
+    if phase == 0 or phase == 5:
         return n
-    if phase == 1 or phase == 5:
-        return log_m * (n // 2)
-    if phase == 2 or phase == 4:
-        return n // 2 + 1
+    if phase == 1 or phase == 6:
+        return _early_butterflies(n, log_m)
+    if phase == 2 or phase == 7:
+        return log_m * (n // 2) - _early_butterflies(n, log_m)
     if phase == 3:
+        return n // 2 + 1
+    if phase == 4:
         return n + 1
     return n // 2
 
 
 @numba.njit(nogil=True, cache=True)
 def _weight(phase, partitions):
-    """Relative cost of one unit, so that spreading by cost gives even time per tick."""
-    if phase == 0 or phase == 6:
-        return 1
-    if phase == 1 or phase == 5:
-        return 2
-    if phase == 2 or phase == 4:
-        return 3
-    return 2 * partitions
+    """Time of one unit in ~0.1 ns, measured for N = 2048 … 32768 (x86-64 AVX2), so that
+    spreading by cost gives even time per tick."""
+    if phase == 0 or phase == 3:
+        return 19
+    if phase == 1 or phase == 6:
+        return 13
+    if phase == 2 or phase == 7:
+        return 6
+    if phase == 4:
+        return 7 * partitions
+    if phase == 5:
+        return 37
+    return 11
 
 
 def _task_cost(n: int, log_m: int, partitions: int) -> int:
-    return sum(_phase_units(p, n, log_m) * _weight(p, partitions) for p in range(_PHASES))
+    """Total cost of one chunk task, in `_weight` units."""
+    return sum(_units(p, n, log_m) * _weight(p, partitions) for p in range(_PHASES))
 
 
 @numba.njit(nogil=True, cache=True, fastmath=FASTMATH)
 def _multiply_accumulate(spectra, acc, h_off, fdl_off, bins, partitions, chunk, b0, b1):
-    for b in range(b0, b1):
-        spectra[acc + b] = 0.0
+    """Bins `b0 … b1-1` of `acc = sum_p H_p X_(chunk-p)`, the FDL slot of chunk k being k mod P."""
+    count = b1 - b0
+    acc_r = spectra[0, acc + b0 : acc + b1]
+    acc_i = spectra[1, acc + b0 : acc + b1]
+    acc_r[:] = 0.0
+    acc_i[:] = 0.0
     for p in range(partitions):
-        h = h_off + p * bins
-        x = fdl_off + ((chunk - p) % partitions) * bins
-        for b in range(b0, b1):
-            spectra[acc + b] += spectra[h + b] * spectra[x + b]
+        h = h_off + p * bins + b0
+        x = fdl_off + ((chunk - p) % partitions) * bins + b0
+        hr = spectra[0, h : h + count]
+        hi = spectra[1, h : h + count]
+        xr = spectra[0, x : x + count]
+        xi = spectra[1, x : x + count]
+        for b in range(count):
+            acc_r[b] += hr[b] * xr[b] - hi[b] * xi[b]
+            acc_i[b] += hr[b] * xi[b] + hi[b] * xr[b]
 
 
 @numba.njit(nogil=True, cache=True)
@@ -155,16 +194,19 @@ def _advance(lv, level, target, state, in_ring, out_ring, spectra, bitrev, twidd
         stop = min(count, unit + (target - done + w - 1) // w)
         if phase == 0:
             pack_real(in_ring, (chunk - 1) * n, state[_IN_MASK], spectra, work, bitrev, shift, unit, stop)
-        elif phase == 1 or phase == 5:
-            butterflies(spectra, work, twiddles, log_max, log_m, unit, stop)
-        elif phase == 2:
+        elif phase == 1 or phase == 6:
+            butterflies(spectra, work, twiddles, log_m, unit, stop)
+        elif phase == 2 or phase == 7:
+            early = _early_butterflies(n, log_m)
+            butterflies(spectra, work, twiddles, log_m, early + unit, early + stop)
+        elif phase == 3:
             slot = lv[level, _FDL] + (chunk % parts) * (n + 1)
             unpack_real(spectra, work, real_twiddles, shift, n, spectra, slot, unit, stop)
-        elif phase == 3:
+        elif phase == 4:
             _multiply_accumulate(
                 spectra, lv[level, _ACC], lv[level, _H], lv[level, _FDL], n + 1, parts, chunk, unit, stop
             )
-        elif phase == 4:
+        elif phase == 5:
             pack_spectrum(spectra, lv[level, _ACC], real_twiddles, shift, n, spectra, work, bitrev, unit, stop)
         else:
             # Overlap-save keeps the second half (samples n … 2n-1 = units m/2 … m-1) of the
@@ -207,6 +249,13 @@ def _tick(t, lv, state, in_ring, out_ring, spectra, bitrev, twiddles, real_twidd
 def _process(
     x, out, n, mix, state, lv, head_rev, hist, scratch, in_ring, out_ring, spectra, bitrev, twiddles, real_twiddles
 ):
+    """Render `out[:n]` from `x[:n]`, in segments that never cross a base-partition boundary.
+
+    At each boundary the levels' tasks advance (`_tick`); then, per sample, the head taps
+    run directly over `hist` (the last `taps - 1` inputs, then the current chunk) and the
+    levels' contribution is taken from `out_ring`. All of `x[:n]` of a segment is read
+    before `out` is written, so `out` may be `x`.
+    """
     t = state[_T]
     base = state[_BASE]
     in_mask = state[_IN_MASK]
@@ -228,10 +277,11 @@ def _process(
             scratch[s] = out_ring[k]
             out_ring[k] = 0.0
         for s in range(seg):
-            acc = scratch[s]
+            window = hist[c + s : c + s + taps]
+            acc = 0.0
             for m in range(taps):
-                acc += head_rev[m] * hist[c + s + m]
-            scratch[s] = acc
+                acc += head_rev[m] * window[m]
+            scratch[s] += acc
         for s in range(seg):
             out[i + s] = np.float32(dry * hist[lag + c + s] + mix * scratch[s])
         t += seg
@@ -240,6 +290,39 @@ def _process(
             for m in range(lag):
                 hist[m] = hist[base + m]
     state[_T] = t
+
+
+def _level_table(levels: list[tuple[int, int, int]], base: int) -> tuple[np.ndarray, int]:
+    """The int64 level table `[levels, _COLUMNS]` and the length of `spectra` it lays out.
+
+    Per level, in `spectra`: `P` partition spectra, `P` delay-line slots, an accumulator
+    (each `N + 1` bins) and `N` points of FFT work space.
+    """
+    table = np.zeros((len(levels), _COLUMNS), dtype=np.int64)
+    offset = 0
+    for row, (size, start, parts) in zip(table, levels):
+        log_m = size.bit_length() - 1
+        bins = size + 1
+        row[[_N, _LOG, _P, _START, _TICKS]] = size, log_m, parts, start, size // base
+        row[_COST] = _task_cost(size, log_m, parts)
+        row[_H] = offset
+        row[_FDL] = offset + parts * bins
+        row[_ACC] = offset + 2 * parts * bins
+        row[_WORK] = offset + (2 * parts + 1) * bins
+        offset = row[_WORK] + size
+    table[:, _PHASE] = _PHASES
+    return table, offset
+
+
+def _partition_spectra(h: np.ndarray, size: int, start: int, parts: int) -> np.ndarray:
+    """`rfft` of each `size`-tap partition of `h` from tap `start`, zero-padded to `2 size`:
+    complex `[parts * (size + 1)]`."""
+    taps = np.zeros(parts * size)
+    segment = h[start : start + parts * size]
+    taps[: segment.size] = segment
+    blocks = np.zeros((parts, 2 * size))
+    blocks[:, :size] = taps.reshape(parts, size)
+    return np.fft.rfft(blocks, axis=1).reshape(-1)
 
 
 class Convolver:
@@ -287,32 +370,25 @@ class Convolver:
         largest = max((size for size, _, _ in self.levels), default=base_partition)
         reach = max((start + size for size, start, _ in self.levels), default=1)
         self._tables = FFTTables(2 * largest)
+        # A task reads input [(k-1)N, (k+1)N) while up to N more samples arrive: 3N would
+        # do, 4N keeps the mask a power of two. Output is written at most `start + N`
+        # samples ahead of the time it is read.
         self._in_ring = np.zeros(4 * largest)
         self._out_ring = np.zeros(1 << (reach - 1).bit_length())
         self._state = np.array(
             [0, base_partition, self._in_ring.size - 1, self._out_ring.size - 1, self._tables.log_max], dtype=np.int64
         )
 
-        self._lv = np.zeros((len(self.levels), _COLUMNS), dtype=np.int64)
-        offset = 0
+        self._lv, length = _level_table(self.levels, base_partition)
+        self._spectra = np.zeros((2, length))
         for row, (size, start, parts) in zip(self._lv, self.levels):
-            log_m = size.bit_length() - 1
-            bins = size + 1
-            row[[_N, _LOG, _P, _START, _TICKS]] = size, log_m, parts, start, size // base_partition
-            row[_COST] = _task_cost(size, log_m, parts)
-            row[_H] = offset
-            row[_FDL] = offset + parts * bins
-            row[_ACC] = offset + 2 * parts * bins
-            row[_WORK] = offset + (2 * parts + 1) * bins
-            offset = row[_WORK] + size
-        self._spectra = np.zeros(offset, dtype=np.complex128)
-        for row, (size, start, parts) in zip(self._lv, self.levels):
-            taps = np.zeros(parts * size)
-            segment = h[start : start + parts * size]
-            taps[: segment.size] = segment
-            blocks = np.zeros((parts, 2 * size))
-            blocks[:, :size] = taps.reshape(parts, size)
-            self._spectra[row[_H] : row[_FDL]] = np.fft.rfft(blocks, axis=1).reshape(-1)
+            spectrum = _partition_spectra(h, size, start, parts)
+            self._spectra[:, row[_H] : row[_FDL]] = spectrum.real, spectrum.imag
+        t = self._tables
+        self._buffers = (
+            self._state, self._lv, self._head_rev, self._hist, self._scratch, self._in_ring, self._out_ring,
+            self._spectra, t.bitrev, t.twiddles, t.real_twiddles,
+        )
         self.reset()
 
     @property
@@ -333,24 +409,20 @@ class Convolver:
         self._out_ring[:] = 0.0
         for row in self._lv:
             h_end = row[_FDL]
-            self._spectra[h_end : row[_WORK] + row[_N]] = 0.0
+            self._spectra[:, h_end : row[_WORK] + row[_N]] = 0.0
         self._lv[:, _PHASE] = _PHASES
         self._lv[:, [_UNIT, _DONE, _CHUNK]] = 0
         self._state[_T] = 0
 
     def process(self, x: np.ndarray, out: np.ndarray) -> None:
-        """Convolve the next block `x` float32 `[n]` into `out` float32 `[>= n]`.
+        """Convolve the next block `x` float32 `[n]` into `out[:n]` (float32 `[>= n]`).
 
         `n` may be 0 … `max_block` and vary per call. `out` may be `x` itself (in place);
-        other overlaps are not supported. Does not allocate.
+        partly overlapping views are not supported. Allocates no arrays: one numba call.
         """
         n = x.shape[0]
         if n > self.max_block or out.shape[0] < n:
             raise ValueError(f"block of {n} samples exceeds max_block {self.max_block} or out {out.shape[0]}")
         if x.dtype != np.float32 or out.dtype != np.float32:
             raise TypeError("process needs float32 x and out")
-        t = self._tables
-        _process(
-            x, out, n, self._mix, self._state, self._lv, self._head_rev, self._hist, self._scratch,
-            self._in_ring, self._out_ring, self._spectra, t.bitrev, t.twiddles, t.real_twiddles,
-        )
+        _process(x, out, n, self._mix, *self._buffers)
