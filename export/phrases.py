@@ -12,8 +12,9 @@ lossless encoding of the phrase and `reference_f0` describes exactly what the sy
 
 Legato: the channel holds the legato pedal (CC68) down, which puts FluidSynth's channel in
 monophonic legato mode; a slurred note starts `LEGATO_OVERLAP_S` before the previous one
-ends, so the synth glides into it without a new attack. Detached notes leave a gap. The
-channel is otherwise never asked to sound two notes at once.
+ends, so FluidSynth slurs into it (its default legato mode reuses the sounding voice where
+the new note maps to the same sample and releases it quickly otherwise). Detached notes
+leave a gap. The channel is otherwise never asked to sound two notes at once.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "INSTRUMENTS",
     "Instrument",
     "LEGATO_OVERLAP_S",
+    "MIN_PHRASE_S",
     "Note",
     "Phrase",
     "instrument",
@@ -43,12 +45,13 @@ __all__ = [
 CONTROL_RATE_HZ = 200
 BEND_RANGE_SEMITONES = 12
 LEGATO_OVERLAP_S = 0.01
+MIN_PHRASE_S = 2.0
 TICKS_PER_BEAT = 500
 MIDI_TEMPO_US = 500_000
 _TICKS_PER_S = TICKS_PER_BEAT * 1_000_000 // MIDI_TEMPO_US
 _BEND_STEPS = 8192
 _LEAD_IN_S = (0.1, 0.3)
-_TAIL_S = 0.6
+_END_MARGIN_S = 0.6
 _CHANNEL = 0
 
 
@@ -140,13 +143,13 @@ class Note:
         return self.onset_s + self.duration_s
 
 
-@dataclass
+@dataclass(eq=False)
 class Phrase:
     """A monophonic phrase: notes in onset order, and control curves `[frames]` sampled at
     `control_rate_hz` (frame `k` is the value from `k / control_rate_hz` s until the next
     frame): `expression` (CC11, integers 0..127) and `bend` (semitones, on the 14-bit grid of
     `±bend_range` semitones). `seconds` is the length of the MIDI file; the last note ends
-    at least `_TAIL_S` before it."""
+    at least `_END_MARGIN_S` before it."""
 
     instrument: str
     seed: int
@@ -243,14 +246,14 @@ def _arc(rng: np.random.Generator, t: np.ndarray, t0: float, t1: float) -> np.nd
 
 
 def make_phrase(instrument_name: str, seconds: float, seed: int) -> Phrase:
-    """A random expressive phrase of `seconds` (s) for `instrument_name`, fully determined by
+    """A random expressive phrase of `seconds` (s, at least `MIN_PHRASE_S`) for `instrument_name`, fully determined by
     `seed` (a numpy Generator is seeded from it): a melody in a random key and mode made of
     breath groups separated (mostly) by rests, with slurred and detached notes, dynamics
     arcs in CC11, velocity variation, vibrato that fades in on long notes, and occasional
     slides (pitch bend) between slurred notes."""
     inst = instrument(instrument_name)
-    if not seconds >= 1.0:
-        raise TimbrelError(f"{instrument_name}: a phrase needs at least 1 s (got {seconds})")
+    if not seconds >= MIN_PHRASE_S:
+        raise TimbrelError(f"{instrument_name}: a phrase needs at least {MIN_PHRASE_S} s (got {seconds})")
     rng = np.random.default_rng(seed)
     tempo = float(rng.uniform(*inst.tempo_bpm))
     beat_s = 60.0 / tempo
@@ -262,11 +265,12 @@ def make_phrase(instrument_name: str, seconds: float, seed: int) -> Phrase:
     lo, hi = pitches.size // 4, max(pitches.size * 3 // 4, pitches.size // 4 + 1)
     idx = int(rng.integers(lo, hi))
 
-    end_limit = seconds - _TAIL_S
+    end_limit = seconds - _END_MARGIN_S
+    shortest = max(inst.min_note_s, 0.1)
     t = _grid(rng.uniform(*_LEAD_IN_S))
     notes: list[Note] = []
     groups: list[tuple[float, float]] = []
-    while t < end_limit - max(inst.min_note_s, 0.1):
+    while t < end_limit - shortest:
         group_s = rng.uniform(2.0, 6.0)
         beats = rng.choice(_BEATS, size=64, p=beat_p)
         durs = [_grid(b * beat_s * rng.uniform(0.97, 1.03)) for b in beats]
@@ -274,36 +278,38 @@ def make_phrase(instrument_name: str, seconds: float, seed: int) -> Phrase:
         while count < len(durs) and (count == 0 or total + durs[count] <= group_s):
             total, count = total + durs[count], count + 1
         melody, idx = _melody(rng, pitches, count, idx)
-        g0, base_velocity = t, rng.uniform(55, 105)
+        g0, base_velocity, cut = t, rng.uniform(55, 100), False
         for i, (dur, pitch) in enumerate(zip(durs[:count], melody)):
             if t + dur > end_limit:
                 dur = _grid(end_limit - t)
-                if dur < max(inst.min_note_s, 0.1):
+                if dur < shortest:
+                    cut = True
                     break
             last = i == count - 1
-            nxt_pitch = melody[i + 1] if not last else None
-            slur = not last and nxt_pitch != pitch and rng.random() < inst.legato
+            slur = not last and melody[i + 1] != pitch and rng.random() < inst.legato
             if slur:
                 sound = dur + LEGATO_OVERLAP_S
             else:
                 gap = max(0.04, dur * rng.uniform(0.08, 0.4))
                 sound = _grid(max(dur - gap, inst.min_note_s / 2, 2.0 / CONTROL_RATE_HZ))
             accent = 12 if i == 0 else 0
-            velocity = int(np.clip(round(base_velocity + accent + rng.normal(0, 7)), 20, 127))
-            notes.append(Note(round(t, 6), round(sound, 6), pitch, velocity, bool(slur)))
+            velocity = base_velocity + accent + rng.normal(0, 7)
+            notes.append(Note(round(t, 6), round(sound, 6), pitch, int(round(velocity)), bool(slur)))
             t = _grid(t + dur)
         if notes and notes[-1].legato:
             n = notes[-1]
             notes[-1] = Note(n.onset_s, n.duration_s - LEGATO_OVERLAP_S, n.pitch, n.velocity, False)
-        groups.append((g0, t))
+        if t > g0:
+            groups.append((g0, t))
+        if cut:
+            break
         if rng.random() < 0.8:
             t = _grid(t + rng.uniform(0.25, 1.2))
-    if not notes:
-        raise TimbrelError(f"{instrument_name}: {seconds} s is too short for a phrase")
 
     frames = int(math.ceil(seconds * CONTROL_RATE_HZ))
     expression = _expression(rng, inst, notes, groups, frames)
     bend = _bend(rng, inst, notes, frames)
+    notes = [_with_dynamics(n, expression) for n in notes]
     return Phrase(
         instrument=inst.name,
         seed=int(seed),
@@ -314,6 +320,13 @@ def make_phrase(instrument_name: str, seconds: float, seed: int) -> Phrase:
         tempo_bpm=round(tempo, 3),
         key=f"{['C', 'C#', 'D', 'Eb', 'E', 'F', 'F#', 'G', 'Ab', 'A', 'Bb', 'B'][tonic]} {mode}",
     )
+
+
+def _with_dynamics(note: Note, expression: np.ndarray) -> Note:
+    """`note` with its velocity following the CC11 level at its onset, clipped to 20..127."""
+    level = expression[min(_frame(note.onset_s), expression.size - 1)] / 127.0
+    velocity = int(np.clip(note.velocity + round(50 * (level - 0.65)), 20, 127))
+    return Note(note.onset_s, note.duration_s, note.pitch, velocity, note.legato)
 
 
 def _frame(seconds: float) -> int:
@@ -374,7 +387,8 @@ def _bend(rng, inst: Instrument, notes: list[Note], frames: int) -> np.ndarray:
 
 def _bend_value(semitones: np.ndarray | float, bend_range: int) -> np.ndarray:
     """MIDI pitch-wheel values (-8192..8191) for bends in semitones."""
-    return np.clip(np.round(np.asarray(semitones) / bend_range * _BEND_STEPS), -_BEND_STEPS, _BEND_STEPS - 1).astype(int)
+    steps = np.round(np.asarray(semitones) / bend_range * _BEND_STEPS)
+    return np.clip(steps, -_BEND_STEPS, _BEND_STEPS - 1).astype(int)
 
 
 def _quantise_bend(semitones: np.ndarray, bend_range: int) -> np.ndarray:
@@ -389,7 +403,10 @@ def phrase_to_midi(phrase: Phrase) -> mido.MidiFile:
     ticks_per_frame = _TICKS_PER_S // phrase.control_rate_hz
     if _TICKS_PER_S % phrase.control_rate_hz:
         raise TimbrelError(f"{phrase.instrument}: control rate {phrase.control_rate_hz} Hz does not divide 1 kHz")
-    cc = lambda control, value: mido.Message("control_change", channel=_CHANNEL, control=control, value=value)  # noqa: E731
+
+    def cc(control: int, value: int) -> mido.Message:
+        return mido.Message("control_change", channel=_CHANNEL, control=control, value=value)
+
     setup = [
         mido.MetaMessage("track_name", name=f"{phrase.instrument} seed {phrase.seed}"),
         mido.MetaMessage("set_tempo", tempo=MIDI_TEMPO_US),
@@ -437,8 +454,8 @@ def reference_f0(
     their hop, as in docs/DSP.md, and `delay_s` is an analyser's delay. The sounding note
     is the latest one started and not yet released (a slur switches at the next onset);
     its pitch plus the bend curve (held between control frames, as MIDI does) gives f0
-    (A4 = 440 Hz). Frames in gaps are unvoiced with f0 = 0. `num_frames` defaults to
-    `floor(phrase.seconds * frame_rate)`.
+    (A4 = 440 Hz). Frames in gaps, release tails included, are unvoiced with f0 = 0.
+    `num_frames` defaults to `floor(phrase.seconds * frame_rate)`.
     """
     if num_frames is None:
         num_frames = int(math.floor(phrase.seconds * frame_rate + 1e-9))
