@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from engine.atomic import atomic_path
 from engine.errors import TimbrelError
 
 
@@ -25,17 +25,8 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) ->
     if fmt not in soundfile.available_formats():
         raise TimbrelError(f"{path}: unsupported audio format '{path.suffix}' (use .wav, .flac or .ogg)")
     subtype = "PCM_24" if fmt == "WAV" else None
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise TimbrelError(f"{path}: folder {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            soundfile.write(handle, np.asarray(audio, dtype=np.float32), int(sample_rate), format=fmt, subtype=subtype)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        soundfile.write(handle, np.asarray(audio, dtype=np.float32), int(sample_rate), format=fmt, subtype=subtype)
     return path
 
 

@@ -13,12 +13,12 @@ import hashlib
 import io
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from engine.atomic import write_bytes
 from engine.errors import TimbrelError
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff"}
@@ -133,10 +133,7 @@ def analyse_file(path: Path, sample_rate: int, hop: int, cache_dir: Path | None)
         cached.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
         np.savez(buffer, audio=audio, f0_hz=f0, loudness_db=ld, voiced=voiced)
-        fd, tmp = tempfile.mkstemp(dir=cached.parent, suffix=".part")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(buffer.getvalue())
-        os.replace(tmp, cached)
+        write_bytes(cached, buffer.getvalue())
     return record
 
 

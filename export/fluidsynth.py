@@ -29,6 +29,7 @@ import mido
 import numpy as np
 import soundfile
 
+from engine.atomic import write_text
 from engine.audiofile import write_audio
 from engine.errors import TimbrelError
 from export.phrases import MIN_PHRASE_S, make_phrase, phrase_to_midi
@@ -123,17 +124,6 @@ def render_midi(
     return write_audio(out_wav, mono, rate)
 
 
-def _write_json(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, separators=(",", ":"))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def phrase_seed(seed: int, index: int) -> int:
     """The seed of phrase `index` of the dataset drawn from `seed` (a 63-bit integer)."""
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, np.uint64)[0] >> np.uint64(1))
@@ -168,6 +158,6 @@ def generate_dataset(
         sidecar = phrase.to_dict() | {
             "dataset_seed": int(seed), "index": i, "sample_rate": int(sample_rate), "audio": wav.name,
         }
-        _write_json(wav.with_suffix(".json"), sidecar)
+        write_text(wav.with_suffix(".json"), json.dumps(sidecar, separators=(",", ":")))
         paths.append(wav)
     return paths

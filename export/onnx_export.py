@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.atomic import write_bytes
 from engine.errors import TimbrelError
 from export import synth
 from export.model import TimbreModel
@@ -88,7 +89,7 @@ def export_onnx(model: TimbreModel, path: str | os.PathLike, *, name: str, f0_st
         entry.key, entry.value = key, value
     proto.doc_string = f"timbrel timbre model '{name}'"
     onnx.checker.check_model(proto)
-    _write_atomically(path, proto.SerializeToString())
+    write_bytes(path, proto.SerializeToString())
     return path
 
 
@@ -100,20 +101,6 @@ def _name_output_axes(proto) -> None:
         for dim, label in zip(dims, names):
             dim.ClearField("dim_value")
             dim.dim_param = label
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise TimbrelError(f"{path}: folder {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def check_export(model: TimbreModel, path: str | os.PathLike, f0_hz: np.ndarray, loudness_db: np.ndarray,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.atomic import atomic_path, write_text
 from engine.errors import TimbrelError
 from export.dataset import Dataset, Recording, prepare_dataset, sample_batch
 from export.loss import SpectralLoss
@@ -81,14 +81,8 @@ def _device(rank: int) -> torch.device:
 
 def save_atomically(obj, path: Path) -> None:
     """`torch.save` to a temporary file beside `path`, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
@@ -152,11 +146,9 @@ def plot_history(history: History, path: Path, title: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def train(folder: str | os.PathLike, workdir: str | os.PathLike, *, name: str,
@@ -243,7 +235,7 @@ def train(folder: str | os.PathLike, workdir: str | os.PathLike, *, name: str,
                     save_atomically(snapshot(step), best_path)
             if rank == 0 and (step % config.checkpoint_every == 0 or step == config.steps):
                 save_atomically(snapshot(step), last_path)
-                (workdir / "history.json").write_text(json.dumps(asdict(history)))
+                write_text(workdir / "history.json", json.dumps(asdict(history)))
                 plot_history(history, workdir / "loss.png", f"{name}: spectral loss")
             if bar is not None:
                 bar.update(1)
