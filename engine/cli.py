@@ -60,7 +60,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     model_config = ModelConfig(sample_rate=args.sample_rate, frame_rate=args.frame_rate, harmonics=args.harmonics,
                                noise_bands=args.noise_bands, units=args.units, hidden=args.hidden, layers=args.layers)
     config = TrainConfig(steps=args.steps, batch=args.batch, clip_seconds=args.clip_seconds,
-                         learning_rate=args.learning_rate, seed=args.seed)
+                         learning_rate=args.learning_rate, seed=args.seed, max_minutes=args.max_minutes)
     workdir = Path(args.workdir or f"{args.name}.train")
     output = Path(args.output or f"{args.name}.onnx")
     cache = Path(user_cache_dir("timbrel")) / "features"
@@ -112,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--workdir", help="checkpoints, history and loss curve (default: NAME.train)")
     tr.add_argument("--resume", action="store_true", help="continue the run in --workdir")
     tr.add_argument("--steps", type=int, default=3000)
+    tr.add_argument("--max-minutes", type=float, help="stop after this much training time, keeping the best model")
     tr.add_argument("--batch", type=int, default=8)
     tr.add_argument("--clip-seconds", type=float, default=1.0)
     tr.add_argument("--learning-rate", type=float, default=1e-3)

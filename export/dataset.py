@@ -20,6 +20,7 @@ import numpy as np
 
 from engine.atomic import write_bytes
 from engine.errors import TimbrelError
+from engine.features.loudness import FLOOR_DB
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff"}
 MIN_VOICED_SECONDS = 5.0
@@ -179,12 +180,12 @@ def sample_batch(recordings: list[Recording], batch: int, frames: int, hop: int,
     """Random crops: f0 `[batch, frames]`, loudness `[batch, frames]`, audio `[batch, frames * hop]`.
 
     Crops are drawn in proportion to each segment's length; segments shorter than `frames`
-    are zero-padded (silence at the floor loudness).
+    are padded with silence (the loudness floor, holding the last f0).
     """
     lengths = np.array([r.f0_hz.size for r in recordings], dtype=np.float64)
     choice = rng.choice(len(recordings), size=batch, p=lengths / lengths.sum())
     f0 = np.zeros((batch, frames), np.float32)
-    ld = np.full((batch, frames), -120.0, np.float32)
+    ld = np.full((batch, frames), FLOOR_DB, np.float32)
     audio = np.zeros((batch, frames * hop), np.float32)
     for i, k in enumerate(choice):
         r = recordings[k]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import tempfile
 import time
@@ -71,6 +72,9 @@ def export_onnx(model: TimbreModel, path: str | os.PathLike, *, name: str, f0_st
     voices, frames = 2, 3
     example = (torch.full((voices, frames), 220.0), torch.full((voices, frames), -30.0), torch.zeros(voices, c.hidden))
     v, f = torch.export.Dim("voices", min=1), torch.export.Dim("frames", min=1)
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         raw = Path(tmp) / "decoder.onnx"
@@ -80,6 +84,7 @@ def export_onnx(model: TimbreModel, path: str | os.PathLike, *, name: str, f0_st
             dynamo=True, external_data=False, verbose=False,
         )
         proto = onnx.load(str(raw))
+    quiet.setLevel(level)
     _name_output_axes(proto)
     ir = model.impulse_response().detach().numpy().astype("<f4")
     record = metadata_record(model, name, f0_stats, loudness_stats, provenance)

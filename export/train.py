@@ -43,6 +43,8 @@ class TrainConfig:
     validate_every: int = 100
     checkpoint_every: int = 100
     seed: int = 0
+    max_minutes: float | None = None
+    """Stop early, as if `steps` were reached, once the run has trained this long."""
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -167,7 +169,7 @@ def train(folder: str | os.PathLike, workdir: str | os.PathLike, *, name: str,
     checkpoint = load_checkpoint(last_path) if resume else None
     if checkpoint is not None:
         model_config = ModelConfig.from_dict(checkpoint["model_config"])
-        config = TrainConfig.from_dict({**checkpoint["train_config"], "steps": config.steps})
+        config = TrainConfig.from_dict({**checkpoint["train_config"], "steps": config.steps, "max_minutes": config.max_minutes})
 
     torch.manual_seed(config.seed + rank)
     if dataset is None:
@@ -223,9 +225,15 @@ def train(folder: str | os.PathLike, workdir: str | os.PathLike, *, name: str,
             schedule.step()
             step += 1
             history.steps.append(step)
-            history.train_loss.append(float(loss))
+            history.train_loss.append(loss.item())
             history.seconds = time.monotonic() - began
-            if rank == 0 and (step % config.validate_every == 0 or step == config.steps):
+            out_of_time = config.max_minutes is not None and history.seconds >= 60 * config.max_minutes
+            if world > 1:
+                flag = torch.tensor([float(out_of_time)], device=device)
+                torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+                out_of_time = bool(flag.item())
+            last = step == config.steps or out_of_time
+            if rank == 0 and (step % config.validate_every == 0 or last):
                 model.eval()
                 value = validation_loss(model, dataset.validation, loss_fn, frames * 4, device)
                 history.validation_steps.append(step)
@@ -233,13 +241,15 @@ def train(folder: str | os.PathLike, workdir: str | os.PathLike, *, name: str,
                 if value < history.best_validation:
                     history.best_validation = value
                     save_atomically(snapshot(step), best_path)
-            if rank == 0 and (step % config.checkpoint_every == 0 or step == config.steps):
+            if rank == 0 and (step % config.checkpoint_every == 0 or last):
                 save_atomically(snapshot(step), last_path)
                 write_text(workdir / "history.json", json.dumps(asdict(history)))
                 plot_history(history, workdir / "loss.png", f"{name}: spectral loss")
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{float(loss):.3f}", val=f"{history.best_validation:.3f}")
+                bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}", val=f"{history.best_validation:.3f}")
+            if out_of_time:
+                break
     except KeyboardInterrupt:
         if rank == 0:
             save_atomically(snapshot(step), last_path)
