@@ -99,7 +99,12 @@ def export_onnx(model: TimbreModel, path: str | os.PathLike, *, name: str, f0_st
 
 
 def _name_output_axes(proto) -> None:
-    """Give every output symbolic voices/frames axes (the exporter bakes in the example's sizes)."""
+    """Give every output symbolic voices/frames axes (the exporter bakes in the example's sizes).
+
+    The exporter's intermediate shape annotations keep the example's frame count too;
+    they are optional, and onnxruntime checks bound outputs against them, so they go.
+    """
+    del proto.graph.value_info[:]
     for output in proto.graph.output:
         dims = output.type.tensor_type.shape.dim
         names = ["voices", "frames"] if output.name != "new_state" else ["voices"]

@@ -1,0 +1,138 @@
+"""Per-frame voice kernels of the MIDI instrument (numba): envelopes, pitch, model batching.
+
+All of these run on the audio thread once per control frame and touch only preallocated
+arrays. Voice state lives in a handful of arrays indexed by voice slot.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+IDLE, HELD, SUSTAINED, RELEASED, FADING = 0, 1, 2, 3, 4
+ATTACK, DECAY, SUSTAIN, RELEASE = 0, 1, 2, 3
+ENVELOPE_FLOOR_DB = -60.0
+"""Where an envelope starts and ends, relative to the note's level (dB)."""
+
+# Columns of the float parameter vector passed to `voice_frame`.
+(P_ATTACK_S, P_DECAY_S, P_SUSTAIN_DB, P_RELEASE_S, P_FRAME_S, P_BEND_ST, P_VIBRATO_CENTS, P_VIBRATO_HZ,
+ P_GLIDE_S, P_LEVEL_DB, P_PRESSURE_DB, P_TRANSPOSE_ST, P_LOUDNESS_LO, P_LOUDNESS_HI, P_VELOCITY_CURVE) = range(15)
+FRAME_PARAMS = 15
+
+
+@numba.njit(nogil=True, cache=True)
+def voice_frame(state, note, velocity, env_db, stage, pitch, glide_from, vibrato_phase, params,
+                f0_out, loudness_out, scale_out, order, finished):
+    """Advance every sounding voice by one frame and compute its model inputs.
+
+    Writes f0 (Hz) and loudness (dB) per voice, `scale_out` (1, or 0 for a voice fading
+    out this frame), the slots to run through the model in `order` (returns how many),
+    and the slots whose fade ended and can be stopped in `finished` (count in finished[-1]).
+    """
+    voices = state.shape[0]
+    dt = params[P_FRAME_S]
+    count = 0
+    done = 0
+    glide = 1.0 - math.exp(-dt / params[P_GLIDE_S]) if params[P_GLIDE_S] > 0.0 else 1.0
+    for v in range(voices):
+        s = state[v]
+        if s == IDLE:
+            continue
+        if s == FADING:
+            finished[done] = v
+            done += 1
+            state[v] = IDLE
+            continue
+        if stage[v] == ATTACK:
+            env_db[v] += -ENVELOPE_FLOOR_DB * dt / max(params[P_ATTACK_S], dt)
+            if env_db[v] >= 0.0:
+                env_db[v] = 0.0
+                stage[v] = DECAY
+        elif stage[v] == DECAY:
+            env_db[v] -= -ENVELOPE_FLOOR_DB * dt / max(params[P_DECAY_S], dt)
+            if env_db[v] <= params[P_SUSTAIN_DB]:
+                env_db[v] = params[P_SUSTAIN_DB]
+                stage[v] = SUSTAIN
+        elif stage[v] == SUSTAIN:
+            env_db[v] = params[P_SUSTAIN_DB]
+        else:
+            env_db[v] -= -ENVELOPE_FLOOR_DB * dt / max(params[P_RELEASE_S], dt)
+        glide_from[v] += (pitch[v] - glide_from[v]) * glide
+        vibrato_phase[v] = (vibrato_phase[v] + params[P_VIBRATO_HZ] * dt) % 1.0
+        vibrato = params[P_VIBRATO_CENTS] / 100.0 * math.sin(2.0 * math.pi * vibrato_phase[v])
+        semitones = glide_from[v] + params[P_BEND_ST] + params[P_TRANSPOSE_ST] + vibrato
+        f0_out[v] = 440.0 * 2.0 ** ((semitones - 69.0) / 12.0)
+        reach = (velocity[v] / 127.0) ** params[P_VELOCITY_CURVE]
+        base = params[P_LOUDNESS_LO] + (params[P_LOUDNESS_HI] - params[P_LOUDNESS_LO]) * reach
+        loudness_out[v] = base + env_db[v] + params[P_LEVEL_DB] + params[P_PRESSURE_DB]
+        scale_out[v] = 1.0
+        if stage[v] == RELEASE and env_db[v] <= ENVELOPE_FLOOR_DB:
+            state[v] = FADING
+            scale_out[v] = 0.0
+        order[count] = v
+        count += 1
+    finished[finished.shape[0] - 1] = done
+    return count
+
+
+@numba.njit(nogil=True, cache=True)
+def gather_inputs(order, count, f0, loudness, gru_state, f0_in, loudness_in, state_in):
+    """Pack the voices in `order[:count]` into the model's batch inputs `[count, 1]`, `[count, H]`."""
+    for i in range(count):
+        v = order[i]
+        f0_in[i, 0] = f0[v]
+        loudness_in[i, 0] = loudness[v]
+        state_in[i, :] = gru_state[v, :]
+
+
+@numba.njit(nogil=True, cache=True)
+def scatter_outputs(order, count, scale, amp_out, dist_out, noise_out, state_out,
+                    frame_amp, frame_dist, frame_noise, gru_state):
+    """Unpack the model's batch outputs into per-voice synth frames and GRU states.
+
+    A voice whose outputs are not all finite is muted for the frame and its GRU state is
+    zeroed, so one bad frame can neither sound nor poison the next. Returns how many
+    voices were muted that way.
+    """
+    bad = 0
+    for i in range(count):
+        v = order[i]
+        finite = math.isfinite(amp_out[i, 0])
+        for k in range(dist_out.shape[2]):
+            finite = finite and math.isfinite(dist_out[i, 0, k])
+        for k in range(noise_out.shape[2]):
+            finite = finite and math.isfinite(noise_out[i, 0, k])
+        for k in range(state_out.shape[1]):
+            finite = finite and math.isfinite(state_out[i, k])
+        if not finite:
+            bad += 1
+            frame_amp[v] = 0.0
+            frame_dist[v, :] = 0.0
+            frame_noise[v, :] = 0.0
+            gru_state[v, :] = 0.0
+            continue
+        g = scale[v]
+        frame_amp[v] = amp_out[i, 0] * g
+        for k in range(dist_out.shape[2]):
+            frame_dist[v, k] = dist_out[i, 0, k]
+        for k in range(noise_out.shape[2]):
+            frame_noise[v, k] = noise_out[i, 0, k] * g
+        gru_state[v, :] = state_out[i, :]
+    return bad
+
+
+@numba.njit(nogil=True, cache=True)
+def mix_to_bus(mix, out, gain_from, gain_to):
+    """Write the mono float64 `mix` `[n]` to both rows of the float32 bus `out` `[2, n]`,
+    with the gain ramping linearly from `gain_from` to `gain_to` across the block. Non-finite
+    samples become 0."""
+    n = out.shape[1]
+    step = (gain_to - gain_from) / n
+    for j in range(n):
+        x = mix[j] * (gain_from + step * (j + 1))
+        if not math.isfinite(x):
+            x = 0.0
+        out[0, j] = x
+        out[1, j] = x
