@@ -19,6 +19,7 @@ import numpy as np
 
 from engine.events import CHANNEL_PRESSURE, CONTROL_CHANGE, NOTE_OFF, NOTE_ON, PITCH_BEND
 from engine.kernels.convolution import Convolver
+from engine.kernels.mixing import mono_to_bus
 from engine.kernels.synth import SynthBank
 from plugin import voices as vk
 from plugin.api import Parameter, Plugin
@@ -369,5 +370,5 @@ class MidiInstrument(Plugin):
         self.reverb.mix = float(self.params.values[_I["reverb_mix"]])
         self.reverb.process(mono, mono)
         gain = 10.0 ** (self.params.values[_I["gain_db"]] / 20.0)
-        vk.mix_to_bus(mono, out, self._gain, gain)
+        mono_to_bus(mono, out, self._gain, gain)
         self._gain = gain

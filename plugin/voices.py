@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 import numba
-import numpy as np
 
 IDLE, HELD, SUSTAINED, RELEASED, FADING = 0, 1, 2, 3, 4
 ATTACK, DECAY, SUSTAIN, RELEASE = 0, 1, 2, 3
@@ -121,18 +120,3 @@ def scatter_outputs(order, count, scale, amp_out, dist_out, noise_out, state_out
             frame_noise[v, k] = noise_out[i, 0, k] * g
         gru_state[v, :] = state_out[i, :]
     return bad
-
-
-@numba.njit(nogil=True, cache=True)
-def mix_to_bus(mix, out, gain_from, gain_to):
-    """Write the mono float64 `mix` `[n]` to both rows of the float32 bus `out` `[2, n]`,
-    with the gain ramping linearly from `gain_from` to `gain_to` across the block. Non-finite
-    samples become 0."""
-    n = out.shape[1]
-    step = (gain_to - gain_from) / n
-    for j in range(n):
-        x = mix[j] * (gain_from + step * (j + 1))
-        if not math.isfinite(x):
-            x = 0.0
-        out[0, j] = x
-        out[1, j] = x

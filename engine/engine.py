@@ -1,0 +1,197 @@
+"""The real-time engine: the block callback, and the control API other threads use.
+
+Threads (docs/ARCHITECTURE.md has the full picture):
+
+- the **audio thread** calls `process` once per block. It drains the MIDI event queue,
+  runs the current plugin, crossfades to a newly loaded one, limits the output and
+  updates the meters. It never allocates arrays, never takes a lock, never logs and never
+  raises: an exception inside a plugin silences that block and is counted.
+- **MIDI input threads** only push into `events` (lock-free, see `engine.events`).
+- **control threads** (the CLI, a UI) call `load`, `set_parameter`, `status`: these only
+  write single values or swap single references, which the audio thread picks up at its
+  next block. `load` prepares the new plugin on the caller's thread, never the audio one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.events import EventQueue
+from engine.kernels.limiter import limit
+from engine.kernels.mixing import crossfade, peak
+from plugin.api import Plugin
+
+CROSSFADE_S = 0.02
+LIMIT_CEILING = 0.98
+LIMIT_RELEASE_S = 0.05
+MAX_EVENTS_PER_BLOCK = 1024
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    """A snapshot of the meters, safe to take from any thread."""
+
+    sample_rate: int
+    block_size: int
+    voices: int
+    cpu_load: float
+    """Mean share of the block's duration spent in `process` (0.25 = 25 % of a core)."""
+    peak_load: float
+    input_peak: float
+    output_peak: float
+    blocks: int
+    overruns: int
+    """Blocks whose processing took longer than the block lasts."""
+    errors: int
+    """Blocks silenced because a plugin raised."""
+    latency_samples: int
+    plugin: str
+
+
+class Engine:
+    """Runs one instrument (MIDI or live transfer) per block, with a limiter and meters.
+
+    `sample_rate` (Hz) and `max_block` (samples) are fixed for the engine's life; blocks
+    may be any size up to `max_block`. Output is stereo.
+    """
+
+    def __init__(self, sample_rate: int = 48000, max_block: int = 2048):
+        self.sample_rate = int(sample_rate)
+        self.max_block = int(max_block)
+        self.events = EventQueue()
+        self._events = np.zeros(MAX_EVENTS_PER_BLOCK, dtype=np.int32)
+        self._none = self._events[:0]
+        self._bus = np.zeros((2, max_block), dtype=np.float32)
+        self._fade_bus = np.zeros((2, max_block), dtype=np.float32)
+        self._silence = np.zeros(max_block, dtype=np.float32)
+        self._limiter = np.ones(1)
+        self._release = 1.0 - math.exp(-1.0 / (LIMIT_RELEASE_S * self.sample_rate))
+        self._current: Plugin | None = None
+        self._incoming: Plugin | None = None
+        self._outgoing: Plugin | None = None
+        self.retired: list[Plugin | None] = [None] * 8
+        """Plugins swapped out, parked so a control thread frees them, not the audio one."""
+        self._fade_left = 0
+        self._fade_len = max(1, int(CROSSFADE_S * self.sample_rate))
+        self._busy_ns = 0
+        self._busy_peak = 0.0
+        self._load_sum = 0.0
+        self.blocks = 0
+        self.overruns = 0
+        self.errors = 0
+        self.input_peak = 0.0
+        self.output_peak = 0.0
+        self.last_error = ""
+        self._last_block = 0
+
+    # Control API (any thread) ----------------------------------------------------------
+
+    @property
+    def plugin(self) -> Plugin | None:
+        """The plugin now playing (or about to, once its crossfade starts)."""
+        return self._incoming or self._current
+
+    def load(self, plugin: Plugin) -> None:
+        """Prepare `plugin` on this thread, then have the audio thread crossfade to it.
+
+        The switch happens at the next block boundary with a 20 ms crossfade; what was
+        playing keeps playing until then.
+        """
+        plugin.prepare(self.sample_rate, self.max_block)
+        self._incoming = plugin
+        self.collect()
+
+    def collect(self) -> None:
+        """Free plugins the audio thread has swapped out (call from a control thread)."""
+        for i in range(len(self.retired)):
+            self.retired[i] = None
+
+    def set_parameter(self, parameter_id: str, value: float) -> float:
+        """Set a parameter of the playing plugin; returns the clamped value."""
+        plugin = self.plugin
+        if plugin is None:
+            raise KeyError("no plugin loaded")
+        return plugin.params.set(parameter_id, value)
+
+    def status(self) -> EngineStatus:
+        """Meters and counters, read without disturbing the audio thread."""
+        plugin = self.plugin
+        blocks = max(self.blocks, 1)
+        return EngineStatus(
+            sample_rate=self.sample_rate, block_size=self._last_block,
+            voices=int(getattr(plugin, "active_voices", 0)), cpu_load=self._load_sum / blocks,
+            peak_load=self._busy_peak, input_peak=self.input_peak, output_peak=self.output_peak, blocks=self.blocks,
+            overruns=self.overruns, errors=self.errors,
+            latency_samples=plugin.latency_samples if plugin else 0, plugin=plugin.name if plugin else "",
+        )
+
+    def reset_meters(self) -> None:
+        """Zero the counters and peaks (e.g. after warm-up)."""
+        self.blocks = self.overruns = self.errors = 0
+        self._load_sum = self._busy_peak = 0.0
+        self.input_peak = self.output_peak = 0.0
+
+    # Audio thread -------------------------------------------------------------------------
+
+    def process(self, inp: np.ndarray | None, out: np.ndarray) -> None:
+        """Render one block into `out` float32 `[n, channels]` from mono input `inp` `[n]` (or None)."""
+        start = time.perf_counter_ns()
+        n = out.shape[0]
+        self._last_block = n
+        if inp is None:
+            inp = self._silence[:n]
+        else:
+            self.input_peak = max(self.input_peak * 0.95, peak(inp))
+        count = self.events.pop_into(self._events)
+        events = self._events[:count]
+        if self._incoming is not None and self._fade_left == 0:
+            self._outgoing, self._current, self._incoming = self._current, self._incoming, None
+            self._fade_left = self._fade_len if self._outgoing is not None else 0
+        bus = self._bus[:, :n]
+        self._run(self._current, inp, bus, events)
+        if self._fade_left:
+            self._crossfade(inp, bus, n)
+        self.output_peak = max(self.output_peak * 0.95, limit(bus, self._limiter, LIMIT_CEILING, self._release))
+        channels = out.shape[1]
+        for c in range(channels):
+            out[:, c] = bus[min(c, 1)]
+        elapsed = (time.perf_counter_ns() - start) * 1e-9
+        load = elapsed * self.sample_rate / max(n, 1)
+        self.blocks += 1
+        self._load_sum += load
+        self._busy_peak = max(self._busy_peak, load)
+        if load > 1.0:
+            self.overruns += 1
+
+    def _run(self, plugin: Plugin | None, inp: np.ndarray, bus: np.ndarray, events: np.ndarray) -> None:
+        if plugin is None:
+            bus[:] = 0.0
+            return
+        try:
+            plugin.process(inp, bus, events)
+        except Exception as err:  # the audio thread must survive any plugin fault
+            bus[:] = 0.0
+            self.errors += 1
+            self.last_error = f"{plugin.name}: {type(err).__name__}: {err}"
+
+    def _crossfade(self, inp: np.ndarray, bus: np.ndarray, n: int) -> None:
+        """Mix the outgoing plugin in, fading out linearly while the new one fades in."""
+        old = self._fade_bus[:, :n]
+        self._run(self._outgoing, inp, old, self._none)
+        self._fade_left -= crossfade(bus, old, self._fade_len - self._fade_left, self._fade_len)
+        if self._fade_left == 0:
+            self._retire(self._outgoing)
+            self._outgoing = None
+
+    def _retire(self, plugin: Plugin) -> None:
+        """Park a swapped-out plugin in a free slot; a control thread frees it (`collect`)."""
+        slots = self.retired
+        for i in range(len(slots)):
+            if slots[i] is None:
+                slots[i] = plugin
+                return
+        slots[0] = plugin

@@ -1,0 +1,39 @@
+"""The output limiter (numba): every sample leaves within the ceiling, and never NaN."""
+
+from __future__ import annotations
+
+import math
+
+import numba
+
+
+@numba.njit(nogil=True, cache=True)
+def limit(bus, state, ceiling, release):
+    """Limit the float32 bus `[channels, n]` in place to +-`ceiling`; return the peak before limiting.
+
+    The gain (`state[0]`, shared by all channels so the image holds) drops instantly to
+    whatever keeps the loudest channel at the ceiling and recovers towards 1 with the
+    per-sample coefficient `release`. Non-finite samples become 0. Gains below 1e-9 are
+    flushed to it, so recovery never wanders into subnormal numbers.
+    """
+    channels, n = bus.shape
+    gain = state[0]
+    peak = 0.0
+    for j in range(n):
+        loudest = 0.0
+        for c in range(channels):
+            x = bus[c, j]
+            if not math.isfinite(x):
+                bus[c, j] = 0.0
+                x = 0.0
+            loudest = max(loudest, abs(x))
+        peak = max(peak, loudest)
+        gain += (1.0 - gain) * release
+        if loudest * gain > ceiling:
+            gain = ceiling / loudest
+        gain = max(gain, 1e-9)
+        for c in range(channels):
+            y = bus[c, j] * gain
+            bus[c, j] = min(ceiling, max(-ceiling, y))
+    state[0] = gain
+    return peak

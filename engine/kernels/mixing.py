@@ -1,0 +1,45 @@
+"""Small per-block mixing kernels (numba): bus writes, crossfades and peak meters."""
+
+from __future__ import annotations
+
+import math
+
+import numba
+
+
+@numba.njit(nogil=True, cache=True)
+def mono_to_bus(mono, bus, gain_from, gain_to):
+    """Write mono `[n]` to both rows of the float32 bus `[2, n]`, the gain ramping linearly
+    from `gain_from` to `gain_to` across the block. Non-finite samples become 0."""
+    n = bus.shape[1]
+    step = (gain_to - gain_from) / n
+    for j in range(n):
+        x = mono[j] * (gain_from + step * (j + 1))
+        if not math.isfinite(x):
+            x = 0.0
+        bus[0, j] = x
+        bus[1, j] = x
+
+
+@numba.njit(nogil=True, cache=True)
+def crossfade(bus, old, done, total):
+    """Fade `old` `[channels, n]` out and `bus` in, sample `done` of a `total`-sample crossfade.
+
+    Writes the mix into `bus`; returns how many crossfade samples this block used.
+    """
+    channels, n = bus.shape
+    m = min(n, total - done)
+    for j in range(m):
+        g = (done + j + 1) / total
+        for c in range(channels):
+            bus[c, j] = bus[c, j] * g + old[c, j] * (1.0 - g)
+    return m
+
+
+@numba.njit(nogil=True, cache=True)
+def peak(x):
+    """Largest absolute sample of `x` `[n]` (0 for an empty block)."""
+    top = 0.0
+    for j in range(x.shape[0]):
+        top = max(top, abs(x[j]))
+    return top
