@@ -39,6 +39,68 @@ def _play(audio, sample_rate: int) -> None:
         print(f"timbrel: no audio output to play on ({err}); the file was written instead", file=sys.stderr)
 
 
+def resolve_model(spec: str | None):
+    """A loaded model from `-p`: a model file path, or None for the shipped default."""
+    from pathlib import Path
+
+    from plugin.model import load_model
+    from presets import default_model
+
+    path = Path(spec) if spec else default_model()
+    if spec and not path.exists() and not spec.endswith(".onnx"):
+        raise TimbrelError(f"{spec}: no such preset or model file (give a path to a .onnx model)")
+    return load_model(path)
+
+
+def _instrument(args: argparse.Namespace):
+    from plugin.instrument import MidiInstrument
+
+    return MidiInstrument(resolve_model(args.preset), voices=args.voices)
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    import time
+
+    from engine.audiofile import write_audio
+    from engine.render import render_midi
+
+    instrument = _instrument(args)
+    began = time.perf_counter()
+    audio = render_midi(args.song, instrument, args.samplerate, args.blocksize)
+    elapsed = time.perf_counter() - began
+    write_audio(args.output, audio, args.samplerate)
+    seconds = audio.shape[0] / args.samplerate
+    print(f"wrote {args.output} ({seconds:.1f} s, rendered {seconds / elapsed:.0f}x faster than real time)")
+    return 0
+
+
+def _cmd_transfer(args: argparse.Namespace) -> int:
+    import time
+
+    import numpy as np
+    import soxr
+
+    from engine.audiofile import read_audio, write_audio
+    from engine.render import render_audio
+    from plugin.transfer import TimbreTransfer
+
+    audio, rate = read_audio(args.input)
+    mono = audio.mean(axis=1)
+    if rate != args.samplerate:
+        mono = soxr.resample(mono, rate, args.samplerate, quality="HQ")
+    plugin = TimbreTransfer(resolve_model(args.preset))
+    for assignment in args.set or []:
+        key, _, value = assignment.partition("=")
+        plugin.params.set(key.strip(), float(value))
+    began = time.perf_counter()
+    out = render_audio(np.ascontiguousarray(mono, dtype=np.float32), plugin, args.samplerate, args.blocksize)
+    elapsed = time.perf_counter() - began
+    write_audio(args.output, out, args.samplerate)
+    seconds = out.shape[0] / args.samplerate
+    print(f"wrote {args.output} ({seconds:.1f} s, rendered {seconds / elapsed:.0f}x faster than real time)")
+    return 0
+
+
 def _require_training():
     try:
         import torch  # noqa: F401
@@ -93,6 +155,14 @@ def _print_figures(figures: dict) -> None:
         print(f"  {key:24s} {value:.4g}" if isinstance(value, float) else f"  {key:24s} {value}")
 
 
+def block_size(text: str) -> int:
+    """argparse type: a block size of 16 to 2048 samples."""
+    value = int(text)
+    if not 16 <= value <= 2048:
+        raise argparse.ArgumentTypeError(f"block size must be 16 to 2048 samples, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, with one sub-command per job."""
     parser = argparse.ArgumentParser(prog="timbrel", description="A real-time host for neural (DDSP) instruments.")
@@ -132,6 +202,24 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("-o", "--output", help="model file to write (default: NAME.onnx)")
     ex.add_argument("--name", help="rename the model")
     ex.set_defaults(run=_cmd_export)
+
+    rn = commands.add_parser("render", help="render a MIDI file through the live engine path")
+    rn.add_argument("song", help="a standard MIDI file")
+    rn.add_argument("-p", "--preset", help="model file (default: the shipped violin)")
+    rn.add_argument("-o", "--output", required=True, help="audio file to write (.wav, .flac, .ogg)")
+    rn.add_argument("--voices", type=int, default=16, help="polyphony, 1 to 64")
+    rn.add_argument("--samplerate", type=int, default=48000, choices=(44100, 48000, 96000), help="Hz")
+    rn.add_argument("--blocksize", type=block_size, default=128, help="samples per block, 16 to 2048")
+    rn.set_defaults(run=_cmd_render)
+
+    tf = commands.add_parser("transfer", help="play a recording through a model (offline timbre transfer)")
+    tf.add_argument("input", help="an audio file of singing or a monophonic instrument")
+    tf.add_argument("-p", "--preset", help="model file (default: the shipped violin)")
+    tf.add_argument("-o", "--output", required=True, help="audio file to write")
+    tf.add_argument("--set", action="append", metavar="PARAM=VALUE", help="e.g. --set pitch_shift_st=12")
+    tf.add_argument("--samplerate", type=int, default=48000, choices=(44100, 48000, 96000), help="Hz")
+    tf.add_argument("--blocksize", type=block_size, default=128, help="samples per block, 16 to 2048")
+    tf.set_defaults(run=_cmd_transfer)
     return parser
 
 
