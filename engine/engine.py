@@ -87,6 +87,14 @@ class Engine:
         self.output_peak = 0.0
         self.last_error = ""
         self._last_block = 0
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Compile (or load from cache) the engine's own kernels now, not on the first block."""
+        bus = self._fade_bus[:, :16]
+        limit(bus, np.ones(1), LIMIT_CEILING, self._release)
+        crossfade(bus, bus, 0, 16)
+        peak(self._silence[:16])
 
     # Control API (any thread) ----------------------------------------------------------
 
