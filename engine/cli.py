@@ -245,6 +245,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data(args: argparse.Namespace) -> int:
+    from export.fluidsynth import generate_dataset
+    from export.phrases import INSTRUMENTS
+
+    if args.instrument not in INSTRUMENTS:
+        raise TimbrelError(f"unknown instrument '{args.instrument}' (choose from {', '.join(INSTRUMENTS)})")
+    paths = generate_dataset(args.instrument, args.minutes * 60, args.seed, args.output)
+    print(f"wrote {len(paths)} phrase(s) of {args.instrument} to {args.output}")
+    return 0
+
+
 def _print_figures(figures: dict) -> None:
     for key, value in figures.items():
         print(f"  {key:24s} {value:.4g}" if isinstance(value, float) else f"  {key:24s} {value}")
@@ -297,6 +308,13 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("-o", "--output", help="model file to write (default: NAME.onnx)")
     ex.add_argument("--name", help="rename the model")
     ex.set_defaults(run=_cmd_export)
+
+    da = commands.add_parser("data", help="render expressive training phrases of a General MIDI instrument")
+    da.add_argument("instrument", help="e.g. violin, cello, flute, trumpet, alto_sax")
+    da.add_argument("-o", "--output", required=True, help="folder to write WAV files (and JSON sidecars) into")
+    da.add_argument("--minutes", type=float, default=5.0)
+    da.add_argument("--seed", type=int, default=0)
+    da.set_defaults(run=_cmd_data)
 
     rn = commands.add_parser("render", help="render a MIDI file through the live engine path")
     rn.add_argument("song", help="a standard MIDI file")
