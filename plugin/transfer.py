@@ -33,7 +33,8 @@ SCALES = {
     "pentatonic": (0, 2, 4, 7, 9),
 }
 SCALE_NAMES = tuple(SCALES)
-PITCH_FLOOR_HZ = 50.0
+PITCH_FLOOR_HZ = 60.0
+"""Lowest input pitch (Hz): below C2 nobody sings, and the 21.7 ms window it needs keeps latency low."""
 
 PARAMETERS = (
     Parameter("gain_db", "Gain", "dB", -60.0, 12.0, 0.0),
