@@ -171,9 +171,13 @@ class JackPeer:
         self._process.stdin.flush()
         return self._reply(timeout)
 
-    def send(self, *messages: bytes | list[int], port: str = "out") -> None:
-        """Write raw MIDI messages on output `port` (short name) in the next cycle; wait until written."""
-        self._call("send", port=port, messages=[list(bytes(m)) for m in messages])
+    def send(self, *messages: bytes | list[int], port: str = "out") -> list[int]:
+        """Write raw MIDI messages on output `port` (short name) in the next cycle; wait until written.
+
+        Returns, per message, the sample of the current recording at which it was written
+        (-1 when not recording), so tests can time what the other side did with it.
+        """
+        return self._call("send", port=port, messages=[list(bytes(m)) for m in messages])["at"]
 
     def add_midi_output(self, short_name: str) -> str:
         """Register another MIDI output port while running; returns its full name."""
@@ -231,6 +235,7 @@ def _peer_main(name: str, server: str) -> None:
     audio_ins = [client.inports.register(f"in_{i + 1}") for i in range(2)]
     pending: collections.deque[tuple[str, bytes]] = collections.deque()
     recording = {"buffer": np.zeros((2, 0), dtype=np.float32), "filled": 0, "armed": False}
+    written_at: list[int] = []
 
     @client.set_process_callback
     def process(frames: int) -> None:
@@ -242,6 +247,7 @@ def _peer_main(name: str, server: str) -> None:
             port, message = pending.popleft()
             if port in outs:
                 outs[port].write_midi_event(min(offset, frames - 1), message)
+            written_at.append(recording["filled"] + min(offset, frames - 1) if recording["armed"] else -1)
             offset += 1
         if recording["armed"]:
             buffer, start = recording["buffer"], recording["filled"]
@@ -258,10 +264,12 @@ def _peer_main(name: str, server: str) -> None:
         reply = {}
         try:
             if command == "send":
+                written_at.clear()
                 for message in request["messages"]:
                     pending.append((request["port"], bytes(message)))
-                while pending:
+                while len(written_at) < len(request["messages"]):
                     time.sleep(0.001)
+                reply["at"] = list(written_at)
             elif command == "add":
                 midi_outs[request["port"]] = port = client.midi_outports.register(request["port"])
                 reply["name"] = port.name

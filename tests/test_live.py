@@ -1,0 +1,176 @@
+"""The whole live path on a real JACK server: MIDI in through timbrel's virtual port, audio out."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from engine.audio_io import AudioStream
+from engine.engine import Engine
+from engine.features import estimate_pitch
+from engine.midi_io import MidiInput
+from plugin.instrument import MidiInstrument
+from plugin.model import load_model
+from presets import default_model
+from tests.conftest import wait_until
+from tests.test_io import MIDI_BACKEND, playback_sources
+
+SR, BLOCK, HOP = 48000, 128, 160
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model(default_model())
+
+
+class Logged:
+    """The engine's callback, noting (in preallocated memory) the block at which MIDI arrived."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.arrivals = np.full((64, 2), -1, dtype=np.int64)
+        self.count = 0
+
+    def __call__(self, inp, out) -> None:
+        pending = len(self.engine.events)
+        if pending and self.count < self.arrivals.shape[0]:
+            self.arrivals[self.count] = self.engine.blocks, pending
+            self.count += 1
+        self.engine.process(inp, out)
+
+
+def quiet_instrument(model) -> MidiInstrument:
+    instrument = MidiInstrument(model)
+    instrument.params.set("reverb_mix", 0.0)
+    instrument.params.set("release_s", 0.1)
+    return instrument
+
+
+@pytest.fixture
+def live(jack_server, jack_peer, model):
+    """timbrel playing the shipped model: engine, MIDI on `timbrel`, audio to JACK, peer wired up."""
+    engine = Engine(SR, 2048)
+    engine.load(quiet_instrument(model))
+    midi = MidiInput(engine.events, ports=[], backend=MIDI_BACKEND)
+    engine.callback = Logged(engine)
+    stream = AudioStream(engine.callback, SR, BLOCK)
+    try:
+        stream.start()
+        jack_peer.connect_midi_to(midi.virtual_port)
+        jack_peer.connect_audio_from(playback_sources(jack_peer))
+        assert wait_until(lambda: jack_peer.connections(midi.virtual_port), timeout=5.0)
+        yield engine, stream, jack_peer
+    finally:
+        stream.stop()
+        stream.close()
+        midi.stop()
+
+
+def record(peer, seconds: float, script) -> tuple[np.ndarray, list[int]]:
+    """Record `seconds` while `script(peer)` sends MIDI; returns mono audio and the send positions."""
+    peer.start_recording(seconds)
+    positions = script(peer)
+    assert wait_until(lambda: peer.recorded() >= int(seconds * SR), timeout=10 * seconds + 5, interval=0.05)
+    return peer.stop_recording()[0].astype(np.float64), positions
+
+
+def pitch(audio: np.ndarray) -> float:
+    f0, confidence = estimate_pitch(audio.astype(np.float32), SR, HOP)
+    assert (confidence > 0).mean() > 0.8
+    return float(np.median(f0[confidence > 0]))
+
+
+def test_a_played_note_sounds_at_its_pitch_within_one_block_plus_one_hop(live):
+    engine, stream, peer = live
+
+    def script(p):
+        time.sleep(0.2)
+        return p.send([0x90, 69, 100])
+
+    audio, at = record(peer, 1.2, script)
+    sounding = np.flatnonzero(audio)
+    assert at[0] >= 0 and sounding.size
+    latency = sounding[0] - at[0]
+    assert 0 < latency <= BLOCK + HOP, latency
+    assert abs(1200 * np.log2(pitch(audio[at[0] + SR // 5 :]) / 440.0)) < 20
+    assert stream.callback_errors == 0 and engine.errors == 0
+
+
+def test_a_chord_gives_three_partial_series_and_note_off_decays_to_silence(live):
+    engine, _, peer = live
+    notes = (60, 64, 67)
+
+    def script(p):
+        on = p.send(*([0x90, n, 100] for n in notes))
+        time.sleep(0.8)
+        return on + p.send(*([0x80, n, 0] for n in notes))
+
+    audio, at = record(peer, 1.5, script)
+    held = audio[at[0] + SR // 5 : at[3]]
+    spectrum = np.abs(np.fft.rfft(held * np.hanning(held.size)))
+    freqs = np.fft.rfftfreq(held.size, 1 / SR)
+    floor = np.median(spectrum)
+    for n in notes:
+        f = 440 * 2 ** ((n - 69) / 12)
+        for k in (1, 2):
+            assert spectrum[np.abs(freqs - k * f) < 4].max() > 30 * floor, (n, k)
+    release = 0.1
+    assert np.abs(audio[at[3] + int(release * SR) + 2 * BLOCK + 2 * HOP :]).max() == 0.0
+    assert engine.plugin.active_voices == 0
+
+
+def test_live_capture_equals_the_offline_render_of_the_same_events(live, model):
+    engine, _, peer = live
+    messages = [[0x90, 62, 90], [0x90, 69, 70], [0xE0, 0x00, 0x50], [0xB0, 1, 100], [0x80, 62, 0], [0x80, 69, 0]]
+
+    def script(p):
+        for message in messages:
+            time.sleep(0.15)
+            p.send(message)
+        return []
+
+    audio, _ = record(peer, 1.6, script)
+    arrivals = engine.callback.arrivals[: engine.callback.count]
+    assert arrivals[:, 1].sum() == len(messages)
+    # Replay: the same messages at the same block numbers, through a fresh engine.
+    replay = Engine(SR, BLOCK)
+    replay.load(quiet_instrument(model))
+    blocks = int(arrivals[-1, 0]) + int(0.5 * SR / BLOCK)
+    offline = np.zeros((blocks * BLOCK, 2), dtype=np.float32)
+    queue = iter(_pack(m) for m in messages)
+    arrivals_at = dict(arrivals.tolist())
+    for b in range(blocks):
+        for _ in range(arrivals_at.get(b, 0)):
+            replay.events.push(next(queue))
+        replay.process(None, offline[b * BLOCK : (b + 1) * BLOCK])
+    live_start = np.flatnonzero(audio)[0]
+    offline = offline[:, 0].astype(np.float64)
+    offline_start = np.flatnonzero(offline)[0]
+    n = min(offline.size - offline_start, audio.size - live_start)
+    assert n > SR
+    assert np.abs(audio[live_start : live_start + n] - offline[offline_start : offline_start + n]).max() < 1e-6
+
+
+def _pack(message):
+    return message[0] | message[1] << 8 | message[2] << 16
+
+
+def test_junk_midi_bytes_do_not_stop_the_sound(live):
+    engine, _, peer = live
+    junk = [[0x45, 0x12], [0xF0, 0x01, 0x02, 0xF7], [0x99], [0x80, 200, 3], [0xFE], [0x3C, 0x40, 0x40]]
+
+    def script(p):
+        at = p.send([0x90, 57, 110])
+        time.sleep(0.3)
+        p.send(*junk)
+        time.sleep(0.3)
+        return at + p.send([0x90, 64, 110])
+
+    audio, at = record(peer, 1.2, script)
+    before = audio[at[0] + SR // 10 : at[0] + SR // 4]
+    after = audio[at[1] + SR // 10 :]
+    assert np.sqrt(np.mean(after**2)) > 0.5 * np.sqrt(np.mean(before**2)) > 0
+    assert engine.events.refused >= 3 and engine.errors == 0
+    assert engine.plugin.active_voices == 2
