@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import os
 import tempfile
 import time
@@ -30,6 +29,7 @@ from export.model import TimbreModel
 from plugin.model import FORMAT_VERSION, INPUTS, IR_KEY, METADATA_KEY, OUTPUTS, load_model
 
 PARITY_TOLERANCE = 1e-5
+OPSET = 17
 RENDER_TOLERANCE_DB = -60.0
 
 
@@ -71,21 +71,16 @@ def export_onnx(model: TimbreModel, path: str | os.PathLike, *, name: str, f0_st
     c = model.config
     voices, frames = 2, 3
     example = (torch.full((voices, frames), 220.0), torch.full((voices, frames), -30.0), torch.zeros(voices, c.hidden))
-    v, f = torch.export.Dim("voices", min=1), torch.export.Dim("frames", min=1)
-    quiet = logging.getLogger("torch.onnx")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
+    axes = {name: {0: "voices", 1: "frames"} for name in (*INPUTS[:2], *OUTPUTS[:3])}
+    axes.update({INPUTS[2]: {0: "voices"}, OUTPUTS[3]: {0: "voices"}})
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         raw = Path(tmp) / "decoder.onnx"
-        torch.onnx.export(
-            decoder, example, str(raw), input_names=list(INPUTS), output_names=list(OUTPUTS),
-            dynamic_shapes={"f0_hz": {0: v, 1: f}, "loudness_db": {0: v, 1: f}, "state": {0: v}},
-            dynamo=True, external_data=False, verbose=False,
-        )
+        # The TorchScript exporter, not dynamo: with torch 2.13 the dynamo exporter fixes the
+        # frames axis to the example's length on every export after the first in a process.
+        torch.onnx.export(decoder, example, str(raw), input_names=list(INPUTS), output_names=list(OUTPUTS),
+                          dynamic_axes=axes, dynamo=False, opset_version=OPSET)
         proto = onnx.load(str(raw))
-    quiet.setLevel(level)
-    _name_output_axes(proto)
     ir = model.impulse_response().detach().numpy().astype("<f4")
     record = metadata_record(model, name, f0_stats, loudness_stats, provenance)
     del proto.metadata_props[:]
@@ -96,21 +91,6 @@ def export_onnx(model: TimbreModel, path: str | os.PathLike, *, name: str, f0_st
     onnx.checker.check_model(proto)
     write_bytes(path, proto.SerializeToString())
     return path
-
-
-def _name_output_axes(proto) -> None:
-    """Give every output symbolic voices/frames axes (the exporter bakes in the example's sizes).
-
-    The exporter's intermediate shape annotations keep the example's frame count too;
-    they are optional, and onnxruntime checks bound outputs against them, so they go.
-    """
-    del proto.graph.value_info[:]
-    for output in proto.graph.output:
-        dims = output.type.tensor_type.shape.dim
-        names = ["voices", "frames"] if output.name != "new_state" else ["voices"]
-        for dim, label in zip(dims, names):
-            dim.ClearField("dim_value")
-            dim.dim_param = label
 
 
 def check_export(model: TimbreModel, path: str | os.PathLike, f0_hz: np.ndarray, loudness_db: np.ndarray,

@@ -53,6 +53,14 @@ def test_exported_model_loads_with_its_metadata_and_dynamic_axes(exported):
         assert np.all(amp > 0) and np.all(noise > 0)
 
 
+def test_every_export_in_a_process_keeps_voices_and_frames_dynamic(exported, tmp_path):
+    bigger = ModelConfig(harmonics=16, noise_bands=17, units=24, hidden=20, layers=1, reverb_seconds=0.05)
+    path = export_onnx(TimbreModel(bigger), tmp_path / "second.onnx", name="second", provenance={}, **STATS)
+    model = load_model(path)
+    amp, *_ = model.step(np.full((5, 9), 300, np.float32), np.full((5, 9), -30, np.float32), np.zeros((5, 20), np.float32))
+    assert amp.shape == (5, 9)
+
+
 def test_session_is_set_up_for_per_frame_calls(exported):
     options = load_model(exported[1]).session.get_session_options()
     assert options.intra_op_num_threads == 1 and options.inter_op_num_threads == 1
