@@ -1,0 +1,162 @@
+"""Soak test: timbrel playing live on a JACK dummy server for minutes, under a stream of MIDI.
+
+    python -m bench.soak [--seconds 600] [--voices 16]
+
+Starts a private `jackd --no-realtime -d dummy -r 48000 -p 128` (asynchronous, as a real
+session runs), plays the shipped model with 16 voices through the same objects as
+`timbrel play`, and has a separate process send random chords, pitch bends, mod wheel
+and sustain pedal into timbrel's virtual MIDI port. Counts, at the end:
+
+- engine overruns: blocks whose processing took longer than the block lasts (the
+  engine's own fault);
+- stream xruns: blocks PortAudio flagged (any cause, including the dummy driver's timer
+  oversleeping on a shared, non-real-time machine), next to the xruns jackd logged.
+
+Writes bench/results/soak.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.report import report
+
+SR, BLOCK = 48000, 128
+
+
+def sender(server: str, seconds: float, seed: int) -> None:
+    """Child process: random chords, bends, mod wheel and pedal into `timbrel:timbrel`."""
+    os.environ["JACK_DEFAULT_SERVER"] = server
+    import rtmidi
+
+    out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="soak")
+    out.open_virtual_port("out")
+    time.sleep(0.5)
+    subprocess.run(["jack_connect", "soak:out", "timbrel:timbrel"], check=False)
+    rng = random.Random(seed)
+    held: list[int] = []
+    end = time.monotonic() + seconds
+    sent = 0
+    while time.monotonic() < end:
+        choice = rng.random()
+        if choice < 0.35 or not held:
+            root = rng.randrange(40, 76)
+            for note in (root, root + rng.choice((3, 4)), root + 7, root + rng.choice((10, 11, 12))):
+                out.send_message([0x90, note, rng.randrange(30, 127)])
+                held.append(note)
+                sent += 1
+        elif choice < 0.6:
+            for note in held[: rng.randrange(1, len(held) + 1)]:
+                out.send_message([0x80, note, 0])
+                held.remove(note)
+                sent += 1
+        elif choice < 0.75:
+            value = rng.randrange(0, 16384)
+            out.send_message([0xE0, value & 0x7F, value >> 7])
+            sent += 1
+        elif choice < 0.85:
+            out.send_message([0xB0, 1, rng.randrange(0, 128)])
+            sent += 1
+        else:
+            out.send_message([0xB0, 64, rng.choice((0, 127))])
+            sent += 1
+        if len(held) > 24:
+            for note in held:
+                out.send_message([0x80, note, 0])
+            held.clear()
+        time.sleep(rng.uniform(0.02, 0.25))
+    out.send_message([0xB0, 123, 0])
+    print(sent, flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=600.0)
+    parser.add_argument("--voices", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--send", nargs=3, metavar=("SERVER", "SECONDS", "SEED"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.send:
+        sender(args.send[0], float(args.send[1]), int(args.send[2]))
+        return
+    if shutil.which("jackd") is None:
+        sys.exit("soak: jackd is missing (apt-get install jackd2)")
+
+    name = f"timbrel-soak-{secrets.token_hex(3)}"
+    os.environ["JACK_DEFAULT_SERVER"] = name
+    os.environ["JACK_NO_START_SERVER"] = "1"
+    log = Path(tempfile.mkdtemp()) / "jackd.log"
+    with open(log, "wb") as handle:
+        jackd = subprocess.Popen(["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", str(SR), "-p", str(BLOCK)],
+                                 stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        for _ in range(100):
+            if subprocess.run(["jack_lsp"], capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+        from engine.audio_io import AudioStream
+        from engine.engine import Engine
+        from engine.midi_io import MidiInput
+        from plugin.instrument import MidiInstrument
+        from plugin.model import load_model
+        from presets import default_model
+
+        engine = Engine(SR, 2048)
+        engine.load(MidiInstrument(load_model(default_model()), voices=args.voices))
+        midi = MidiInput(engine.events, ports=[], backend="jack")
+        stream = AudioStream(engine.process, SR, BLOCK)
+        stream.start()
+        time.sleep(1.0)
+        engine.reset_meters()
+        server_xruns_before = log.read_text(errors="replace").count("XRun")
+        stream_xruns_before = stream.xruns
+        child = subprocess.Popen([sys.executable, "-m", "bench.soak", "--send", name, str(args.seconds), str(args.seed)],
+                                 stdout=subprocess.PIPE, text=True)
+        most_voices = 0
+        began = time.monotonic()
+        while child.poll() is None:
+            time.sleep(0.2)
+            most_voices = max(most_voices, engine.status().voices)
+        elapsed = time.monotonic() - began
+        sent = int(child.stdout.read().strip() or 0)
+        status = engine.status()
+        stats = stream.stats()
+        stream.stop()
+        stream.close()
+        midi.stop()
+        server_xruns = log.read_text(errors="replace").count("XRun") - server_xruns_before
+    finally:
+        portaudio = sys.modules.get("sounddevice")
+        while portaudio is not None and portaudio._initialized:
+            portaudio._terminate()
+        jackd.terminate()
+        jackd.wait(timeout=10)
+    row = {
+        "seconds": round(elapsed, 1),
+        "blocks": status.blocks,
+        "midi_messages": sent,
+        "refused_or_dropped": engine.events.refused + engine.events.dropped,
+        "most_voices": most_voices,
+        "engine_overruns": status.overruns,
+        "engine_errors": status.errors,
+        "stream_xruns": stats.xruns - stream_xruns_before,
+        "jackd_xruns": server_xruns,
+        "mean_cpu_load": status.cpu_load,
+        "peak_block_load": status.peak_load,
+        "max_callback_ms": stats.max_callback_ns / 1e6,
+    }
+    report("soak", [row], sample_rate=SR, block=BLOCK, voices=args.voices,
+           note="engine_overruns counts blocks whose processing exceeded the block's duration")
+
+
+if __name__ == "__main__":
+    main()
