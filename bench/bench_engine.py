@@ -30,7 +30,7 @@ BUDGET_S = BLOCK / SR
 
 def chord(voices: int) -> list[int]:
     """`voices` distinct notes spread over the keyboard."""
-    return [36 + (i * 7) % 60 for i in range(voices)]
+    return [36 + (i * 7) % 64 for i in range(voices)]
 
 
 def time_midi(model, voices: int, seconds: float) -> np.ndarray:
