@@ -18,12 +18,10 @@ import os
 import numpy as np
 
 from engine.events import CHANNEL_PRESSURE, CONTROL_CHANGE, NOTE_OFF, NOTE_ON, PITCH_BEND
-from engine.kernels.convolution import Convolver
-from engine.kernels.mixing import mono_to_bus
-from engine.kernels.synth import SynthBank
 from plugin import voices as vk
 from plugin.api import Parameter, Plugin
 from plugin.model import TimbreModel, load_model
+from plugin.model_synth import ModelSynth
 
 MAX_VOICES = 64
 VOICE_MODES = ("poly", "mono", "legato")
@@ -67,29 +65,23 @@ class MidiInstrument(Plugin):
         self.voices = int(voices)
         self.seed = int(seed)
         self.active_voices = 0
-        self.muted_frames = 0
-        """Voice-frames muted because the model produced NaN or inf."""
 
     @property
     def latency_samples(self) -> int:
         """A note sounds from the next hop boundary: at most one hop late."""
-        return self.hop if self.sample_rate else 0
+        return self.synth.hop if self.sample_rate else 0
+
+    @property
+    def muted_frames(self) -> int:
+        """Voice-frames muted because the model produced NaN or inf."""
+        return self.synth.muted_frames if self.sample_rate else 0
 
     def prepare(self, sample_rate: int, max_block: int) -> None:
-        import soxr
-
         super().prepare(sample_rate, max_block)
         info = self.model.info
-        self.hop = info.hop_at(sample_rate)
-        v, h = self.voices, info.hidden
-        self.bank = SynthBank(v, info.harmonics, info.noise_bands, sample_rate, self.hop, seed=self.seed,
-                              band_nyquist_hz=info.sample_rate / 2)
-        ir = self.model.reverb_ir.astype(np.float64)
-        if sample_rate != info.sample_rate:
-            ir = soxr.resample(ir, info.sample_rate, sample_rate, quality="VHQ")
-        self.reverb = Convolver(ir.astype(np.float32), max_block)
-        self._mix = np.zeros(max_block)
-        self._mono = np.zeros(max_block, dtype=np.float32)
+        v = self.voices
+        self.synth = ModelSynth(self.model, v, sample_rate, max_block, self.seed)
+        self.hop = self.synth.hop
         self._frame_params = np.zeros(vk.FRAME_PARAMS)
         self._state = np.zeros(v, dtype=np.int64)
         self._note = np.zeros(v, dtype=np.int64)
@@ -106,27 +98,11 @@ class MidiInstrument(Plugin):
         self._scale = np.zeros(v)
         self._order = np.zeros(v, dtype=np.int64)
         self._finished = np.zeros(v + 1, dtype=np.int64)
-        self._gru = np.zeros((v, h), dtype=np.float32)
-        self._in = (np.zeros((v, 1), np.float32), np.zeros((v, 1), np.float32), np.zeros((v, h), np.float32))
-        self._out = (np.zeros((v, 1), np.float32), np.zeros((v, 1, info.harmonics), np.float32),
-                     np.zeros((v, 1, info.noise_bands), np.float32), np.zeros((v, h), np.float32))
-        self._frame = (np.zeros(v, np.float32), np.zeros(v, np.float32), np.zeros((v, info.harmonics), np.float32),
-                       np.zeros((v, info.noise_bands), np.float32))
-        self._bindings = [None] + [self._bind(count) for count in range(1, v + 1)]
         self._stack = np.zeros(128, dtype=np.int64)
         self._lo_db = float(info.loudness_db.get("p05", info.loudness_db["min"]))
         self._hi_db = float(info.loudness_db.get("p95", info.loudness_db["max"]))
         self.reset()
         self._warm_up()
-
-    def _bind(self, count: int):
-        """An onnxruntime IO binding for `count` voices over the preallocated buffers (no copies)."""
-        binding = self.model.session.io_binding()
-        for name, array in zip(("f0_hz", "loudness_db", "state"), self._in):
-            binding.bind_input(name, "cpu", 0, np.float32, [count, *array.shape[1:]], array.ctypes.data)
-        for name, array in zip(("amplitude", "harmonic_distribution", "noise_magnitudes", "new_state"), self._out):
-            binding.bind_output(name, "cpu", 0, np.float32, [count, *array.shape[1:]], array.ctypes.data)
-        return binding
 
     def _warm_up(self) -> None:
         """Run every code path once (numba compiles, onnxruntime plans) before any audio block."""
@@ -138,11 +114,9 @@ class MidiInstrument(Plugin):
         self.reset()
 
     def reset(self) -> None:
-        self.bank.reset()
-        self.reverb.reset()
+        self.synth.reset()
         self._state[:] = vk.IDLE
         self._pending[:] = -1
-        self._gru[:] = 0.0
         self._held = 0
         self._sustain = False
         self._bend = 0.0
@@ -231,8 +205,8 @@ class MidiInstrument(Plugin):
         return best
 
     def _start(self, v: int, note: int, velocity: int) -> None:
-        self.bank.start_voice(v)
-        self._gru[v] = 0.0
+        self.synth.bank.start_voice(v)
+        self.synth.gru[v] = 0.0
         self._state[v] = vk.HELD
         self._stage[v] = vk.ATTACK
         self._env_db[v] = vk.ENVELOPE_FLOOR_DB
@@ -312,7 +286,7 @@ class MidiInstrument(Plugin):
 
     # Audio ------------------------------------------------------------------------------
 
-    def _control_frame(self) -> None:
+    def _control_frame(self, offset: int = 0) -> None:
         """Advance the voices one hop and run the model for every sounding voice."""
         p, values = self._frame_params, self.params.values
         mono = self._mode() != "poly"
@@ -335,17 +309,11 @@ class MidiInstrument(Plugin):
                                self._order, self._finished)
         for i in range(self._finished[-1]):
             v = self._finished[i]
-            self.bank.stop_voice(v)
+            self.synth.bank.stop_voice(v)
             if self._pending[v, 0] >= 0:
                 self._start(v, self._pending[v, 0], self._pending[v, 1])
                 self._pending[v] = -1
-        if count:
-            vk.gather_inputs(self._order, count, self._f0, self._loudness, self._gru, *self._in)
-            self.model.session.run_with_iobinding(self._bindings[count])
-            frame = self._frame
-            self.muted_frames += vk.scatter_outputs(self._order, count, self._scale, *self._out,
-                                                    frame[1], frame[2], frame[3], self._gru)
-            np.copyto(frame[0], self._f0, casting="same_kind")
+        self.synth.run(self._order, count, self._f0, self._loudness, self._scale)
         self.active_voices = count
 
     def process(self, inp: np.ndarray, out: np.ndarray, events: np.ndarray) -> None:
@@ -353,22 +321,8 @@ class MidiInstrument(Plugin):
         self.params.advance(n / self.sample_rate)
         for packed in events:
             self.handle(int(packed))
-        mix = self._mix[:n]
-        mix[:] = 0.0
-        pos = 0
-        hop = self.hop
-        frame = self._frame
-        while pos < n:
-            remaining = self.bank.remaining
-            m = min(n - pos, remaining + hop)
-            if m > remaining:
-                self._control_frame()
-            self.bank.process(mix[pos : pos + m], frame[0], frame[1], frame[2], frame[3])
-            pos += m
-        mono = self._mono[:n]
-        np.copyto(mono, mix, casting="same_kind")
-        self.reverb.mix = float(self.params.values[_I["reverb_mix"]])
-        self.reverb.process(mono, mono)
-        gain = 10.0 ** (self.params.values[_I["gain_db"]] / 20.0)
-        mono_to_bus(mono, out, self._gain, gain)
+        mix = self.synth.render(n, self._control_frame)
+        values = self.params.values
+        gain = 10.0 ** (values[_I["gain_db"]] / 20.0)
+        self.synth.finish(mix, out, float(values[_I["reverb_mix"]]), self._gain, gain)
         self._gain = gain

@@ -19,12 +19,9 @@ import numpy as np
 
 from engine.features import LoudnessMeter, PitchTracker
 from engine.features.loudness import FLOOR_DB
-from engine.kernels.convolution import Convolver
-from engine.kernels.mixing import mono_to_bus
-from engine.kernels.synth import SynthBank
-from plugin import voices as vk
 from plugin.api import Parameter, Plugin
 from plugin.model import TimbreModel, load_model
+from plugin.model_synth import ModelSynth
 
 SCALES = {
     "chromatic": (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11),
@@ -65,44 +62,26 @@ class TimbreTransfer(Plugin):
         self.model = model if isinstance(model, TimbreModel) else load_model(model)
         self.seed = int(seed)
         self.active_voices = 0
-        self.muted_frames = 0
 
     @property
     def latency_samples(self) -> int:
         """Half the pitch window (its centre) plus the hop over which the synth ramps."""
         return self.tracker.latency_samples // 2 + self.hop if self.sample_rate else 0
 
-    def prepare(self, sample_rate: int, max_block: int) -> None:
-        import soxr
+    @property
+    def muted_frames(self) -> int:
+        """Frames muted because the model produced NaN or inf."""
+        return self.synth.muted_frames if self.sample_rate else 0
 
+    def prepare(self, sample_rate: int, max_block: int) -> None:
         super().prepare(sample_rate, max_block)
         info = self.model.info
-        self.hop = info.hop_at(sample_rate)
+        self.synth = ModelSynth(self.model, 1, sample_rate, max_block, self.seed)
+        self.hop = self.synth.hop
         self.tracker = PitchTracker(sample_rate, self.hop, fmin=PITCH_FLOOR_HZ, max_block=max_block)
         self.meter = LoudnessMeter(sample_rate, self.hop, max_block=max_block)
-        self.bank = SynthBank(1, info.harmonics, info.noise_bands, sample_rate, self.hop, seed=self.seed,
-                              band_nyquist_hz=info.sample_rate / 2)
-        ir = self.model.reverb_ir.astype(np.float64)
-        if sample_rate != info.sample_rate:
-            ir = soxr.resample(ir, info.sample_rate, sample_rate, quality="VHQ")
-        self.reverb = Convolver(ir.astype(np.float32), max_block)
-        self._mix = np.zeros(max_block)
-        self._wet = np.zeros(max_block, dtype=np.float32)
-        h = info.hidden
-        self._in = (np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32), np.zeros((1, h), np.float32))
-        self._out = (np.zeros((1, 1), np.float32), np.zeros((1, 1, info.harmonics), np.float32),
-                     np.zeros((1, 1, info.noise_bands), np.float32), np.zeros((1, h), np.float32))
-        binding = self.model.session.io_binding()
-        for name, array in zip(("f0_hz", "loudness_db", "state"), self._in):
-            binding.bind_input(name, "cpu", 0, np.float32, list(array.shape), array.ctypes.data)
-        for name, array in zip(("amplitude", "harmonic_distribution", "noise_magnitudes", "new_state"), self._out):
-            binding.bind_output(name, "cpu", 0, np.float32, list(array.shape), array.ctypes.data)
-        self._binding = binding
-        self._frame = (np.zeros(1, np.float32), np.zeros(1, np.float32), np.zeros((1, info.harmonics), np.float32),
-                       np.zeros((1, info.noise_bands), np.float32))
         self._f0, self._loudness, self._scale = np.zeros(1), np.zeros(1), np.zeros(1)
         self._order = np.zeros(1, dtype=np.int64)
-        self._gru = np.zeros((1, h), dtype=np.float32)
         self._dry = np.zeros(max_block, dtype=np.float32)
         self._lo_db = float(info.loudness_db.get("p05", info.loudness_db["min"]))
         self._hi_db = float(info.loudness_db.get("p95", info.loudness_db["max"]))
@@ -111,18 +90,17 @@ class TimbreTransfer(Plugin):
             for pc in range(12):
                 self._scale_table[row, pc] = min((s - pc for s in (*steps, steps[0] + 12, steps[-1] - 12)), key=abs)
         self.reset()
-        self.process(np.zeros(min(max_block, 2 * self.hop), np.float32), np.zeros((2, min(max_block, 2 * self.hop)), np.float32),
-                     np.zeros(0, np.int32))
+        warm = min(max_block, 2 * self.hop)
+        self.process(np.zeros(warm, np.float32), np.zeros((2, warm), np.float32), np.zeros(0, np.int32))
         self.reset()
 
     def reset(self) -> None:
         self.tracker.reset()
         self.meter.reset()
-        self.bank.reset()
-        self.bank.start_voice(0)
-        self.reverb.reset()
-        self._gru[:] = 0.0
+        self.synth.reset()
+        self.synth.bank.start_voice(0)
         self._latest = (0.0, FLOOR_DB)
+        self._frames = self._used = 0
         self._gain = 10.0 ** (self.params.values[_I["gain_db"]] / 20.0)
 
     def map_frame(self, f0_hz: float, loudness_db: float) -> tuple[float, float, bool]:
@@ -143,46 +121,31 @@ class TimbreTransfer(Plugin):
         mapped = self._lo_db + position * (self._hi_db - self._lo_db) + values[_I["loudness_shift_db"]]
         return f0_hz, float(mapped) if sounding else FLOOR_DB, bool(sounding)
 
-    def _control_frame(self) -> None:
+    def _on_boundary(self, offset: int) -> None:
+        """A hop starts at `offset`: take the analysis frame that completed there, run the model."""
+        if offset > 0 and self._used < self._frames:
+            self._latest = (self.tracker.f0_hz[self._used], self.meter.loudness_db[self._used])
+            self._used += 1
         f0_hz, loudness_db, sounding = self.map_frame(*self._latest)
         self._f0[0], self._loudness[0] = f0_hz, loudness_db
         self._scale[0] = 1.0 if sounding else 0.0
-        vk.gather_inputs(self._order, 1, self._f0, self._loudness, self._gru, *self._in)
-        self.model.session.run_with_iobinding(self._binding)
-        frame = self._frame
-        self.muted_frames += vk.scatter_outputs(self._order, 1, self._scale, *self._out, frame[1], frame[2], frame[3], self._gru)
-        frame[0][0] = f0_hz
+        self.synth.run(self._order, 1, self._f0, self._loudness, self._scale)
         self.active_voices = int(sounding)
 
     def process(self, inp: np.ndarray, out: np.ndarray, events: np.ndarray) -> None:
         n = out.shape[1]
         self.params.advance(n / self.sample_rate)
-        frames = self.tracker.process(inp)
+        self._frames = self.tracker.process(inp)
         self.meter.process(inp)
-        mix = self._mix[:n]
-        mix[:] = 0.0
-        frame = self._frame
-        used = pos = 0
-        while pos < n:
-            remaining = self.bank.remaining
-            m = min(n - pos, remaining + self.hop)
-            if m > remaining:
-                if pos + remaining > 0 and used < frames:
-                    self._latest = (self.tracker.f0_hz[used], self.meter.loudness_db[used])
-                    used += 1
-                self._control_frame()
-            self.bank.process(mix[pos : pos + m], frame[0], frame[1], frame[2], frame[3])
-            pos += m
-        if used < frames:
-            self._latest = (self.tracker.f0_hz[frames - 1], self.meter.loudness_db[frames - 1])
-        wet = self._wet[:n]
-        np.copyto(wet, mix, casting="same_kind")
+        self._used = 0
+        mix = self.synth.render(n, self._on_boundary)
+        if self._used < self._frames:
+            last = self._frames - 1
+            self._latest = (self.tracker.f0_hz[last], self.meter.loudness_db[last])
         values = self.params.values
-        self.reverb.mix = float(values[_I["reverb_mix"]])
-        self.reverb.process(wet, wet)
         balance = values[_I["mix"]]
         gain = 10.0 ** (values[_I["gain_db"]] / 20.0)
-        mono_to_bus(wet, out, self._gain * balance, gain * balance)
+        self.synth.finish(mix, out, float(values[_I["reverb_mix"]]), self._gain * balance, gain * balance)
         self._gain = gain
         if values[_I["monitor"]] >= 0.5 and balance < 1.0:
             dry = self._dry[:n]

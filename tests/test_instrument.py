@@ -275,8 +275,8 @@ def test_the_audio_path_allocates_no_arrays_and_nothing_that_grows(model):
 def test_no_subnormal_numbers_linger_after_the_music_stops(model):
     audio, instrument, engine = play(model, [(0.0, on(60)), (0.3, off(60))], 4.0, release_s=0.05)
     tiny = np.finfo(np.float32).tiny
-    for state in (instrument.bank._taps, instrument.bank._pending, instrument.reverb._spectra, engine._limiter,
-                  instrument._gru, instrument.params.values):
+    for state in (instrument.synth.bank._taps, instrument.synth.bank._pending, instrument.synth.reverb._spectra, engine._limiter,
+                  instrument.synth.gru, instrument.params.values):
         values = np.abs(np.asarray(state, dtype=np.float64))
         assert not np.any((values > 0) & (values < tiny))
     assert np.abs(audio[-SR:]).max() == 0.0

@@ -85,6 +85,8 @@ class SynthBank:
         self._nyquist = self.sample_rate / 2
         self._rad_per_hz = 2.0 * np.pi / self.sample_rate
         self.active = self._flags[_ACTIVE]
+        self._state = (self._flags, self._hstate, self._amps, self._kmax, self._rng, self._taps, self._pending,
+                       self._matrix_t, self._scratch)
 
     @property
     def remaining(self) -> int:
@@ -102,14 +104,12 @@ class SynthBank:
         if n > split + self.hop:
             raise ValueError(f"a block of {n} samples crosses two hop boundaries; split it")
         if split >= n:
-            synth_block(out, n, _NO_F0, _NO_F0, _NO_2D, _NO_2D, self._flags, self._hstate, self._amps, self._kmax,
-                        self._rng, self._taps, self._pending, self._matrix_t, self._scratch, self._pos, self.hop,
-                        self._nyquist, self._rad_per_hz)
+            synth_block(out, n, _NO_F0, _NO_F0, _NO_2D, _NO_2D, *self._state, self._pos, self.hop, self._nyquist,
+                        self._rad_per_hz)
             self._pos += n
         else:
-            synth_block(out, split, f0_hz, amplitude, distribution, magnitudes, self._flags, self._hstate, self._amps,
-                        self._kmax, self._rng, self._taps, self._pending, self._matrix_t, self._scratch, self._pos,
-                        self.hop, self._nyquist, self._rad_per_hz)
+            synth_block(out, split, f0_hz, amplitude, distribution, magnitudes, *self._state, self._pos, self.hop,
+                        self._nyquist, self._rad_per_hz)
             self._pos = n - split
 
     def start_voice(self, voice: int) -> None:

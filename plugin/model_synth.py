@@ -1,0 +1,110 @@
+"""A timbre model made ready to play at a host rate: batched inference plus synthesis.
+
+Both instruments (`MidiInstrument`, `TimbreTransfer`) play a model the same way: at each
+hop boundary the model runs once for every sounding voice, with a GRU state per voice,
+and the fused numba kernel synthesises and mixes them; the model's learned reverb then
+follows. `ModelSynth` holds everything that takes, allocated once in `prepare`, so the
+audio-thread methods (`run`, `render`, `finish`) allocate no arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from engine.kernels.convolution import Convolver
+from engine.kernels.mixing import mono_to_bus
+from engine.kernels.synth import SynthBank
+from plugin import voices as vk
+from plugin.model import INPUTS, OUTPUTS, TimbreModel
+
+
+class ModelSynth:
+    """`model` played by up to `voices` voices at `sample_rate` Hz, in blocks of up to `max_block`.
+
+    Noise bands are mapped by frequency and the reverb IR is resampled once, here, with
+    soxr, so the audio itself is never resampled. Voice v plays noise stream (seed, v).
+    """
+
+    def __init__(self, model: TimbreModel, voices: int, sample_rate: int, max_block: int, seed: int = 0):
+        import soxr
+
+        info = model.info
+        self.model = model
+        self.hop = info.hop_at(sample_rate)
+        self.bank = SynthBank(voices, info.harmonics, info.noise_bands, sample_rate, self.hop, seed=seed,
+                              band_nyquist_hz=info.sample_rate / 2)
+        ir = model.reverb_ir.astype(np.float64)
+        if sample_rate != info.sample_rate:
+            ir = soxr.resample(ir, info.sample_rate, sample_rate, quality="VHQ")
+        self.reverb = Convolver(ir.astype(np.float32), max_block)
+        h = info.hidden
+        self.gru = np.zeros((voices, h), dtype=np.float32)
+        """GRU state per voice `[voices, hidden]`; zero a row to start a voice afresh."""
+        self._in = (np.zeros((voices, 1), np.float32), np.zeros((voices, 1), np.float32), np.zeros((voices, h), np.float32))
+        self._out = (np.zeros((voices, 1), np.float32), np.zeros((voices, 1, info.harmonics), np.float32),
+                     np.zeros((voices, 1, info.noise_bands), np.float32), np.zeros((voices, h), np.float32))
+        self.frame = (np.zeros(voices, np.float32), np.zeros(voices, np.float32),
+                      np.zeros((voices, info.harmonics), np.float32), np.zeros((voices, info.noise_bands), np.float32))
+        """The synth's next frame per voice: f0 (Hz), amplitude, distribution, noise magnitudes."""
+        self._bindings = [None] + [self._bind(count) for count in range(1, voices + 1)]
+        self._mix = np.zeros(max_block)
+        self._mono = np.zeros(max_block, dtype=np.float32)
+        self.muted_frames = 0
+        """Voice-frames muted because the model produced NaN or inf."""
+
+    def _bind(self, count: int):
+        """An onnxruntime IO binding for `count` voices over the preallocated buffers (no copies)."""
+        binding = self.model.session.io_binding()
+        for name, array in zip(INPUTS, self._in):
+            binding.bind_input(name, "cpu", 0, np.float32, [count, *array.shape[1:]], array.ctypes.data)
+        for name, array in zip(OUTPUTS, self._out):
+            binding.bind_output(name, "cpu", 0, np.float32, [count, *array.shape[1:]], array.ctypes.data)
+        return binding
+
+    def reset(self) -> None:
+        """Silence every voice, clear the reverb and the GRU states."""
+        self.bank.reset()
+        self.reverb.reset()
+        self.gru[:] = 0.0
+
+    def run(self, order: np.ndarray, count: int, f0_hz: np.ndarray, loudness_db: np.ndarray, scale: np.ndarray) -> None:
+        """Run the model once for the voices `order[:count]` and write their synth frames.
+
+        `f0_hz`, `loudness_db` and `scale` (1 to sound, 0 to fade out this hop) are indexed
+        by voice. Non-finite model outputs mute the voice for the frame (`muted_frames`).
+        """
+        if count == 0:
+            return
+        vk.gather_inputs(order, count, f0_hz, loudness_db, self.gru, *self._in)
+        self.model.session.run_with_iobinding(self._bindings[count])
+        frame = self.frame
+        self.muted_frames += vk.scatter_outputs(order, count, scale, *self._out, frame[1], frame[2], frame[3], self.gru)
+        np.copyto(frame[0], f0_hz, casting="same_kind")
+
+    def render(self, n: int, on_boundary: Callable[[int], None]) -> np.ndarray:
+        """Synthesise `n` samples; `on_boundary(offset)` runs where a new hop starts, to set `frame`.
+
+        Returns the mono mix, a float64 view `[n]` valid until the next call.
+        """
+        mix = self._mix[:n]
+        mix[:] = 0.0
+        frame, hop, bank = self.frame, self.hop, self.bank
+        pos = 0
+        while pos < n:
+            remaining = bank.remaining
+            m = min(n - pos, remaining + hop)
+            if m > remaining:
+                on_boundary(pos + remaining)
+            bank.process(mix[pos : pos + m], frame[0], frame[1], frame[2], frame[3])
+            pos += m
+        return mix
+
+    def finish(self, mix: np.ndarray, out: np.ndarray, reverb_mix: float, gain_from: float, gain_to: float) -> None:
+        """Reverb the mono `mix` `[n]` and write it to the stereo bus `out` `[2, n]`, the gain ramping."""
+        mono = self._mono[: mix.shape[0]]
+        np.copyto(mono, mix, casting="same_kind")
+        self.reverb.mix = reverb_mix
+        self.reverb.process(mono, mono)
+        mono_to_bus(mono, out, gain_from, gain_to)
