@@ -18,6 +18,7 @@ Writes bench/results/soak.json.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import random
 import secrets
@@ -114,6 +115,8 @@ def main() -> None:
         engine.load(MidiInstrument(load_model(default_model()), voices=args.voices))
         midi = MidiInput(engine.events, ports=[], backend="jack")
         stream = AudioStream(engine.process, SR, BLOCK)
+        gc.collect()
+        gc.freeze()
         stream.start()
         time.sleep(1.0)
         engine.reset_meters()

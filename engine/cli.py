@@ -102,6 +102,7 @@ def _cmd_transfer(args: argparse.Namespace) -> int:
 
 
 def _cmd_play(args: argparse.Namespace) -> int:
+    import gc
     import time
 
     from engine.audio_io import NO_OUTPUT, AudioStream, list_audio_devices
@@ -124,6 +125,8 @@ def _cmd_play(args: argparse.Namespace) -> int:
         plugin.params.set(key.strip(), float(value))
     engine = Engine(args.samplerate, max(2048, args.blocksize))
     engine.load(plugin)
+    # Everything alive now lives for the session: freezing it keeps the garbage collector's
+    # full passes (which run on whichever thread allocates, the audio one included) short.
     midi = None
     if args.mic is None:
         try:
@@ -131,6 +134,8 @@ def _cmd_play(args: argparse.Namespace) -> int:
         except TimbrelError as err:
             print(f"timbrel: playing without MIDI input: {err}", file=sys.stderr)
     stream = None
+    gc.collect()
+    gc.freeze()
     try:
         stream = AudioStream(engine.process, args.samplerate, args.blocksize, output_device=args.output,
                              input_device=args.mic or None, use_input=args.mic is not None, latency=args.latency)
