@@ -125,8 +125,6 @@ def _cmd_play(args: argparse.Namespace) -> int:
         plugin.params.set(key.strip(), float(value))
     engine = Engine(args.samplerate, max(2048, args.blocksize))
     engine.load(plugin)
-    # Everything alive now lives for the session: freezing it keeps the garbage collector's
-    # full passes (which run on whichever thread allocates, the audio one included) short.
     midi = None
     if args.mic is None:
         try:
@@ -134,6 +132,8 @@ def _cmd_play(args: argparse.Namespace) -> int:
         except TimbrelError as err:
             print(f"timbrel: playing without MIDI input: {err}", file=sys.stderr)
     stream = None
+    # Everything alive now lives for the session: freezing it keeps the garbage collector's
+    # full passes (which run on whichever thread allocates, the audio one included) short.
     gc.collect()
     gc.freeze()
     try:
