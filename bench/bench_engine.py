@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -138,6 +140,39 @@ def time_torch(model_path, voices: int, seconds: float) -> np.ndarray:
     return times
 
 
+def render_speed(model, seconds: float = 20.0) -> list[dict]:
+    """How much faster than real time `timbrel render` and `timbrel transfer` run, one voice.
+
+    Timed end to end as a user runs them: engine set-up, plugin preparation, every block.
+    """
+    import mido
+
+    from engine.render import render_audio, render_midi
+
+    song = mido.MidiFile()
+    track = mido.MidiTrack()
+    song.tracks.append(track)
+    rng = np.random.default_rng(0)
+    ticks = int(seconds * 2 * song.ticks_per_beat / 40)
+    for note in rng.integers(55, 80, 40):
+        track.append(mido.Message("note_on", note=int(note), velocity=90, time=0))
+        track.append(mido.Message("note_off", note=int(note), velocity=0, time=ticks))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "phrase.mid"
+        song.save(path)
+        t0 = time.perf_counter()
+        audio = render_midi(path, MidiInstrument(model, voices=16), SR, BLOCK)
+        midi_speed = audio.shape[0] / SR / (time.perf_counter() - t0)
+    n = int(seconds * SR)
+    phase = 2 * np.pi * np.cumsum(np.geomspace(150, 600, n)) / SR
+    voice = (0.2 * sum(np.sin(k * phase) / k for k in range(1, 8))).astype(np.float32)
+    t0 = time.perf_counter()
+    render_audio(voice, TimbreTransfer(model), SR, BLOCK)
+    transfer_speed = seconds / (time.perf_counter() - t0)
+    return [{"path": "timbrel render (one voice at a time)", "x_real_time": midi_speed},
+            {"path": "timbrel transfer", "x_real_time": transfer_speed}]
+
+
 def row(path: str, voices: int, times: np.ndarray) -> dict:
     return {
         "path": path,
@@ -177,6 +212,7 @@ def main() -> None:
         if base:
             r["speedup_vs_torch"] = base["median_us"] / r["median_us"]
     fit = voices_within(model, 0.7, min(args.seconds, 3.0))
+    report("render-speed", render_speed(model), sample_rate=SR, block=BLOCK, target_x_real_time=20)
     report("engine", rows + torch_rows, sample_rate=SR, block=BLOCK, model=model.info.name,
            voices_within_70_percent=fit,
            targets={"16 voices core share": 0.25, "16 voices p99 share": 0.5, "transfer core share": 0.05})

@@ -280,3 +280,13 @@ def test_no_subnormal_numbers_linger_after_the_music_stops(model):
         values = np.abs(np.asarray(state, dtype=np.float64))
         assert not np.any((values > 0) & (values < tiny))
     assert np.abs(audio[-SR:]).max() == 0.0
+
+
+@pytest.mark.parametrize("rate, block", [(44100, 16), (96000, 2048), (48000, 333)])
+def test_any_host_rate_and_block_size_plays_in_tune(model, rate, block):
+    instrument = MidiInstrument(model)
+    engine = Engine(rate, block)
+    audio = render_events(engine, instrument, [(0.0, on(64))], 1.0, block)[:, 0]
+    f0, confidence = estimate_pitch(audio[rate // 5 :].astype(np.float32), rate, instrument.synth.hop)
+    assert instrument.synth.hop == rate // 300 and (confidence > 0).mean() > 0.8
+    assert abs(cents(np.median(f0[confidence > 0]), 440 * 2 ** (-5 / 12))) < 20
