@@ -52,6 +52,19 @@ def resolve_model(spec: str | None):
     return load_model(path)
 
 
+def apply_settings(plugin, assignments: list[str] | None) -> None:
+    """Apply `--set PARAM=VALUE` assignments; a bad one is a one-line TimbrelError."""
+    for assignment in assignments or []:
+        key, sep, value = assignment.partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if not sep or number is None:
+            raise TimbrelError(f"--set {assignment}: expected PARAM=NUMBER, e.g. --set gain_db=-6")
+        plugin.params.set(key.strip(), number)
+
+
 def _instrument(args: argparse.Namespace):
     from plugin.instrument import MidiInstrument
 
@@ -84,14 +97,12 @@ def _cmd_transfer(args: argparse.Namespace) -> int:
     from engine.render import render_audio
     from plugin.transfer import TimbreTransfer
 
+    plugin = TimbreTransfer(resolve_model(args.preset))
+    apply_settings(plugin, args.set)
     audio, rate = read_audio(args.input)
     mono = audio.mean(axis=1)
     if rate != args.samplerate:
         mono = soxr.resample(mono, rate, args.samplerate, quality="HQ")
-    plugin = TimbreTransfer(resolve_model(args.preset))
-    for assignment in args.set or []:
-        key, _, value = assignment.partition("=")
-        plugin.params.set(key.strip(), float(value))
     began = time.perf_counter()
     out = render_audio(np.ascontiguousarray(mono, dtype=np.float32), plugin, args.samplerate, args.blocksize)
     elapsed = time.perf_counter() - began
@@ -120,9 +131,7 @@ def _cmd_play(args: argparse.Namespace) -> int:
         from plugin.instrument import MidiInstrument
 
         plugin = MidiInstrument(model, voices=args.voices)
-    for assignment in args.set or []:
-        key, _, value = assignment.partition("=")
-        plugin.params.set(key.strip(), float(value))
+    apply_settings(plugin, args.set)
     engine = Engine(args.samplerate, max(2048, args.blocksize))
     engine.load(plugin)
     midi = None

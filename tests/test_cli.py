@@ -54,3 +54,57 @@ def test_a_corrupt_wav_is_named_in_one_line(tmp_path):
         read_audio(bad)
     with pytest.raises(TimbrelError, match="no such file"):
         read_audio(tmp_path / "absent.wav")
+
+
+def small_song(path):
+    import mido
+
+    song = mido.MidiFile()
+    track = mido.MidiTrack()
+    song.tracks.append(track)
+    for note in (60, 64, 67):
+        track.append(mido.Message("note_on", note=note, velocity=100, time=0))
+        track.append(mido.Message("note_off", note=note, velocity=0, time=240))
+    song.save(path)
+    return path
+
+
+def test_render_writes_the_song_and_is_deterministic(tmp_path):
+    song = small_song(tmp_path / "song.mid")
+    for name in ("a.wav", "b.wav"):
+        result = timbrel("render", str(song), "-o", str(tmp_path / name))
+        assert result.returncode == 0, result.stderr
+        assert "faster than real time" in result.stdout
+    assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
+    audio, rate = soundfile.read(tmp_path / "a.wav")
+    assert rate == 48000 and audio.shape[1] == 2 and np.abs(audio).max() > 0.01
+
+
+def test_transfer_writes_the_instrument_following_the_input(tmp_path):
+    t = np.arange(48000) / 44100
+    soundfile.write(tmp_path / "sung.wav", 0.3 * np.sin(2 * np.pi * 330 * t), 44100)
+    result = timbrel("transfer", str(tmp_path / "sung.wav"), "-o", str(tmp_path / "out.flac"), "--set", "octave=-1")
+    assert result.returncode == 0, result.stderr
+    audio, rate = soundfile.read(tmp_path / "out.flac")
+    assert rate == 48000 and np.abs(audio).max() > 0.01
+
+
+@pytest.mark.parametrize(
+    "args, fault",
+    [
+        (["render", "{tmp}/garbage.mid", "-o", "{tmp}/x.wav"], "garbage.mid: not a readable MIDI file"),
+        (["render", "{tmp}/song.mid", "-p", "{tmp}/absent.onnx", "-o", "{tmp}/x.wav"], "absent.onnx: no such model file"),
+        (["render", "{tmp}/song.mid", "-p", "{tmp}/garbage.mid", "-o", "{tmp}/x.wav"], "not a loadable ONNX model"),
+        (["transfer", "{tmp}/garbage.mid", "-o", "{tmp}/x.wav"], "garbage.mid: not a readable audio file"),
+        (["transfer", "{tmp}/song.mid", "-o", "{tmp}/x.wav", "--set", "gain_db"], "expected PARAM=NUMBER"),
+        (["render", "{tmp}/song.mid", "-o", "{tmp}/x.wav", "--blocksize", "4"], "block size must be 16 to 2048"),
+    ],
+)
+def test_bad_input_is_one_line_with_no_traceback(tmp_path, args, fault):
+    small_song(tmp_path / "song.mid")
+    (tmp_path / "garbage.mid").write_bytes(b"\x00garbage" * 20)
+    result = timbrel(*(a.format(tmp=tmp_path) for a in args))
+    assert result.returncode == 2
+    assert fault in result.stderr and "Traceback" not in result.stderr
+    assert len([line for line in result.stderr.splitlines() if line.startswith("timbrel")]) == 1
+    assert not (tmp_path / "x.wav").exists()
