@@ -182,7 +182,7 @@ def _status_line(engine, stream) -> str:
     latency_ms = 1000 * (output_latency + (status.block_size + status.latency_samples) / status.sample_rate)
     level = 20 * math.log10(max(status.output_peak, 1e-6))
     return (f"voices {status.voices:2d} | cpu {100 * status.cpu_load:4.1f}% (peak {100 * status.peak_load:4.0f}%) | "
-            f"xruns {stream.xruns} | late blocks {status.overruns} | latency {latency_ms:4.1f} ms | "
+            f"xruns {stream.xruns} | late blocks {status.cpu_overruns}/{status.overruns} | latency {latency_ms:4.1f} ms | "
             f"out {level:5.1f} dB   ")
 
 

@@ -45,7 +45,10 @@ class EngineStatus:
     output_peak: float
     blocks: int
     overruns: int
-    """Blocks whose processing took longer than the block lasts."""
+    """Blocks whose processing took longer than the block lasts, by the wall clock."""
+    cpu_overruns: int
+    """Blocks whose processing used more CPU time than the block lasts: the engine's own fault,
+    as opposed to the thread being preempted by other work."""
     errors: int
     """Blocks silenced because a plugin raised."""
     latency_samples: int
@@ -82,6 +85,7 @@ class Engine:
         self._load_sum = 0.0
         self.blocks = 0
         self.overruns = 0
+        self.cpu_overruns = 0
         self.errors = 0
         self.input_peak = 0.0
         self.output_peak = 0.0
@@ -133,13 +137,13 @@ class Engine:
             sample_rate=self.sample_rate, block_size=self._last_block,
             voices=int(getattr(plugin, "active_voices", 0)), cpu_load=self._load_sum / blocks,
             peak_load=self._busy_peak, input_peak=self.input_peak, output_peak=self.output_peak, blocks=self.blocks,
-            overruns=self.overruns, errors=self.errors,
+            overruns=self.overruns, cpu_overruns=self.cpu_overruns, errors=self.errors,
             latency_samples=plugin.latency_samples if plugin else 0, plugin=plugin.name if plugin else "",
         )
 
     def reset_meters(self) -> None:
         """Zero the counters and peaks (e.g. after warm-up)."""
-        self.blocks = self.overruns = self.errors = 0
+        self.blocks = self.overruns = self.cpu_overruns = self.errors = 0
         self._load_sum = self._busy_peak = 0.0
         self.input_peak = self.output_peak = 0.0
 
@@ -148,6 +152,7 @@ class Engine:
     def process(self, inp: np.ndarray | None, out: np.ndarray) -> None:
         """Render one block into `out` float32 `[n, channels]` from mono input `inp` `[n]` (or None)."""
         start = time.perf_counter_ns()
+        start_cpu = time.thread_time_ns()
         n = out.shape[0]
         self._last_block = n
         if inp is None:
@@ -167,13 +172,15 @@ class Engine:
         channels = out.shape[1]
         for c in range(channels):
             out[:, c] = bus[min(c, 1)]
-        elapsed = (time.perf_counter_ns() - start) * 1e-9
-        load = elapsed * self.sample_rate / max(n, 1)
+        per_second = self.sample_rate / max(n, 1) * 1e-9
+        load = (time.perf_counter_ns() - start) * per_second
         self.blocks += 1
         self._load_sum += load
         self._busy_peak = max(self._busy_peak, load)
         if load > 1.0:
             self.overruns += 1
+            if (time.thread_time_ns() - start_cpu) * per_second > 1.0:
+                self.cpu_overruns += 1
 
     def _run(self, plugin: Plugin | None, inp: np.ndarray, bus: np.ndarray, events: np.ndarray) -> None:
         if plugin is None:
