@@ -219,6 +219,7 @@ def _require_training():
 
 def _cmd_train(args: argparse.Namespace) -> int:
     _require_training()
+    import os
     from pathlib import Path
 
     from platformdirs import user_cache_dir
@@ -240,6 +241,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
           f"{len(dataset.train)} training and {len(dataset.validation)} validation segments")
     best = train(args.folder, workdir, name=args.name, model_config=model_config, config=config, resume=args.resume,
                  progress=not args.quiet, dataset=dataset)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
     figures = release(best, output, dataset, name=args.name)
     _print_figures(figures)
     print(f"loss curve: {workdir / 'loss.png'}")

@@ -261,5 +261,5 @@ def train(folder: str | os.PathLike, workdir: str | os.PathLike, *, name: str,
             bar.close()
     if world > 1:
         torch.distributed.barrier()
-    best = load_checkpoint(best_path if best_path.is_file() else last_path)
-    return best
+        torch.distributed.destroy_process_group()
+    return load_checkpoint(best_path if best_path.is_file() else last_path)

@@ -108,3 +108,20 @@ def test_too_little_or_silent_audio_is_refused(tmp_path):
     soundfile.write(tmp_path / "short.flac", 0.3 * np.sin(2 * np.pi * 330 * t).astype(np.float32), 48000)
     with pytest.raises(TimbrelError, match="only 2.0 s of pitched sound"):
         prepare_dataset(tmp_path, 48000, 160)
+
+
+def test_torchrun_trains_under_distributed_data_parallel(flute_folder, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    command = [str(torchrun), "--nproc-per-node", "2", "-m", "engine.cli", "train", str(flute_folder), "--name", "ddp",
+               "--steps", "4", "--units", "16", "--hidden", "16", "--layers", "1", "--harmonics", "16",
+               "--noise-bands", "17", "--clip-seconds", "0.5", "--batch", "2", "--quiet"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    history = json.loads((tmp_path / "ddp.train" / "history.json").read_text())
+    assert history["steps"] == [1, 2, 3, 4]
+    assert load_model(tmp_path / "ddp.onnx").info.provenance["steps"] in (3, 4)
+    assert result.stdout.count("render_error_db") == 1
