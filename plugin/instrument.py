@@ -99,8 +99,7 @@ class MidiInstrument(Plugin):
         self._order = np.zeros(v, dtype=np.int64)
         self._finished = np.zeros(v + 1, dtype=np.int64)
         self._stack = np.zeros(128, dtype=np.int64)
-        self._lo_db = float(info.loudness_db.get("p05", info.loudness_db["min"]))
-        self._hi_db = float(info.loudness_db.get("p95", info.loudness_db["max"]))
+        self._lo_db, self._hi_db = info.loudness_range_db
         self.reset()
         self._warm_up()
 

@@ -47,6 +47,12 @@ class ModelInfo:
         """Samples per frame at the model's own rate."""
         return self.sample_rate // self.frame_rate
 
+    @property
+    def loudness_range_db(self) -> tuple[float, float]:
+        """The training data's usual loudness span, dB: its 5th and 95th percentiles."""
+        stats = self.loudness_db
+        return float(stats.get("p05", stats["min"])), float(stats.get("p95", stats["max"]))
+
     def hop_at(self, sample_rate: int) -> int:
         """Samples per frame at a host rate; the frame rate must divide it."""
         if sample_rate % self.frame_rate:

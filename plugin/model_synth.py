@@ -49,6 +49,11 @@ class ModelSynth:
                       np.zeros((voices, info.harmonics), np.float32), np.zeros((voices, info.noise_bands), np.float32))
         """The synth's next frame per voice: f0 (Hz), amplitude, distribution, noise magnitudes."""
         self._bindings = [None] + [self._bind(count) for count in range(1, voices + 1)]
+        for binding in self._bindings[1:]:
+            # onnxruntime plans memory for each new batch size on its first run: do that now.
+            model.session.run_with_iobinding(binding)
+        for array in self._out:
+            array[:] = 0.0
         self._mix = np.zeros(max_block)
         self._mono = np.zeros(max_block, dtype=np.float32)
         self.muted_frames = 0

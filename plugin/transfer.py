@@ -83,8 +83,7 @@ class TimbreTransfer(Plugin):
         self._f0, self._loudness, self._scale = np.zeros(1), np.zeros(1), np.zeros(1)
         self._order = np.zeros(1, dtype=np.int64)
         self._dry = np.zeros(max_block, dtype=np.float32)
-        self._lo_db = float(info.loudness_db.get("p05", info.loudness_db["min"]))
-        self._hi_db = float(info.loudness_db.get("p95", info.loudness_db["max"]))
+        self._lo_db, self._hi_db = info.loudness_range_db
         self._scale_table = np.zeros((len(SCALES), 12))
         for row, steps in enumerate(SCALES.values()):
             for pc in range(12):
