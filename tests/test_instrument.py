@@ -7,7 +7,7 @@ import pytest
 
 from engine.engine import LIMIT_CEILING, Engine
 from engine.events import CHANNEL_PRESSURE, CONTROL_CHANGE, NOTE_OFF, NOTE_ON, PITCH_BEND
-from engine.features import estimate_pitch, loudness_db
+from engine.features import estimate_pitch
 from engine.render import render_events
 from plugin.api import Plugin
 from plugin import voices as vk
