@@ -74,17 +74,21 @@ def _instrument(args: argparse.Namespace):
 def _cmd_render(args: argparse.Namespace) -> int:
     import time
 
-    from engine.audiofile import write_audio
     from engine.render import render_midi
 
     instrument = _instrument(args)
     began = time.perf_counter()
     audio = render_midi(args.song, instrument, args.samplerate, args.blocksize)
-    elapsed = time.perf_counter() - began
-    write_audio(args.output, audio, args.samplerate)
-    seconds = audio.shape[0] / args.samplerate
-    print(f"wrote {args.output} ({seconds:.1f} s, rendered {seconds / elapsed:.0f}x faster than real time)")
+    _write_rendered(args.output, audio, args.samplerate, time.perf_counter() - began)
     return 0
+
+
+def _write_rendered(path: str, audio, sample_rate: int, elapsed_s: float) -> None:
+    from engine.audiofile import write_audio
+
+    write_audio(path, audio, sample_rate)
+    seconds = audio.shape[0] / sample_rate
+    print(f"wrote {path} ({seconds:.1f} s, rendered {seconds / elapsed_s:.0f}x faster than real time)")
 
 
 def _cmd_transfer(args: argparse.Namespace) -> int:
@@ -93,7 +97,7 @@ def _cmd_transfer(args: argparse.Namespace) -> int:
     import numpy as np
     import soxr
 
-    from engine.audiofile import read_audio, write_audio
+    from engine.audiofile import read_audio
     from engine.render import render_audio
     from plugin.transfer import TimbreTransfer
 
@@ -105,10 +109,7 @@ def _cmd_transfer(args: argparse.Namespace) -> int:
         mono = soxr.resample(mono, rate, args.samplerate, quality="HQ")
     began = time.perf_counter()
     out = render_audio(np.ascontiguousarray(mono, dtype=np.float32), plugin, args.samplerate, args.blocksize)
-    elapsed = time.perf_counter() - began
-    write_audio(args.output, out, args.samplerate)
-    seconds = out.shape[0] / args.samplerate
-    print(f"wrote {args.output} ({seconds:.1f} s, rendered {seconds / elapsed:.0f}x faster than real time)")
+    _write_rendered(args.output, out, args.samplerate, time.perf_counter() - began)
     return 0
 
 

@@ -19,9 +19,9 @@ import numpy as np
 
 from engine.events import CHANNEL_PRESSURE, CONTROL_CHANGE, NOTE_OFF, NOTE_ON, PITCH_BEND
 from plugin import voices as vk
-from plugin.api import Parameter, Plugin
-from plugin.model import TimbreModel, load_model
-from plugin.model_synth import ModelSynth
+from plugin.api import Parameter
+from plugin.model import TimbreModel
+from plugin.model_synth import ModelPlugin, ModelSynth
 
 MAX_VOICES = 64
 VOICE_MODES = ("poly", "mono", "legato")
@@ -47,7 +47,7 @@ PARAMETERS = (
 _I = {p.id: i for i, p in enumerate(PARAMETERS)}
 
 
-class MidiInstrument(Plugin):
+class MidiInstrument(ModelPlugin):
     """A timbre model played polyphonically from MIDI.
 
     `model`: a `TimbreModel` or the path of a `.onnx` model file. `voices`: 1 to 64.
@@ -58,23 +58,15 @@ class MidiInstrument(Plugin):
     parameters = PARAMETERS
 
     def __init__(self, model: TimbreModel | str | os.PathLike, voices: int = 16, seed: int = 0):
-        super().__init__()
         if not 1 <= voices <= MAX_VOICES:
             raise ValueError(f"voices must be 1 to {MAX_VOICES}, got {voices}")
-        self.model = model if isinstance(model, TimbreModel) else load_model(model)
+        super().__init__(model, seed)
         self.voices = int(voices)
-        self.seed = int(seed)
-        self.active_voices = 0
 
     @property
     def latency_samples(self) -> int:
         """A note sounds from the next hop boundary: at most one hop late."""
         return self.synth.hop if self.sample_rate else 0
-
-    @property
-    def muted_frames(self) -> int:
-        """Voice-frames muted because the model produced NaN or inf."""
-        return self.synth.muted_frames if self.sample_rate else 0
 
     def prepare(self, sample_rate: int, max_block: int) -> None:
         super().prepare(sample_rate, max_block)

@@ -9,6 +9,7 @@ audio-thread methods (`run`, `render`, `finish`) allocate no arrays.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import numpy as np
@@ -17,7 +18,8 @@ from engine.kernels.convolution import Convolver
 from engine.kernels.mixing import mono_to_bus
 from engine.kernels.synth import SynthBank
 from plugin import voices as vk
-from plugin.model import INPUTS, OUTPUTS, TimbreModel
+from plugin.api import Plugin
+from plugin.model import INPUTS, OUTPUTS, TimbreModel, load_model
 
 
 class ModelSynth:
@@ -113,3 +115,21 @@ class ModelSynth:
         self.reverb.mix = reverb_mix
         self.reverb.process(mono, mono)
         mono_to_bus(mono, out, gain_from, gain_to)
+
+
+class ModelPlugin(Plugin):
+    """Base of the plugins that play a timbre model: `model` is a `TimbreModel` or a `.onnx` path.
+
+    Subclasses create `self.synth` (a `ModelSynth`) in `prepare` and keep `active_voices`.
+    """
+
+    def __init__(self, model: TimbreModel | str | os.PathLike, seed: int = 0):
+        super().__init__()
+        self.model = model if isinstance(model, TimbreModel) else load_model(model)
+        self.seed = int(seed)
+        self.active_voices = 0
+
+    @property
+    def muted_frames(self) -> int:
+        """Voice-frames muted because the model produced NaN or inf."""
+        return self.synth.muted_frames if self.sample_rate else 0

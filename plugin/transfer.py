@@ -13,15 +13,12 @@ audio interface's buffering); `latency_samples` reports it.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from engine.features import LoudnessMeter, PitchTracker
 from engine.features.loudness import FLOOR_DB
-from plugin.api import Parameter, Plugin
-from plugin.model import TimbreModel, load_model
-from plugin.model_synth import ModelSynth
+from plugin.api import Parameter
+from plugin.model_synth import ModelPlugin, ModelSynth
 
 SCALES = {
     "chromatic": (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11),
@@ -51,27 +48,16 @@ PARAMETERS = (
 _I = {p.id: i for i, p in enumerate(PARAMETERS)}
 
 
-class TimbreTransfer(Plugin):
+class TimbreTransfer(ModelPlugin):
     """A timbre model driven by live audio input (mono), one voice."""
 
     name = "timbre-transfer"
     parameters = PARAMETERS
 
-    def __init__(self, model: TimbreModel | str | os.PathLike, seed: int = 0):
-        super().__init__()
-        self.model = model if isinstance(model, TimbreModel) else load_model(model)
-        self.seed = int(seed)
-        self.active_voices = 0
-
     @property
     def latency_samples(self) -> int:
         """Half the pitch window (its centre) plus the hop over which the synth ramps."""
         return self.tracker.latency_samples // 2 + self.hop if self.sample_rate else 0
-
-    @property
-    def muted_frames(self) -> int:
-        """Frames muted because the model produced NaN or inf."""
-        return self.synth.muted_frames if self.sample_rate else 0
 
     def prepare(self, sample_rate: int, max_block: int) -> None:
         super().prepare(sample_rate, max_block)
