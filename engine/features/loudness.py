@@ -33,6 +33,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from engine.features.blocks import as_block
+
 FLOOR_DB = -80.0
 _POLES_HZ = (20.598997, 107.65265, 737.86223, 12194.217)
 
@@ -130,10 +132,7 @@ class LoudnessMeter:
 
     def process(self, block: np.ndarray) -> int:
         """Consume `block [n]` (float32, n <= max_block); return how many frames it completed."""
-        block = np.ascontiguousarray(block, dtype=np.float32)
-        if block.ndim != 1 or block.shape[0] > self.max_block:
-            raise ValueError(f"block of shape {block.shape} must be 1-D with at most "
-                             f"{self.max_block} samples; raise max_block")
+        block = as_block(block, self.max_block)
         return _meter(block, self._sos, self._zi, self._ring, self._weights, self._istate,
                       self.hop, self._floor_power, self.loudness_db)
 

@@ -46,6 +46,8 @@ import math
 import numpy as np
 from numba import njit
 
+from engine.features.blocks import as_block
+
 _SEARCH_RATE_HZ = 12000
 _SEARCH_CUTOFF_HZ = 3000.0
 _MIN_OVERLAP_S = 0.005
@@ -245,10 +247,7 @@ class PitchTracker:
 
     def process(self, block: np.ndarray) -> int:
         """Consume `block [n]` (float32, n <= max_block); return how many frames it completed."""
-        block = np.ascontiguousarray(block, dtype=np.float32)
-        if block.ndim != 1 or block.shape[0] > self.max_block:
-            raise ValueError(f"block of shape {block.shape} must be 1-D with at most "
-                             f"{self.max_block} samples; raise max_block")
+        block = as_block(block, self.max_block)
         return _track(block, self._ring, self._dring, self._fir, self._x, self._xd, self._diff,
                       self._cmndf, self._fine, self._istate, self._fstate, self._iparams,
                       self._fparams, self.f0_hz, self.confidence)
