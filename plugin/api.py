@@ -164,13 +164,12 @@ class Plugin:
     def reset(self) -> None:
         """Return to silence: voices off, tails cleared."""
 
-    def __call__(self, audio: np.ndarray | None, sample_rate: int, block: int = 512, events: np.ndarray | None = None) -> np.ndarray:
-        """Run a whole buffer (mono `[samples]` or None for an instrument) through the plugin offline.
+    def __call__(self, audio: np.ndarray, sample_rate: int, block: int = 512, events: np.ndarray | None = None) -> np.ndarray:
+        """Run a whole mono buffer `[samples]` through the plugin offline, in blocks of `block`.
 
-        Returns stereo float32 `[2, samples]`. `events` are delivered with the first block.
+        Returns stereo float32 `[2, samples]`. An instrument ignores the input's values (pass
+        zeros of the length to render); `events` (packed MIDI) arrive with the first block.
         """
-        if audio is None:
-            raise TimbrelError(f"{self.name}: give the number of samples to render via an input buffer of zeros")
         audio = np.ascontiguousarray(audio, dtype=np.float32)
         self.prepare(sample_rate, block)
         out = np.zeros((2, audio.size), dtype=np.float32)

@@ -290,3 +290,9 @@ def test_any_host_rate_and_block_size_plays_in_tune(model, rate, block):
     f0, confidence = estimate_pitch(audio[rate // 5 :].astype(np.float32), rate, instrument.synth.hop)
     assert instrument.synth.hop == rate // 300 and (confidence > 0).mean() > 0.8
     assert abs(cents(np.median(f0[confidence > 0]), 440 * 2 ** (-5 / 12))) < 20
+
+
+def test_a_plugin_is_a_plain_callable_on_a_buffer(model):
+    out = MidiInstrument(model)(np.zeros(SR // 2, np.float32), SR, events=np.array([on(69)], np.int32))
+    assert out.shape == (2, SR // 2) and out.dtype == np.float32
+    assert abs(cents(median_pitch(out[0].astype(np.float64), 0.15, 0.5), 440.0)) < 20
