@@ -97,8 +97,9 @@ def analyse(audio: np.ndarray, sample_rate: int, hop: int) -> tuple[np.ndarray, 
     frames = audio.size // hop
     f0, confidence = estimate_pitch(audio, sample_rate, hop, smooth=True)
     ld = loudness_db(audio, sample_rate, hop)
-    f0 = _advance(f0, PitchTracker(sample_rate, hop).latency_samples / 2 / hop)
-    confidence = _advance(confidence, PitchTracker(sample_rate, hop).latency_samples / 2 / hop)
+    pitch_lag = PitchTracker(sample_rate, hop).latency_samples / 2 / hop
+    f0 = _advance(f0, pitch_lag)
+    confidence = _advance(confidence, pitch_lag)
     ld = _advance(ld, LoudnessMeter(sample_rate, hop).latency_samples / 2 / hop)
     return f0[:frames], ld[:frames], confidence[:frames] > 0
 

@@ -27,6 +27,7 @@ from engine.errors import TimbrelError
 from export import synth
 from export.model import TimbreModel
 from plugin.model import FORMAT_VERSION, INPUTS, IR_KEY, METADATA_KEY, OUTPUTS, load_model
+from plugin.model_synth import resynthesise
 
 PARITY_TOLERANCE = 1e-5
 OPSET = 17
@@ -121,7 +122,7 @@ def check_export(model: TimbreModel, path: str | os.PathLike, f0_hz: np.ndarray,
         if not worst <= PARITY_TOLERANCE:
             raise TimbrelError(f"{path}: ONNX differs from torch by {worst:.2e} relative RMS on {label} inputs "
                                f"(limit {PARITY_TOLERANCE:g})")
-    engine_audio = _render_with_engine(runtime, f0_hz, loudness_db, seed)
+    engine_audio = resynthesise(runtime, f0_hz, loudness_db, seed)
     torch_audio = _render_with_torch(model, f0_hz, loudness_db, seed)
     error = engine_audio - torch_audio
     error_db = 10 * np.log10(np.sum(error**2) / max(np.sum(torch_audio**2), 1e-20) + 1e-30)
@@ -140,23 +141,6 @@ def _relative_rms(got: np.ndarray, expected: np.ndarray) -> float:
     """
     scale = float(np.sqrt(np.mean(expected.astype(np.float64) ** 2)))
     return float(np.sqrt(np.mean((got.astype(np.float64) - expected) ** 2))) / max(scale, 1e-30)
-
-
-def _render_with_engine(runtime, f0_hz: np.ndarray, loudness_db: np.ndarray, seed: int) -> np.ndarray:
-    """One voice through onnxruntime, frame by frame, then the numba kernels and the reverb."""
-    from engine.dsp import SynthBank, reverb
-
-    info = runtime.info
-    bank = SynthBank(1, info.harmonics, info.noise_bands, info.sample_rate, info.hop, seed=seed)
-    bank.start_voice(0)
-    state = np.zeros((1, info.hidden), dtype=np.float32)
-    out = np.zeros(f0_hz.size * info.hop)
-    for i in range(f0_hz.size):
-        f = np.array([[f0_hz[i]]], dtype=np.float32)
-        ld = np.array([[loudness_db[i]]], dtype=np.float32)
-        amp, dist, noise, state = runtime.step(f, ld, state)
-        bank.process(out[i * info.hop : (i + 1) * info.hop], f[:, 0], amp[:, 0], dist[:, 0], noise[:, 0])
-    return reverb(out, runtime.reverb_ir, 1.0).astype(np.float64)
 
 
 def _render_with_torch(model: TimbreModel, f0_hz: np.ndarray, loudness_db: np.ndarray, seed: int) -> np.ndarray:

@@ -13,35 +13,49 @@ LOUDNESS_FLOOR_DB = -70.0
 
 
 @torch.no_grad()
-def resynthesis_quality(model: TimbreModel, recordings: list[Recording]) -> dict:
-    """Render each recording from its own features and analyse the result with the same extractors.
+def recording_quality(recording: Recording, audio: np.ndarray, sample_rate: int, hop: int) -> dict:
+    """Compare `audio`, a resynthesis of `recording` from its own features, with the recording.
 
-    Returns the median absolute f0 error in cents over frames voiced in both, the mean
-    absolute loudness error in dB over frames louder than -70 dB in the input, and the
-    spectral loss; all pooled over the recordings.
+    Both are analysed with the training extractors. Returns the absolute f0 errors in cents
+    over frames voiced in both (`cents`, an array), the absolute loudness errors in dB over
+    frames louder than -70 dB in the input (`loudness_errors_db`), the voicing agreement and
+    the multi-scale spectral loss.
     """
+    r = recording
+    f0_out, ld_out, voiced_out = analyse(np.asarray(audio, dtype=np.float32), sample_rate, hop)
+    both = r.voiced & voiced_out & (r.f0_hz > 0) & (f0_out > 0)
+    audible = r.loudness_db > LOUDNESS_FLOOR_DB
+    loss = SpectralLoss(sample_rate)(torch.from_numpy(np.asarray(audio, dtype=np.float32))[None],
+                                     torch.from_numpy(r.audio)[None])
+    return {
+        "cents": 1200 * np.abs(np.log2(f0_out[both] / r.f0_hz[both])),
+        "loudness_errors_db": np.abs(ld_out[audible] - r.loudness_db[audible]),
+        "voiced_agreement": float(np.mean(r.voiced == voiced_out)),
+        "spectral_loss": float(loss),
+    }
+
+
+def pooled(figures: list[dict]) -> dict:
+    """Median f0 error (cents), mean loudness error (dB) and mean spectral loss over recordings."""
+    cents = np.concatenate([f["cents"] for f in figures]) if figures else np.array([])
+    loud = np.concatenate([f["loudness_errors_db"] for f in figures]) if figures else np.array([])
+    return {
+        "f0_median_cents": float(np.median(cents)) if cents.size else float("nan"),
+        "f0_frames": int(cents.size),
+        "loudness_l1_db": float(np.mean(loud)) if loud.size else float("nan"),
+        "spectral_loss": float(np.mean([f["spectral_loss"] for f in figures])) if figures else float("nan"),
+    }
+
+
+@torch.no_grad()
+def resynthesis_quality(model: TimbreModel, recordings: list[Recording]) -> dict:
+    """`pooled` quality of the torch model resynthesising each recording from its own features."""
     c = model.config
     model.eval()
-    cents, loud, spectral = [], [], []
-    loss_fn = SpectralLoss(c.sample_rate)
+    figures = []
     for r in recordings:
-        if r.f0_hz.size * c.hop < max(loss_fn.sizes):
+        if r.f0_hz.size * c.hop < max(SpectralLoss(c.sample_rate).sizes):
             continue
-        f0 = torch.from_numpy(r.f0_hz).float()[None]
-        ld = torch.from_numpy(r.loudness_db).float()[None]
-        audio = model(f0, ld)
-        spectral.append(float(loss_fn(audio, torch.from_numpy(r.audio)[None])))
-        out = audio[0].numpy().astype(np.float32)
-        f0_out, ld_out, voiced_out = analyse(out, c.sample_rate, c.hop)
-        both = r.voiced & voiced_out & (r.f0_hz > 0) & (f0_out > 0)
-        cents.append(1200 * np.abs(np.log2(f0_out[both] / r.f0_hz[both])))
-        audible = r.loudness_db > LOUDNESS_FLOOR_DB
-        loud.append(np.abs(ld_out[audible] - r.loudness_db[audible]))
-    all_cents = np.concatenate(cents) if cents else np.array([np.nan])
-    all_loud = np.concatenate(loud) if loud else np.array([np.nan])
-    return {
-        "f0_median_cents": float(np.median(all_cents)) if all_cents.size else float("nan"),
-        "f0_frames": int(all_cents.size),
-        "loudness_l1_db": float(np.mean(all_loud)) if all_loud.size else float("nan"),
-        "spectral_loss": float(np.mean(spectral)) if spectral else float("nan"),
-    }
+        audio = model(torch.from_numpy(r.f0_hz).float()[None], torch.from_numpy(r.loudness_db).float()[None])
+        figures.append(recording_quality(r, audio[0].numpy(), c.sample_rate, c.hop))
+    return pooled(figures)

@@ -133,3 +133,22 @@ class ModelPlugin(Plugin):
     def muted_frames(self) -> int:
         """Voice-frames muted because the model produced NaN or inf."""
         return self.synth.muted_frames if self.sample_rate else 0
+
+
+def resynthesise(model: TimbreModel, f0_hz: np.ndarray, loudness_db: np.ndarray, seed: int = 0) -> np.ndarray:
+    """One voice played from features `[frames]` (Hz, dB) exactly as live: onnxruntime frame by
+    frame, the numba kernels, the learned reverb. Returns float64 audio `[frames * hop]` at the
+    model's rate (voice 0's noise stream of `seed`)."""
+    from engine.dsp import SynthBank, reverb
+
+    info = model.info
+    bank = SynthBank(1, info.harmonics, info.noise_bands, info.sample_rate, info.hop, seed=seed)
+    bank.start_voice(0)
+    state = np.zeros((1, info.hidden), dtype=np.float32)
+    out = np.zeros(f0_hz.size * info.hop)
+    for i in range(f0_hz.size):
+        f = np.array([[f0_hz[i]]], dtype=np.float32)
+        ld = np.array([[loudness_db[i]]], dtype=np.float32)
+        amp, dist, noise, state = model.step(f, ld, state)
+        bank.process(out[i * info.hop : (i + 1) * info.hop], f[:, 0], amp[:, 0], dist[:, 0], noise[:, 0])
+    return reverb(out, model.reverb_ir, 1.0).astype(np.float64)

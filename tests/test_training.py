@@ -125,3 +125,17 @@ def test_torchrun_trains_under_distributed_data_parallel(flute_folder, tmp_path)
     assert history["steps"] == [1, 2, 3, 4]
     assert load_model(tmp_path / "ddp.onnx").info.provenance["steps"] in (3, 4)
     assert result.stdout.count("render_error_db") == 1
+
+
+def test_a_missing_or_corrupt_checkpoint_is_one_line(tmp_path):
+    with pytest.raises(TimbrelError, match="absent.pt: no such checkpoint"):
+        load_checkpoint(tmp_path / "absent.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(TimbrelError, match="bad.pt: not a readable checkpoint") as err:
+        load_checkpoint(bad)
+    assert "\n" not in str(err.value)
+    result = __import__("subprocess").run([__import__("sys").executable, "-m", "engine.cli", "export", str(bad)],
+                                          capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "bad.pt" in result.stderr
+    assert bad.read_bytes() == b"not a checkpoint at all"
