@@ -137,6 +137,7 @@ class Plugin:
     `prepare`, `process` and `reset`."""
 
     name: str = "plugin"
+    kind: str = "instrument"
     parameters: tuple[Parameter, ...] = ()
 
     def __init__(self) -> None:
@@ -180,4 +181,40 @@ class Plugin:
             bus = np.zeros((2, stop - start), dtype=np.float32)
             self.process(audio[start:stop], bus, pending if start == 0 else none)
             out[:, start:stop] = bus
+        return out
+
+
+class Effect(Plugin):
+    """Base class of effects: `process` transforms the stereo bus `out` `[2, n]` in place.
+
+    An effect may instead return a new float32 array `[2, n]`, which the host copies into
+    the bus (allocating on the audio thread is then the effect's own cost). The host checks
+    what comes back: a wrong shape, or NaN or inf, disables the effect (see `plugin.chain`).
+    `inp` is the engine's mono input, which most effects ignore.
+    """
+
+    name = "effect"
+    kind = "effect"
+
+    def __call__(self, audio: np.ndarray, sample_rate: int, block: int = 512, events: np.ndarray | None = None) -> np.ndarray:
+        """Run a whole buffer, mono `[samples]` or stereo `[2, samples]`, through the effect in blocks.
+
+        Returns stereo float32 `[2, samples]` (a mono input feeds both channels).
+        """
+        audio = np.asarray(audio, dtype=np.float32)
+        if audio.ndim == 1:
+            audio = np.stack([audio, audio])
+        if audio.ndim != 2 or audio.shape[0] != 2:
+            raise ValueError(f"expected audio shaped [samples] or [2, samples], got {list(audio.shape)}")
+        self.prepare(sample_rate, block)
+        out = np.array(audio, dtype=np.float32, order="C")
+        bus = np.zeros((2, block), dtype=np.float32)
+        silence = np.zeros(block, dtype=np.float32)
+        none = np.zeros(0, dtype=np.int32)
+        for start in range(0, out.shape[1], block):
+            stop = min(out.shape[1], start + block)
+            view = bus[:, : stop - start]
+            view[:] = out[:, start:stop]
+            result = self.process(silence[: stop - start], view, none)
+            out[:, start:stop] = view if result is None else result
         return out
