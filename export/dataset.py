@@ -22,7 +22,7 @@ from engine.atomic import write_bytes
 from engine.errors import TimbrelError
 from engine.features.loudness import FLOOR_DB
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff"}
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff"}
 MIN_VOICED_SECONDS = 5.0
 FEATURE_VERSION = "1"
 

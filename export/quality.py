@@ -59,3 +59,30 @@ def resynthesis_quality(model: TimbreModel, recordings: list[Recording]) -> dict
         audio = model(torch.from_numpy(r.f0_hz).float()[None], torch.from_numpy(r.loudness_db).float()[None])
         figures.append(recording_quality(r, audio[0].numpy(), c.sample_rate, c.hop))
     return pooled(figures)
+
+
+def heldout_quality(model_path, folder) -> tuple[list[dict], dict]:
+    """Quality of an exported model on each held-out file in `folder`, through the live path.
+
+    Each file is analysed with the training features, resynthesised frame by frame in
+    onnxruntime and the numba kernels exactly as it plays live, and analysed again.
+    Returns one row per file and the pooled figures over all of them.
+    """
+    from export.dataset import analyse, find_audio, load_mono
+    from plugin.model import load_model
+    from plugin.model_synth import resynthesise
+
+    model = load_model(model_path)
+    info = model.info
+    rows, figures = [], []
+    for path in find_audio(folder):
+        audio = load_mono(path, info.sample_rate)
+        audio = audio[: audio.size // info.hop * info.hop]
+        recording = Recording(path.name, "", audio, *analyse(audio, info.sample_rate, info.hop))
+        f = recording_quality(recording, resynthesise(model, recording.f0_hz, recording.loudness_db),
+                              info.sample_rate, info.hop)
+        figures.append(f)
+        rows.append({"file": path.name, "seconds": audio.size / info.sample_rate, **pooled([f]),
+                     "f0_p95_cents": float(np.percentile(f["cents"], 95)) if f["cents"].size else float("nan"),
+                     "voiced_agreement": f["voiced_agreement"]})
+    return rows, pooled(figures)

@@ -1,0 +1,182 @@
+"""The factory model library: which instruments ship, and the recipe that rebuilds them.
+
+    python -m export.factory build [--root DIR] [--only NAME ...] [--jobs N] [--train-minutes M]
+
+rebuilds every factory model from scratch, in four resumable stages that can also be run
+one at a time (`render`, `pack`, `train`, `release`):
+
+1. **render**: expressive FluidR3_GM phrases of each instrument (`export.fluidsynth`):
+   `DIR/data/NAME-train` (4 min, seed 1) and `DIR/data/NAME-heldout` (1 min, seed 2);
+2. **pack** (optional): the training renders as Opus files, small enough to carry to a
+   machine with a GPU (`DIR/transport/NAME`); train then reads those instead;
+3. **train**: one process per instrument, `--jobs` at a time, each on CUDA when present,
+   for `--train-minutes` of wall time (`DIR/runs/NAME/best.pt`); `slim` then strips the
+   optimiser state for the trip back (`DIR/slim/NAME.pt`);
+4. **release**: export each best checkpoint to `presets/models/NAME.onnx`, check it
+   against torch, and measure its resynthesis on the lossless held-out renders through the
+   live engine path. Figures go to `DIR/quality.json`, which the preset files quote.
+
+It takes hours on a CPU and is not part of CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from engine.atomic import write_text
+
+FACTORY = ("violin", "cello", "contrabass", "flute", "clarinet", "oboe", "bassoon", "trumpet", "trombone",
+           "french_horn", "tuba", "alto_sax", "choir_aah")
+"""General MIDI instruments (`export.phrases.INSTRUMENTS`) with a factory model each."""
+
+TRAIN_MINUTES, HELDOUT_MINUTES = 4.0, 1.0
+TRAIN_SEED, HELDOUT_SEED = 1, 2
+BATCH = 16
+MAX_STEPS = 40_000
+OPUS_LEVEL = 0.4
+"""libsndfile's Opus compression level for transport: about 140 kbit/s mono."""
+
+MODELS_DIR = Path(__file__).resolve().parents[1] / "presets" / "models"
+
+
+def _data(root: Path, name: str, part: str) -> Path:
+    return root / "data" / f"{name}-{part}"
+
+
+def render(root: Path, names: tuple[str, ...]) -> None:
+    """Render training and held-out phrases for each instrument not rendered yet."""
+    from export.fluidsynth import generate_dataset
+
+    for name in names:
+        for part, minutes, seed in (("train", TRAIN_MINUTES, TRAIN_SEED), ("heldout", HELDOUT_MINUTES, HELDOUT_SEED)):
+            folder = _data(root, name, part)
+            if not any(folder.glob("*.wav")):
+                generate_dataset(name, minutes * 60, seed, folder)
+        print(f"rendered {name}", flush=True)
+
+
+def pack(root: Path, names: tuple[str, ...]) -> None:
+    """Encode each training render as Opus under `DIR/transport/NAME` (for carrying to a GPU)."""
+    import soundfile
+
+    for name in names:
+        out = root / "transport" / name
+        out.mkdir(parents=True, exist_ok=True)
+        for wav in sorted(_data(root, name, "train").glob("*.wav")):
+            audio, rate = soundfile.read(str(wav), dtype="float32")
+            soundfile.write(str(out / f"{wav.stem}.opus"), audio, rate, format="OGG", subtype="OPUS",
+                            compression_level=OPUS_LEVEL)
+    print(f"packed {len(names)} instrument(s) into {root / 'transport'}")
+
+
+def train_one(root: Path, name: str, minutes: float) -> None:
+    """Train one instrument's model for `minutes` (wall time) into `DIR/runs/NAME`."""
+    from export.dataset import prepare_dataset
+    from export.model import ModelConfig
+    from export.train import TrainConfig, train
+
+    transport = root / "transport" / name
+    folder = transport if any(transport.glob("*.opus")) else _data(root, name, "train")
+    model_config = ModelConfig()
+    config = TrainConfig(steps=MAX_STEPS, batch=BATCH, seed=TRAIN_SEED, max_minutes=minutes)
+    dataset = prepare_dataset(folder, model_config.sample_rate, model_config.hop, cache_dir=root / "features",
+                              seed=config.seed)
+    train(folder, root / "runs" / name, name=name, model_config=model_config, config=config, progress=False,
+          dataset=dataset)
+
+
+def train_all(root: Path, names: tuple[str, ...], minutes: float, jobs: int) -> None:
+    """Train every instrument in its own process, `jobs` at a time; logs go to `DIR/runs/NAME.log`."""
+    (root / "runs").mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    pending, running, failed = list(names), [], []
+    while pending or running:
+        while pending and len(running) < jobs:
+            name = pending.pop(0)
+            log = open(root / "runs" / f"{name}.log", "w")
+            cmd = [sys.executable, "-m", "export.factory", "train-one", name, "--root", str(root),
+                   "--train-minutes", str(minutes)]
+            running.append((name, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log))
+        time.sleep(1.0)
+        for item in list(running):
+            name, proc, log = item
+            if proc.poll() is not None:
+                log.close()
+                running.remove(item)
+                print(f"trained {name}: exit {proc.returncode}", flush=True)
+                if proc.returncode:
+                    failed.append(name)
+    if failed:
+        raise SystemExit(f"training failed for {', '.join(failed)} (see {root / 'runs'}/NAME.log)")
+
+
+def slim(root: Path, names: tuple[str, ...]) -> None:
+    """Copy each best checkpoint without its optimiser state to `DIR/slim/NAME.pt` (for carrying back)."""
+    import torch
+
+    out = root / "slim"
+    out.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        best = root / "runs" / name / "best.pt"
+        if not best.is_file():
+            print(f"{name}: no best.pt to slim", file=sys.stderr)
+            continue
+        checkpoint = torch.load(best, map_location="cpu", weights_only=False)
+        kept = {k: v for k, v in checkpoint.items() if k not in ("optimiser", "rng", "torch_rng")}
+        torch.save(kept, out / f"{name}.pt")
+
+
+def release_all(root: Path, names: tuple[str, ...], models_dir: Path = MODELS_DIR) -> dict:
+    """Export, check and measure each trained model; returns and stores the figures by name."""
+    from export.quality import heldout_quality
+    from export.release import release
+    from export.train import load_checkpoint
+
+    figures_path = root / "quality.json"
+    figures = json.loads(figures_path.read_text()) if figures_path.is_file() else {}
+    for name in names:
+        slimmed = root / "slim" / f"{name}.pt"
+        checkpoint = load_checkpoint(slimmed if slimmed.is_file() else root / "runs" / name / "best.pt")
+        path = models_dir / f"{name}.onnx"
+        exported = release(checkpoint, path, None, name=name)
+        _, quality = heldout_quality(path, _data(root, name, "heldout"))
+        figures[name] = {"steps": exported["steps"], "render_error_db": exported["render_error_db"], **quality,
+                         "model_bytes": path.stat().st_size}
+        print(f"released {name}: {json.dumps(figures[name])}", flush=True)
+        write_text(figures_path, json.dumps(figures, indent=1))
+    return figures
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m export.factory", description="rebuild the factory models")
+    parser.add_argument("stage", choices=("build", "render", "pack", "train", "train-one", "slim", "release"))
+    parser.add_argument("names", nargs="*", help=f"instruments (default: all of {', '.join(FACTORY)})")
+    parser.add_argument("--root", default="factory-build", help="working folder for data, runs and figures")
+    parser.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) // 2))
+    parser.add_argument("--train-minutes", type=float, default=60.0, help="wall time per model")
+    args = parser.parse_args(argv)
+    root = Path(args.root)
+    names = tuple(args.names) or FACTORY
+    if args.stage == "train-one":
+        train_one(root, names[0], args.train_minutes)
+        return
+    if args.stage in ("build", "render"):
+        render(root, names)
+    if args.stage == "pack":
+        pack(root, names)
+    if args.stage in ("build", "train"):
+        train_all(root, names, args.train_minutes, args.jobs)
+    if args.stage == "slim":
+        slim(root, names)
+    if args.stage in ("build", "release"):
+        release_all(root, names)
+
+
+if __name__ == "__main__":
+    main()
