@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.errors import TimbrelError
 from engine.events import EventQueue
 from engine.kernels.limiter import limit
 from engine.kernels.mixing import crossfade, peak
@@ -53,6 +54,8 @@ class EngineStatus:
     """Blocks silenced because a plugin raised."""
     latency_samples: int
     plugin: str
+    faults: tuple[str, ...] = ()
+    """One line per effect the chain disabled (see `plugin.chain`)."""
 
 
 class Engine:
@@ -111,8 +114,11 @@ class Engine:
         """Prepare `plugin` on this thread, then have the audio thread crossfade to it.
 
         The switch happens at the next block boundary with a 20 ms crossfade; what was
-        playing keeps playing until then.
+        playing keeps playing until then. `plugin` is an instrument, or a `plugin.chain.Chain`
+        that starts with one.
         """
+        if plugin.kind != "instrument":
+            raise TimbrelError(f"{plugin.name}: an effect cannot play alone; put it in a Chain after an instrument")
         plugin.prepare(self.sample_rate, self.max_block)
         self._incoming = plugin
         self.collect()
@@ -121,12 +127,18 @@ class Engine:
         """Free plugins the audio thread has swapped out (call from a control thread)."""
         for i in range(len(self.retired)):
             self.retired[i] = None
+        collect = getattr(self._current, "collect", None)
+        if collect is not None:
+            collect()
 
     def set_parameter(self, parameter_id: str, value: float) -> float:
-        """Set a parameter of the playing plugin; returns the clamped value."""
+        """Set a parameter of the playing plugin (`KEY.PARAM` for an effect in a chain);
+        returns the clamped value."""
         plugin = self.plugin
         if plugin is None:
-            raise KeyError("no plugin loaded")
+            raise TimbrelError("no instrument loaded")
+        if hasattr(plugin, "set_parameter"):
+            return plugin.set_parameter(parameter_id, value)
         return plugin.params.set(parameter_id, value)
 
     def status(self) -> EngineStatus:
@@ -139,6 +151,7 @@ class Engine:
             peak_load=self._busy_peak, input_peak=self.input_peak, output_peak=self.output_peak, blocks=self.blocks,
             overruns=self.overruns, cpu_overruns=self.cpu_overruns, errors=self.errors,
             latency_samples=plugin.latency_samples if plugin else 0, plugin=plugin.name if plugin else "",
+            faults=tuple(getattr(plugin, "faults", ())),
         )
 
     def reset_meters(self) -> None:

@@ -43,3 +43,31 @@ def peak(x):
     for j in range(x.shape[0]):
         top = max(top, abs(x[j]))
     return top
+
+
+@numba.njit(nogil=True, cache=True)
+def wet_mix(out, dry, mix, target, step):
+    """Blend an effect's output `out` `[channels, n]` with its input `dry` in place:
+    `out = dry + g * (out - dry)`, `g` moving from `mix` towards `target` by at most `step`
+    per sample. Returns `g` after the block."""
+    channels, n = out.shape
+    g = mix
+    for j in range(n):
+        if g < target:
+            g = min(target, g + step)
+        elif g > target:
+            g = max(target, g - step)
+        for c in range(channels):
+            out[c, j] = dry[c, j] + g * (out[c, j] - dry[c, j])
+    return g
+
+
+@numba.njit(nogil=True, cache=True)
+def all_finite(bus):
+    """Whether every sample of `bus` `[channels, n]` is finite."""
+    channels, n = bus.shape
+    for c in range(channels):
+        for j in range(n):
+            if not math.isfinite(bus[c, j]):
+                return False
+    return True

@@ -1,0 +1,73 @@
+"""A model's learned reverb as a standalone effect.
+
+Written here, not wrapped: the learned impulse response is part of the model file, and
+timbrel's own zero-latency partitioned convolver (`engine.kernels.convolution`) already
+plays it inside every instrument. pedalboard's `Convolution` would add a second
+convolution engine and allocate a new array on every call.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from engine.kernels.convolution import Convolver
+from plugin.api import Effect, Parameter
+from plugin.model import TimbreModel, load_model
+
+
+class LearnedReverb(Effect):
+    """Convolve each channel with the reverb a timbre model learned during training.
+
+    `model`: a `TimbreModel` or `.onnx` path (default: the factory violin). `skip_body_ms`
+    drops the start of the response, where models learn the instrument's body resonance
+    rather than the room, leaving only the room's tail.
+    """
+
+    name = "reverb"
+    parameters = (
+        Parameter("mix", "Mix", "", 0.0, 1.0, 0.3, smoothing_ms=30.0),
+        Parameter("wet_db", "Wet level", "dB", -24.0, 12.0, 0.0, smoothing_ms=30.0),
+    )
+
+    def __init__(self, model: TimbreModel | str | os.PathLike | None = None, skip_body_ms: float = 0.0):
+        super().__init__()
+        if model is None:
+            from presets import default_model
+
+            model = default_model()
+        loaded = model if isinstance(model, TimbreModel) else load_model(model)
+        self.model_name = loaded.info.name
+        self._ir_rate = loaded.info.sample_rate
+        self._ir = np.asarray(loaded.reverb_ir, dtype=np.float64)
+        self.skip_body_ms = float(skip_body_ms)
+        self._convolvers: list[Convolver] = []
+
+    def prepare(self, sample_rate: int, max_block: int) -> None:
+        import soxr
+
+        super().prepare(sample_rate, max_block)
+        ir = self._ir
+        if sample_rate != self._ir_rate:
+            ir = soxr.resample(ir, self._ir_rate, sample_rate, quality="VHQ")
+        ir = ir[int(self.skip_body_ms * 1e-3 * sample_rate):]
+        self._convolvers = [Convolver(ir.astype(np.float32), max_block, mix=1.0) for _ in range(2)]
+        self._row = np.zeros(max_block, dtype=np.float32)
+
+    def reset(self) -> None:
+        for convolver in self._convolvers:
+            convolver.reset()
+
+    def process(self, inp: np.ndarray, out: np.ndarray, events: np.ndarray) -> None:
+        n = out.shape[1]
+        self.params.advance(n / self.sample_rate)
+        mix, wet_db = self.params.values
+        wet = mix * 10.0 ** (wet_db / 20.0)
+        row = self._row[:n]
+        for c, convolver in enumerate(self._convolvers):
+            np.copyto(row, out[c])
+            convolver.process(row, row)
+            out[c] *= 1.0 - mix
+            row *= wet
+            out[c] += row
