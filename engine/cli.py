@@ -211,6 +211,26 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_plugins_list(args: argparse.Namespace) -> int:
+    import json
+
+    from plugin.discovery import GROUP, discover
+
+    found = discover()
+    if args.json:
+        print(json.dumps([info.describe() for info in found], indent=2))
+        return 0
+    if not found:
+        print(f"no plugins installed (a package adds them to the '{GROUP}' entry-point group)")
+        return 0
+    rows = [("name", "kind", "version", "source", "status")]
+    rows += [(i.name, i.kind, i.version, i.origin, i.status) for i in found]
+    widths = [max(len(row[c]) for row in rows) for c in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
+    return 0
+
+
 def _require_training():
     try:
         import torch  # noqa: F401
@@ -366,6 +386,12 @@ def build_parser() -> argparse.ArgumentParser:
     dv = commands.add_parser("devices", help="list audio devices and MIDI inputs")
     dv.add_argument("--midi-backend", choices=("auto", "alsa", "jack"), default="auto")
     dv.set_defaults(run=_cmd_devices)
+
+    pg = commands.add_parser("plugins", help="third-party plugins (the 'timbrel.plugins' entry-point group)")
+    pg_commands = pg.add_subparsers(dest="plugins_command", required=True, metavar="ACTION")
+    pg_list = pg_commands.add_parser("list", help="list installed plugins; broken ones show their fault")
+    pg_list.add_argument("--json", action="store_true", help="print JSON, with each plugin's parameters")
+    pg_list.set_defaults(run=_cmd_plugins_list)
     return parser
 
 

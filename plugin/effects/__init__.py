@@ -1,1 +1,49 @@
-"""Built-in effects. Each module says why its effect is written here rather than wrapped."""
+"""Built-in effects, and the one place effects are created by name (built-in or third-party).
+
+Each module says why its effect is written here rather than wrapped.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from engine.errors import TimbrelError
+from plugin.api import Effect
+
+BUILTIN = {
+    "gain": "plugin.effects.gain:GainPan",
+    "eq": "plugin.effects.eq:ParametricEQ",
+    "compressor": "plugin.effects.dynamics:Compressor",
+    "limiter": "plugin.effects.dynamics:Limiter",
+    "delay": "plugin.effects.delay:Delay",
+    "chorus": "plugin.effects.chorus:Chorus",
+    "reverb": "plugin.effects.reverb:LearnedReverb",
+}
+"""Effect type names, as presets write them, and where each class lives."""
+
+
+def effect_class(name: str) -> type[Effect]:
+    """The class of a built-in effect, or of one a plugin package provides (`timbrel.plugins`)."""
+    if name in BUILTIN:
+        module, _, attr = BUILTIN[name].partition(":")
+        return getattr(import_module(module), attr)
+    from plugin.discovery import discover
+
+    for info in discover():
+        if info.name == name:
+            if info.error:
+                raise TimbrelError(info.error)
+            if info.kind != "effect":
+                raise TimbrelError(f"plugin '{name}' is an instrument, not an effect")
+            return info.cls
+    known = sorted(BUILTIN) + sorted(i.name for i in discover() if i.kind == "effect" and not i.error)
+    raise TimbrelError(f"no effect '{name}' (known: {', '.join(known)})")
+
+
+def create_effect(name: str, parameters: dict[str, float] | None = None) -> Effect:
+    """A new effect of type `name` with `parameters` set (ids as in its `parameters`)."""
+    effect = effect_class(name)()
+    for key, value in (parameters or {}).items():
+        effect.params.set(key, value)
+    effect.params.snap()
+    return effect
