@@ -37,7 +37,7 @@ FACTORY = ("violin", "cello", "contrabass", "flute", "clarinet", "oboe", "bassoo
 
 TRAIN_MINUTES, HELDOUT_MINUTES = 4.0, 1.0
 TRAIN_SEED, HELDOUT_SEED = 1, 2
-BATCH = 16
+BATCH = 8
 MAX_STEPS = 40_000
 OPUS_LEVEL = 0.4
 """libsndfile's Opus compression level for transport: about 140 kbit/s mono."""
