@@ -24,6 +24,7 @@ from engine.errors import TimbrelError
 from engine.events import EventQueue
 from engine.kernels.limiter import limit
 from engine.kernels.mixing import crossfade, peak
+from engine.midi_state import MidiState
 from plugin.api import Plugin
 
 CROSSFADE_S = 0.02
@@ -69,6 +70,8 @@ class Engine:
         self.sample_rate = int(sample_rate)
         self.max_block = int(max_block)
         self.events = EventQueue()
+        self.keyboard = MidiState()
+        """Held keys, pedal and controllers, replayed into each newly loaded plugin."""
         self._events = np.zeros(MAX_EVENTS_PER_BLOCK, dtype=np.int32)
         self._none = self._events[:0]
         self._bus = np.zeros((2, max_block), dtype=np.float32)
@@ -114,7 +117,8 @@ class Engine:
         """Prepare `plugin` on this thread, then have the audio thread crossfade to it.
 
         The switch happens at the next block boundary with a 20 ms crossfade; what was
-        playing keeps playing until then. `plugin` is an instrument, or a `plugin.chain.Chain`
+        playing keeps playing until then. Keys held (or sustained by the pedal) and the
+        controllers carry over: the new plugin starts with them (`engine.midi_state`). `plugin` is an instrument, or a `plugin.chain.Chain`
         that starts with one.
         """
         if plugin.kind != "instrument":
@@ -174,9 +178,12 @@ class Engine:
             self.input_peak = max(self.input_peak * 0.95, peak(inp))
         count = self.events.pop_into(self._events)
         events = self._events[:count]
+        self.keyboard.track(self._events, count)
         if self._incoming is not None and self._fade_left == 0:
             self._outgoing, self._current, self._incoming = self._current, self._incoming, None
-            self._fade_left = self._fade_len if self._outgoing is not None else 0
+            if self._outgoing is not None:
+                self._fade_left = self._fade_len
+                events = self.keyboard.replay()
         bus = self._bus[:, :n]
         self._run(self._current, inp, bus, events)
         if self._fade_left:

@@ -293,3 +293,34 @@ def test_the_learned_reverb_effect_is_the_models_impulse_response():
     body.params.set("mix", 1.0)
     skip = int(0.02 * SR)
     np.testing.assert_allclose(body(impulse, SR, block=BLOCK)[0, : ir.size - skip], ir[skip:SR], atol=1e-5)
+
+
+def test_held_notes_and_the_pedal_carry_over_to_a_newly_loaded_instrument():
+    from engine.events import CONTROL_CHANGE, NOTE_OFF, NOTE_ON
+    from plugin.instrument import MidiInstrument
+    from plugin.model import load_model
+    from presets import default_model
+
+    model = load_model(default_model())
+    engine = Engine(SR, 1024)
+    engine.load(MidiInstrument(model, voices=8))
+    out = np.zeros((BLOCK, 2), dtype=np.float32)
+    for message in (NOTE_ON | 60 << 8 | 100 << 16, NOTE_ON | 64 << 8 | 90 << 16, CONTROL_CHANGE | 64 << 8 | 127 << 16,
+                    NOTE_OFF | 64 << 8, NOTE_ON | 1 | 67 << 8 | 80 << 16):
+        engine.events.push(message)
+    for _ in range(20):
+        engine.process(None, out)
+    assert engine.keyboard.held_notes() == [(0, 60), (0, 64), (1, 67)]
+    second = MidiInstrument(model, voices=8)
+    engine.load(Chain(second, [Gain(1.0)]))
+    for _ in range(20):
+        engine.process(None, out)
+    assert engine.plugin is not None and engine.plugin.instrument is second
+    assert second.active_voices == 3
+    assert sorted(second._note[second._state != 0].tolist()) == [60, 64, 67]
+    engine.events.push(CONTROL_CHANGE | 64 << 8)
+    engine.events.push(NOTE_OFF | 60 << 8)
+    engine.events.push(NOTE_OFF | 1 | 67 << 8)
+    for _ in range(200):
+        engine.process(None, out)
+    assert second.active_voices == 0 and engine.keyboard.held_notes() == []
