@@ -92,7 +92,7 @@ class ParameterBank:
             raise ValueError("parameter ids must be unique")
         self.targets = np.array([p.default for p in self.parameters], dtype=np.float64)
         self.values = self.targets.copy()
-        self._tau = np.array([p.smoothing_ms / 1000 for p in self.parameters], dtype=np.float64)
+        self._tau = np.array([max(p.smoothing_ms / 1000, 1e-9) for p in self.parameters], dtype=np.float64)
         self._step = np.zeros_like(self.targets)
         self._delta = np.zeros_like(self.targets)
 
@@ -121,7 +121,7 @@ class ParameterBank:
 
     def advance(self, seconds: float) -> None:
         """Audio thread: glide each value towards its target over `seconds` of audio."""
-        np.divide(seconds, np.maximum(self._tau, 1e-9), out=self._step)
+        np.divide(seconds, self._tau, out=self._step)
         np.minimum(self._step, 1.0, out=self._step)
         np.subtract(self.targets, self.values, out=self._delta)
         self._delta *= self._step
@@ -195,6 +195,14 @@ class Effect(Plugin):
 
     name = "effect"
     kind = "effect"
+
+    def warm_up(self) -> None:
+        """Run a tiny contiguous bus and a strided view of one through the effect, so numba has
+        compiled (or loaded) both layouts before the first real block; then reset. Call at the
+        end of `prepare`."""
+        for bus in (np.zeros((2, 8), dtype=np.float32), np.zeros((2, 16), dtype=np.float32)[:, :8]):
+            self.process(bus[0], bus, np.zeros(0, dtype=np.int32))
+        self.reset()
 
     def __call__(self, audio: np.ndarray, sample_rate: int, block: int = 512, events: np.ndarray | None = None) -> np.ndarray:
         """Run a whole buffer, mono `[samples]` or stereo `[2, samples]`, through the effect in blocks.

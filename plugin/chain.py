@@ -140,6 +140,15 @@ class Chain(Effect):
         for slot in self._layout:
             self._prepare_slot(slot)
             slot.mix = slot.target
+        self._warm_up()
+
+    @staticmethod
+    def _warm_up() -> None:
+        """Compile (or load) the chain's own kernels for both bus layouts now, not on the audio thread."""
+        bus = np.zeros((2, 16), dtype=np.float32)
+        for view in (bus, bus[:, :8]):
+            wet_mix(view, view, 0.0, 1.0, 0.5)
+            all_finite(view)
 
     def reset(self) -> None:
         if self.instrument is not None:

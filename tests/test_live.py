@@ -174,3 +174,57 @@ def test_junk_midi_bytes_do_not_stop_the_sound(live):
     assert np.sqrt(np.mean(after**2)) > 0.5 * np.sqrt(np.mean(before**2)) > 0
     assert engine.events.refused >= 3 and engine.errors == 0
     assert engine.plugin.active_voices == 2
+
+
+def test_chain_edits_while_playing_on_jack_cause_no_engine_xruns_and_no_dropouts(live, model):
+    """Insert, remove, move, bypass and automate effects every 40 ms under a held chord."""
+    from plugin.chain import Chain
+    from plugin.effects import create_effect
+
+    engine, stream, peer = live
+    chain = Chain(quiet_instrument(model), [create_effect(name) for name in ("eq", "compressor", "chorus")])
+    engine.load(chain)
+    time.sleep(0.1)
+    engine.reset_meters()
+    rng = np.random.default_rng(7)
+    edits = []
+
+    def script(p):
+        at = p.send(*([0x90, n, 100] for n in (57, 64, 69)))
+        time.sleep(0.4)
+        for i in range(60):
+            kind = ("insert", "remove", "move", "bypass", "set")[i % 5]
+            if kind == "insert" and len(chain) < 6:
+                chain.insert(int(rng.integers(0, len(chain) + 1)),
+                             create_effect(("delay", "chorus", "gain", "eq")[i % 4]))
+            elif kind == "remove" and len(chain) > 2:
+                chain.remove(int(rng.integers(0, len(chain))))
+            elif kind == "move" and len(chain) > 1:
+                chain.move(int(rng.integers(0, len(chain))), int(rng.integers(0, len(chain))))
+            elif kind == "bypass" and len(chain):
+                slot = chain.slots[int(rng.integers(0, len(chain)))]
+                chain.bypass(slot.key, not slot.bypassed)
+            elif kind == "set":
+                for slot in chain.slots:
+                    if slot.effect.name == "eq":
+                        chain.set_parameter(f"{slot.key}.peak1_db", rng.uniform(-6.0, 6.0))
+                        break
+            edits.append(kind)
+            chain.collect()
+            time.sleep(0.04)
+        return at
+
+    audio, at = record(peer, 3.4, script)
+    status = engine.status()
+    assert status.cpu_overruns == 0 and status.errors == 0 and status.faults == ()
+    assert stream.callback_errors == 0
+    assert len(edits) == 60
+    held = audio[at[0] + SR // 4 : at[0] + 3 * SR]
+    window = 5 * SR // 1000
+    rms = np.sqrt(np.mean(held[: held.size // window * window].reshape(-1, window) ** 2, axis=1))
+    assert rms.min() > 0, "silence during the edits"
+    # Effects change the level a little (the compressor, the delay's echoes); a dropout is a
+    # dip of more than 10 dB below both its neighbourhoods, 50 ms either side.
+    for i in range(10, rms.size - 10):
+        around = min(np.median(rms[i - 10 : i]), np.median(rms[i + 1 : i + 11]))
+        assert rms[i] > 0.3 * around, f"a dropout at {i * window / SR:.3f} s into the chord"

@@ -1,19 +1,12 @@
-"""The `timbrel` command line."""
+"""Playing: live, and offline renders through the live path; devices."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from importlib.metadata import PackageNotFoundError, version
 
+from engine.cli.options import apply_settings, block_size, resolve_model
 from engine.errors import TimbrelError
-
-
-def _version() -> str:
-    try:
-        return version("timbrel")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -37,32 +30,6 @@ def _play(audio, sample_rate: int) -> None:
         sounddevice.play(audio, sample_rate, blocking=True)
     except sounddevice.PortAudioError as err:
         print(f"timbrel: no audio output to play on ({err}); the file was written instead", file=sys.stderr)
-
-
-def resolve_model(spec: str | None):
-    """A loaded model from `-p`: a model file path, or None for the shipped default."""
-    from pathlib import Path
-
-    from plugin.model import load_model
-    from presets import default_model
-
-    path = Path(spec) if spec else default_model()
-    if spec and not path.exists() and not spec.endswith(".onnx"):
-        raise TimbrelError(f"{spec}: no such preset or model file (give a path to a .onnx model)")
-    return load_model(path)
-
-
-def apply_settings(plugin, assignments: list[str] | None) -> None:
-    """Apply `--set PARAM=VALUE` assignments; a bad one is a one-line TimbrelError."""
-    for assignment in assignments or []:
-        key, sep, value = assignment.partition("=")
-        try:
-            number = float(value)
-        except ValueError:
-            number = None
-        if not sep or number is None:
-            raise TimbrelError(f"--set {assignment}: expected PARAM=NUMBER, e.g. --set gain_db=-6")
-        plugin.params.set(key.strip(), number)
 
 
 def _instrument(args: argparse.Namespace):
@@ -211,145 +178,13 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_plugins_list(args: argparse.Namespace) -> int:
-    import json
-
-    from plugin.discovery import GROUP, discover
-
-    found = discover()
-    if args.json:
-        print(json.dumps([info.describe() for info in found], indent=2))
-        return 0
-    if not found:
-        print(f"no plugins installed (a package adds them to the '{GROUP}' entry-point group)")
-        return 0
-    rows = [("name", "kind", "version", "source", "status")]
-    rows += [(i.name, i.kind, i.version, i.origin, i.status) for i in found]
-    widths = [max(len(row[c]) for row in rows) for c in range(4)]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
-    return 0
-
-
-def _require_training():
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise TimbrelError("training needs torch: pip install 'timbrel[train]'") from None
-
-
-def _cmd_train(args: argparse.Namespace) -> int:
-    _require_training()
-    import os
-    from pathlib import Path
-
-    from platformdirs import user_cache_dir
-
-    from export.dataset import prepare_dataset
-    from export.model import ModelConfig
-    from export.release import release
-    from export.train import TrainConfig, train
-
-    model_config = ModelConfig(sample_rate=args.sample_rate, frame_rate=args.frame_rate, harmonics=args.harmonics,
-                               noise_bands=args.noise_bands, units=args.units, hidden=args.hidden, layers=args.layers)
-    config = TrainConfig(steps=args.steps, batch=args.batch, clip_seconds=args.clip_seconds,
-                         learning_rate=args.learning_rate, seed=args.seed, max_minutes=args.max_minutes)
-    workdir = Path(args.workdir or f"{args.name}.train")
-    output = Path(args.output or f"{args.name}.onnx")
-    cache = Path(user_cache_dir("timbrel")) / "features"
-    dataset = prepare_dataset(args.folder, model_config.sample_rate, model_config.hop, cache_dir=cache, seed=args.seed)
-    print(f"{len(dataset.files)} file(s), {dataset.seconds / 60:.1f} min of audio; "
-          f"{len(dataset.train)} training and {len(dataset.validation)} validation segments")
-    best = train(args.folder, workdir, name=args.name, model_config=model_config, config=config, resume=args.resume,
-                 progress=not args.quiet, dataset=dataset)
-    if int(os.environ.get("RANK", "0")) != 0:
-        return 0
-    figures = release(best, output, dataset, name=args.name)
-    _print_figures(figures)
-    print(f"loss curve: {workdir / 'loss.png'}")
-    return 0
-
-
-def _cmd_export(args: argparse.Namespace) -> int:
-    _require_training()
-    from pathlib import Path
-
-    from export.release import release
-    from export.train import load_checkpoint
-
-    checkpoint = load_checkpoint(args.checkpoint)
-    output = Path(args.output or f"{checkpoint.get('name') or Path(args.checkpoint).stem}.onnx")
-    _print_figures(release(checkpoint, output, None, name=args.name))
-    return 0
-
-
-def _cmd_data(args: argparse.Namespace) -> int:
-    from export.fluidsynth import generate_dataset
-
-    paths = generate_dataset(args.instrument, args.minutes * 60, args.seed, args.output)
-    print(f"wrote {len(paths)} phrase(s) of {args.instrument} to {args.output}")
-    return 0
-
-
-def _print_figures(figures: dict) -> None:
-    for key, value in figures.items():
-        print(f"  {key:24s} {value:.4g}" if isinstance(value, float) else f"  {key:24s} {value}")
-
-
-def block_size(text: str) -> int:
-    """argparse type: a block size of 16 to 2048 samples."""
-    value = int(text)
-    if not 16 <= value <= 2048:
-        raise argparse.ArgumentTypeError(f"block size must be 16 to 2048 samples, got {value}")
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser, with one sub-command per job."""
-    parser = argparse.ArgumentParser(prog="timbrel", description="A real-time host for neural (DDSP) instruments.")
-    parser.add_argument("--version", action="version", version=f"timbrel {_version()}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def add_commands(commands) -> None:
+    """Register this module's sub-commands."""
     demo = commands.add_parser("demo", help="render (and play) a phrase through the synthesis kernels")
     demo.add_argument("-o", "--output", default="timbrel-demo.wav", help="where to write it (default: %(default)s)")
     demo.add_argument("--samplerate", type=int, default=48000, choices=(44100, 48000, 96000), help="Hz")
     demo.add_argument("--no-play", dest="play", action="store_false", help="only write the file")
     demo.set_defaults(run=_cmd_demo)
-
-    tr = commands.add_parser("train", help="train a model on a folder of recordings of one instrument")
-    tr.add_argument("folder", help="folder of WAV, FLAC, OGG or MP3 files (any rate, any channels)")
-    tr.add_argument("--name", required=True, help="the model's name")
-    tr.add_argument("-o", "--output", help="model file to write (default: NAME.onnx)")
-    tr.add_argument("--workdir", help="checkpoints, history and loss curve (default: NAME.train)")
-    tr.add_argument("--resume", action="store_true", help="continue the run in --workdir")
-    tr.add_argument("--steps", type=int, default=3000)
-    tr.add_argument("--max-minutes", type=float, help="stop after this much training time, keeping the best model")
-    tr.add_argument("--batch", type=int, default=8)
-    tr.add_argument("--clip-seconds", type=float, default=1.0)
-    tr.add_argument("--learning-rate", type=float, default=1e-3)
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--sample-rate", type=int, default=48000, help="model rate, Hz")
-    tr.add_argument("--frame-rate", type=int, default=300, help="control frames per second")
-    tr.add_argument("--harmonics", type=int, default=64)
-    tr.add_argument("--noise-bands", type=int, default=65)
-    tr.add_argument("--units", type=int, default=128, help="width of the dense stacks")
-    tr.add_argument("--hidden", type=int, default=128, help="GRU size")
-    tr.add_argument("--layers", type=int, default=2, help="layers per dense stack")
-    tr.add_argument("--quiet", action="store_true", help="no progress bar")
-    tr.set_defaults(run=_cmd_train)
-
-    ex = commands.add_parser("export", help="export a training checkpoint to a .onnx model, and check it")
-    ex.add_argument("checkpoint", help="a best.pt or last.pt from a training run")
-    ex.add_argument("-o", "--output", help="model file to write (default: NAME.onnx)")
-    ex.add_argument("--name", help="rename the model")
-    ex.set_defaults(run=_cmd_export)
-
-    da = commands.add_parser("data", help="render expressive training phrases of a General MIDI instrument")
-    da.add_argument("instrument", help="e.g. violin, cello, flute, trumpet, alto_sax")
-    da.add_argument("-o", "--output", required=True, help="folder to write WAV files (and JSON sidecars) into")
-    da.add_argument("--minutes", type=float, default=5.0)
-    da.add_argument("--seed", type=int, default=0)
-    da.set_defaults(run=_cmd_data)
 
     rn = commands.add_parser("render", help="render a MIDI file through the live engine path")
     rn.add_argument("song", help="a standard MIDI file")
@@ -386,26 +221,3 @@ def build_parser() -> argparse.ArgumentParser:
     dv = commands.add_parser("devices", help="list audio devices and MIDI inputs")
     dv.add_argument("--midi-backend", choices=("auto", "alsa", "jack"), default="auto")
     dv.set_defaults(run=_cmd_devices)
-
-    pg = commands.add_parser("plugins", help="third-party plugins (the 'timbrel.plugins' entry-point group)")
-    pg_commands = pg.add_subparsers(dest="plugins_command", required=True, metavar="ACTION")
-    pg_list = pg_commands.add_parser("list", help="list installed plugins; broken ones show their fault")
-    pg_list.add_argument("--json", action="store_true", help="print JSON, with each plugin's parameters")
-    pg_list.set_defaults(run=_cmd_plugins_list)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the command line; user faults print one line and exit with status 2."""
-    args = build_parser().parse_args(argv)
-    try:
-        return args.run(args)
-    except TimbrelError as err:
-        print(f"timbrel: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,39 @@
+"""The `timbrel` command line: one module per group of sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+from engine.cli import play, plugins, training
+from engine.errors import TimbrelError
+
+
+def _version() -> str:
+    try:
+        return version("timbrel")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, with one sub-command per job."""
+    parser = argparse.ArgumentParser(prog="timbrel", description="A real-time host for neural (DDSP) instruments.")
+    parser.add_argument("--version", action="version", version=f"timbrel {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for group in (play, training, plugins):
+        group.add_commands(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; user faults print one line and exit with status 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except TimbrelError as err:
+        print(f"timbrel: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

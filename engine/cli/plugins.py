@@ -1,0 +1,38 @@
+"""Plugins: the built-in effects, and what the 'timbrel.plugins' entry-point group holds."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _cmd_plugins_list(args: argparse.Namespace) -> int:
+    import json
+
+    from engine.cli import _version
+    from plugin.discovery import GROUP, discover
+    from plugin.effects import BUILTIN, effect_class
+
+    found = discover()
+    builtin = [{"name": name, "kind": "effect", "version": _version(), "source": "timbrel (built-in)", "status": "ok",
+                "parameters": [p.describe() for p in effect_class(name).parameters]} for name in BUILTIN]
+    if args.json:
+        print(json.dumps(builtin + [info.describe() for info in found], indent=2))
+        return 0
+    rows = [("name", "kind", "version", "source", "status")]
+    rows += [(b["name"], b["kind"], b["version"], b["source"], b["status"]) for b in builtin]
+    rows += [(i.name, i.kind, i.version, i.origin, i.status) for i in found]
+    widths = [max(len(row[c]) for row in rows) for c in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
+    if not found:
+        print(f"no third-party plugins installed (a package adds them to the '{GROUP}' entry-point group)")
+    return 0
+
+
+def add_commands(commands) -> None:
+    """Register this module's sub-commands."""
+    pg = commands.add_parser("plugins", help="built-in effects and third-party plugins ('timbrel.plugins' entry points)")
+    pg_commands = pg.add_subparsers(dest="plugins_command", required=True, metavar="ACTION")
+    pg_list = pg_commands.add_parser("list", help="list effects and plugins; broken ones show their fault")
+    pg_list.add_argument("--json", action="store_true", help="print JSON, with each plugin's parameters")
+    pg_list.set_defaults(run=_cmd_plugins_list)

@@ -1,0 +1,142 @@
+"""Compressor and look-ahead limiter for the stereo bus.
+
+Written here, not wrapped from pedalboard (0.9.26): its `process` returns a newly allocated
+array on every call and cannot write into the host's bus; its Compressor (JUCE's) has a
+hard knee, no makeup, no parallel mix and no gain-reduction readout; its Limiter (JUCE's)
+has no look-ahead and adds makeup gain, and its BrickwallLimiter drops gain in one step
+and hides its latency by returning short blocks, where the host needs full ones.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from engine.kernels import dynamics as dk
+from plugin.api import Effect, Parameter
+
+DETECTORS = ("peak", "rms")
+MAX_LOOKAHEAD_MS = 5.0
+
+COMPRESSOR_PARAMETERS = (
+    Parameter("threshold_db", "Threshold", "dB", -60.0, 0.0, -18.0),
+    Parameter("ratio", "Ratio", ":1", 1.0, 20.0, 4.0, scale="log"),
+    Parameter("knee_db", "Knee", "dB", 0.0, 24.0, 6.0),
+    Parameter("attack_ms", "Attack", "ms", 0.1, 100.0, 10.0, scale="log"),
+    Parameter("release_ms", "Release", "ms", 5.0, 2000.0, 100.0, scale="log"),
+    Parameter("makeup_db", "Makeup", "dB", 0.0, 24.0, 0.0),
+    Parameter("mix", "Mix", "", 0.0, 1.0, 1.0),
+    Parameter("detector", "Detector", "", 0.0, 1.0, 0.0, smoothing_ms=0, choices=DETECTORS),
+)
+LIMITER_PARAMETERS = (
+    Parameter("ceiling_db", "Ceiling", "dB", -24.0, 0.0, -1.0),
+    Parameter("release_ms", "Release", "ms", 1.0, 1000.0, 100.0, scale="log"),
+    Parameter("lookahead_ms", "Look-ahead", "ms", 0.0, MAX_LOOKAHEAD_MS, 1.5, smoothing_ms=0),
+)
+
+
+def static_curve_db(input_db: np.ndarray | float, threshold_db: float, ratio: float, knee_db: float) -> np.ndarray:
+    """The compressor's output level (dB) for a steady input level `input_db` (dB), before makeup.
+
+    Giannoulis, Massberg & Reiss (2012), eq. 4, with `over = input_db - threshold_db`:
+    `input_db` where `2 over <= -knee_db`; `threshold_db + over / ratio` where
+    `2 over >= knee_db`; in between the quadratic knee
+    `input_db + (1 / ratio - 1) (over + knee_db / 2)^2 / (2 knee_db)`.
+    """
+    x = np.asarray(input_db, dtype=np.float64)
+    over = x - threshold_db
+    above = threshold_db + over / ratio
+    if knee_db <= 0:
+        return np.where(over <= 0, x, above)
+    knee = x + (1.0 / ratio - 1.0) * (over + 0.5 * knee_db) ** 2 / (2.0 * knee_db)
+    return np.where(2 * over <= -knee_db, x, np.where(2 * over >= knee_db, above, knee))
+
+
+
+class Compressor(Effect):
+    """Feed-forward stereo-linked compressor with a soft knee and parallel mix.
+
+    `gain_reduction_db` (>= 0) is the largest reduction of the last block, for meters.
+    """
+
+    name = "compressor"
+    parameters = COMPRESSOR_PARAMETERS
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gain_reduction_db = 0.0
+        self._state = np.zeros(2)
+        self._previous = self.params.values.copy()
+
+    def prepare(self, sample_rate: int, max_block: int) -> None:
+        super().prepare(sample_rate, max_block)
+        self._previous = self.params.values.copy()
+        self._rate = float(self.sample_rate)
+        self.warm_up()
+
+    def reset(self) -> None:
+        self._state[:] = 0.0
+        self._previous[:] = self.params.values
+        self.gain_reduction_db = 0.0
+
+    def process(self, inp: np.ndarray, out: np.ndarray, events: np.ndarray) -> None:
+        self.params.advance(out.shape[1] / self.sample_rate)
+        self.gain_reduction_db = dk.compress(out, self._state, self._previous, self.params.values, self._rate)
+
+
+class Limiter(Effect):
+    """Look-ahead peak limiter: no output sample exceeds `ceiling_db`.
+
+    The output is `latency_samples` late (the look-ahead), and the gain glides down across
+    the look-ahead before a peak. A sample is held to the ceiling in force when it came in,
+    so while the ceiling glides down it trails by the look-ahead. `lookahead_ms` sets the
+    latency, so it takes effect at `prepare` and `reset`, not mid-stream.
+    `gain_reduction_db` (>= 0) is the largest reduction of the last block, for meters.
+    """
+
+    name = "limiter"
+    parameters = LIMITER_PARAMETERS
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gain_reduction_db = 0.0
+        self._lookahead = 0
+
+    @property
+    def latency_samples(self) -> int:
+        return self._lookahead
+
+    def prepare(self, sample_rate: int, max_block: int) -> None:
+        super().prepare(sample_rate, max_block)
+        window = math.ceil(MAX_LOOKAHEAD_MS * self.sample_rate / 1000) + 1
+        self._line = np.zeros((3, window))
+        self._queue_gain_all = np.zeros(window)
+        self._queue_at_all = np.zeros(window, dtype=np.int64)
+        self._smooth_all = np.zeros(window)
+        self._counters = np.zeros(3, dtype=np.int64)
+        self._state = np.zeros(2)
+        self._previous = self.params.values.copy()
+        self._rate = float(self.sample_rate)
+        self.reset()
+        self.warm_up()
+
+    def reset(self) -> None:
+        lookahead_ms = self.params.get("lookahead_ms")
+        self._lookahead = round(lookahead_ms * self.sample_rate / 1000)
+        window = self._lookahead + 1
+        self._queue_gain = self._queue_gain_all[:window]
+        self._queue_at = self._queue_at_all[:window]
+        self._smooth = self._smooth_all[:window]
+        self._line[:] = 0.0
+        self._smooth[:] = 1.0
+        self._counters[:] = 0
+        self._state[:] = 1.0, window
+        self._previous[:] = self.params.values
+        self.gain_reduction_db = 0.0
+
+    def process(self, inp: np.ndarray, out: np.ndarray, events: np.ndarray) -> None:
+        self.params.advance(out.shape[1] / self.sample_rate)
+        self.gain_reduction_db = dk.limit_ahead(out, self._line, self._queue_gain, self._queue_at, self._smooth,
+                                                self._counters, self._state, self._previous, self.params.values,
+                                                self._rate)
