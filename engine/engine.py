@@ -23,7 +23,7 @@ import numpy as np
 from engine.errors import TimbrelError
 from engine.events import EventQueue
 from engine.kernels.limiter import limit
-from engine.kernels.mixing import crossfade, peak
+from engine.kernels.mixing import crossfade, peak, ring_write
 from engine.midi_state import MidiState
 from plugin.api import Plugin
 
@@ -31,6 +31,7 @@ CROSSFADE_S = 0.02
 LIMIT_CEILING = 0.98
 LIMIT_RELEASE_S = 0.05
 MAX_EVENTS_PER_BLOCK = 1024
+SCOPE_SAMPLES = 8192
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,9 @@ class Engine:
         self.input_peak = 0.0
         self.output_peak = 0.0
         self.last_error = ""
+        self.scope = np.zeros(SCOPE_SAMPLES, dtype=np.float32)
+        """The latest output (left channel), a ring buffer ending at `scope_position`, for meters and displays."""
+        self.scope_position = 0
         self._last_block = 0
         self._warm_up()
 
@@ -105,6 +109,7 @@ class Engine:
         limit(bus, np.ones(1), LIMIT_CEILING, self._release)
         crossfade(bus, bus, 0, 16)
         peak(self._silence[:16])
+        ring_write(self.scope, 0, self._fade_bus[0, :16])
 
     # Control API (any thread) ----------------------------------------------------------
 
@@ -158,6 +163,12 @@ class Engine:
             faults=tuple(getattr(plugin, "faults", ())),
         )
 
+    def scope_snapshot(self, samples: int = 2048) -> np.ndarray:
+        """A copy of the latest `samples` of output (left channel), oldest first (any thread;
+        a block written meanwhile may tear the copy, which a display does not mind)."""
+        end = self.scope_position
+        return np.roll(self.scope, -end)[-samples:].copy()
+
     def reset_meters(self) -> None:
         """Zero the counters and peaks (e.g. after warm-up)."""
         self.blocks = self.overruns = self.cpu_overruns = self.errors = 0
@@ -189,6 +200,7 @@ class Engine:
         if self._fade_left:
             self._crossfade(inp, bus, n)
         self.output_peak = max(self.output_peak * 0.95, limit(bus, self._limiter, LIMIT_CEILING, self._release))
+        self.scope_position = ring_write(self.scope, self.scope_position, bus[0])
         channels = out.shape[1]
         for c in range(channels):
             out[:, c] = bus[min(c, 1)]

@@ -12,14 +12,14 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from engine.events import CHANNEL_PRESSURE, CONTROL_CHANGE, NOTE_OFF, NOTE_ON, PITCH_BEND
+from engine.events import CHANNEL_PRESSURE, CONTROL_CHANGE, NOTE_OFF, NOTE_ON, PITCH_BEND, PROGRAM_CHANGE
 
 REPLAY_CAPACITY = 16 * (2 * 128 + 5)
 """The most messages a replay can need: every note on (and off, if pedalled) on every channel, plus 5 controllers."""
 
 
 @numba.njit(nogil=True, cache=True)
-def _track(events, count, velocity, pedalled, pedal, bend, modulation, expression, pressure):
+def _track(events, count, velocity, pedalled, pedal, bend, modulation, expression, pressure, program):
     for i in range(count):
         packed = events[i]
         status = packed & 0xFF
@@ -60,6 +60,9 @@ def _track(events, count, velocity, pedalled, pedal, bend, modulation, expressio
             bend[ch] = d1 | d2 << 7
         elif kind == CHANNEL_PRESSURE:
             pressure[ch] = d1
+        elif kind == PROGRAM_CHANGE:
+            program[0] = d1
+            program[1] += 1
 
 
 @numba.njit(nogil=True, cache=True)
@@ -105,6 +108,8 @@ class MidiState:
         self.modulation = np.zeros(16, dtype=np.int32)
         self.expression = np.full(16, 127, dtype=np.int32)
         self.pressure = np.zeros(16, dtype=np.int32)
+        self.program = np.zeros(2, dtype=np.int64)
+        """The last program change's number, and how many have arrived (a control thread polls these)."""
         self.replayed = np.zeros(REPLAY_CAPACITY, dtype=np.int32)
         self.track(self.replayed, 0)
         self.replay()
@@ -114,7 +119,7 @@ class MidiState:
 
     def track(self, events: np.ndarray, count: int) -> None:
         """Follow the first `count` packed messages of `events` (`engine.events.parse_message`)."""
-        _track(events, count, *self._arrays())
+        _track(events, count, *self._arrays(), self.program)
 
     def replay(self) -> np.ndarray:
         """The messages that recreate this state in a fresh instrument: a view of `replayed`."""

@@ -1,6 +1,6 @@
 """The factory model library: which instruments ship, and the recipe that rebuilds them.
 
-    python -m export.factory build [--root DIR] [--only NAME ...] [--jobs N] [--train-minutes M]
+    python -m export.factory build [NAME ...] [--root DIR] [--jobs N] [--train-minutes M]
 
 rebuilds every factory model from scratch, in four resumable stages that can also be run
 one at a time (`render`, `pack`, `train`, `release`):
@@ -14,7 +14,9 @@ one at a time (`render`, `pack`, `train`, `release`):
    optimiser state for the trip back (`DIR/slim/NAME.pt`);
 4. **release**: export each best checkpoint to `presets/models/NAME.onnx`, check it
    against torch, and measure its resynthesis on the lossless held-out renders through the
-   live engine path. Figures go to `DIR/quality.json`, which the preset files quote.
+   live engine path. Figures go to `DIR/quality.json`; then every factory preset file
+   (`export.factory_presets`) is written with its model's sha256, recipe and figures
+   (`presets` does only this last step).
 
 It takes hours on a CPU and is not part of CI.
 """
@@ -153,13 +155,56 @@ def release_all(root: Path, names: tuple[str, ...], models_dir: Path = MODELS_DI
     return figures
 
 
+RECIPE_OVERRIDES = {
+    "violin": {"command": "timbrel data violin -o violin-train --minutes 5 --seed 1; "
+                          "timbrel train violin-train --name violin --max-minutes 30",
+               "data_seconds": 300, "train_minutes": 30.0},
+}
+"""Models shipped before this recipe existed, with the commands that actually built them."""
+
+
+def recipe(name: str, steps: int | None, train_minutes: float) -> dict:
+    """How factory model `name` was built: the command, the data and its seeds."""
+    entry = {"command": f"python -m export.factory build {name} --train-minutes {train_minutes:g}",
+             "data": "expressive FluidR3_GM phrases (export.phrases) rendered by fluidsynth",
+             "data_seed": TRAIN_SEED, "data_seconds": int(TRAIN_MINUTES * 60), "heldout_seed": HELDOUT_SEED,
+             "heldout_seconds": int(HELDOUT_MINUTES * 60), "train_minutes": train_minutes,
+             "machine": "2 CPU cores (AMD EPYC), one model at a time"}
+    entry |= RECIPE_OVERRIDES.get(name, {})
+    if steps:
+        entry["steps"] = steps
+    return entry
+
+
+def write_factory_presets(root: Path, train_minutes: float, models_dir: Path = MODELS_DIR) -> None:
+    """Measure any shipped model not yet measured on its held-out renders, then write the preset files."""
+    from export.factory_presets import write_presets
+    from export.quality import heldout_quality
+    from plugin.model import load_model
+
+    figures_path = root / "quality.json"
+    figures = json.loads(figures_path.read_text()) if figures_path.is_file() else {}
+    for model in sorted(models_dir.glob("*.onnx")):
+        name = model.stem
+        if name not in figures and _data(root, name, "heldout").is_dir():
+            _, quality = heldout_quality(model, _data(root, name, "heldout"))
+            steps = load_model(model).info.provenance.get("steps")
+            figures[name] = {"steps": steps, **quality, "model_bytes": model.stat().st_size}
+            write_text(figures_path, json.dumps(figures, indent=1))
+    recipes = {name: recipe(name, f.get("steps"), train_minutes) for name, f in figures.items()}
+    quality = {name: {k: v for k, v in f.items() if k in ("f0_median_cents", "loudness_l1_db", "spectral_loss")}
+               for name, f in figures.items()}
+    for path in write_presets(models_dir.parent, quality, recipes):
+        print(f"wrote {path}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m export.factory", description="rebuild the factory models")
-    parser.add_argument("stage", choices=("build", "render", "pack", "train", "train-one", "slim", "release"))
+    parser.add_argument("stage", choices=("build", "render", "pack", "train", "train-one", "slim", "release", "presets"))
     parser.add_argument("names", nargs="*", help=f"instruments (default: all of {', '.join(FACTORY)})")
     parser.add_argument("--root", default="factory-build", help="working folder for data, runs and figures")
     parser.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) // 2))
-    parser.add_argument("--train-minutes", type=float, default=60.0, help="wall time per model")
+    parser.add_argument("--train-minutes", type=float, default=8.5, help="wall time per model (the factory used 8.5)")
     args = parser.parse_args(argv)
     root = Path(args.root)
     names = tuple(args.names) or FACTORY
@@ -176,6 +221,8 @@ def main(argv: list[str] | None = None) -> None:
         slim(root, names)
     if args.stage in ("build", "release"):
         release_all(root, names)
+    if args.stage in ("build", "release", "presets"):
+        write_factory_presets(root, args.train_minutes)
 
 
 if __name__ == "__main__":

@@ -114,17 +114,29 @@ class Library:
 
     def get(self, name: str) -> Preset:
         """The preset called `name`, by name or slug, ignoring case and accents; a TimbrelError
-        naming close matches when there is none."""
+        naming close matches when there is none. A path to a `.toml` preset file reads that file;
+        a path to any other file is taken as a model, played with default settings."""
+        path = Path(name).expanduser()
+        if path.suffix.lower() == ".toml" and path.is_file():
+            return read_preset(path, model_dirs=(path.parent / "models", *self.model_dirs))
+        if path.is_file() or path.suffix.lower() == ".onnx":
+            if not path.is_file():
+                raise TimbrelError(f"{path}: no such model file")
+            return self._implicit(path)
         return self._find(self._scan(), name)
 
     def list(self, category: str | None = None, tag: str | None = None) -> list[Preset]:
-        """The valid presets, in `scan` order, of `category` and carrying `tag` (case-insensitive) when given."""
+        """The valid presets of `category` and carrying `tag` (case-insensitive) when given: factory
+        presets first, then the user's, each by category (in `CATEGORIES` order) and name. MIDI
+        program change N selects the Nth of the full list."""
         if category is not None and category not in CATEGORIES:
             raise TimbrelError(f"no category {category!r} (categories: {', '.join(CATEGORIES)})")
         wanted = None if tag is None else fold(tag.strip())
-        return [p for p in self._scan().presets
-                if (category is None or p.category == category)
-                and (wanted is None or wanted in (fold(t) for t in p.tags))]
+        found = [p for p in self._scan().presets
+                 if (category is None or p.category == category)
+                 and (wanted is None or wanted in (fold(t) for t in p.tags))]
+        rank = {c: i for i, c in enumerate(CATEGORIES)}
+        return sorted(found, key=lambda p: (not p.factory, rank.get(p.category, len(rank)), fold(p.name)))
 
     def search(self, query: str) -> list[Preset]:
         """Presets matching every word of `query`, best first (an empty query lists them all).
@@ -466,4 +478,4 @@ def _score(preset: Preset, query: str, words: list[str]) -> tuple | None:
         in_name += any(_match(query_word, w) for w in fields["name"])
         total += best
     exact = fold(query.strip()) == fold(preset.name) or slug(query) == preset.slug
-    return (not exact, -in_name, -total)
+    return (not exact, -in_name, -total, len(fields["name"]))

@@ -643,7 +643,8 @@ def _text(raw: object) -> str:
 
 def build_chain(preset: Preset, mode: str | None = None, voices: int = 16, model: TimbreModel | None = None) -> Chain:
     """The preset ready to play: its instrument for `mode` (default: the preset's) with the
-    preset's values set and snapped, followed by its effects in order, bypass applied.
+    preset's values set and snapped, followed by its effects in order, bypass applied. A
+    `reverb` effect plays the room of the preset's own model.
 
     `voices` (1 to 64) applies to the MIDI instrument. `model` reuses a loaded model instead
     of loading `preset.model_path`.
@@ -670,7 +671,8 @@ def build_chain(preset: Preset, mode: str | None = None, voices: int = 16, model
     for key, value in preset.values(mode).items():
         instrument.params.set(key, value)
     instrument.params.snap()
-    chain = Chain(instrument, [create_effect(e.type, e.parameters) for e in preset.effects])
+    chain = Chain(instrument, [create_effect(e.type, e.parameters, **({"model": model} if e.type == "reverb" else {}))
+                               for e in preset.effects])
     for index, effect in enumerate(preset.effects):
         if effect.bypass:
             chain.bypass(index)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from engine.cli import play, plugins, training
+from engine.cli import play, plugins, presets, training
 from engine.errors import TimbrelError
 
 
@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="timbrel", description="A real-time host for neural (DDSP) instruments.")
     parser.add_argument("--version", action="version", version=f"timbrel {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (play, training, plugins):
+    for group in (play, presets, training, plugins):
         group.add_commands(commands)
     return parser
 

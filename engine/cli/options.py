@@ -6,22 +6,29 @@ import argparse
 
 from engine.errors import TimbrelError
 
-
-def resolve_model(spec: str | None):
-    """A loaded model from `-p`: a model file path, or None for the shipped default."""
-    from pathlib import Path
-
-    from plugin.model import load_model
-    from presets import default_model
-
-    path = Path(spec) if spec else default_model()
-    if spec and not path.exists() and not spec.endswith(".onnx"):
-        raise TimbrelError(f"{spec}: no such preset or model file (give a path to a .onnx model)")
-    return load_model(path)
+DEFAULT_PRESET = "Violin"
 
 
-def apply_settings(plugin, assignments: list[str] | None) -> None:
-    """Apply `--set PARAM=VALUE` assignments; a bad one is a one-line TimbrelError."""
+def resolve_preset(spec: str | None):
+    """The preset `-p` names: a preset name (forgiving), a `.toml` preset file or a `.onnx`
+    model file; without one, the factory violin."""
+    from plugin.library import Library
+
+    return Library().get(spec or DEFAULT_PRESET)
+
+
+def chain_for(spec: str | None, mode: str, voices: int = 16, assignments: list[str] | None = None):
+    """The chain `-p` names, built for `mode` ("midi" or "transfer"), with `--set` applied."""
+    from plugin.preset import build_chain
+
+    chain = build_chain(resolve_preset(spec), mode, voices=voices)
+    apply_settings(chain, assignments)
+    return chain
+
+
+def apply_settings(target, assignments: list[str] | None) -> None:
+    """Apply `--set PARAM=VALUE` (instrument) or `--set KEY.PARAM=VALUE` (effect) to a chain or
+    session; a bad one is a one-line TimbrelError."""
     for assignment in assignments or []:
         key, sep, value = assignment.partition("=")
         try:
@@ -30,7 +37,7 @@ def apply_settings(plugin, assignments: list[str] | None) -> None:
             number = None
         if not sep or number is None:
             raise TimbrelError(f"--set {assignment}: expected PARAM=NUMBER, e.g. --set gain_db=-6")
-        plugin.params.set(key.strip(), number)
+        target.set_parameter(key.strip(), number)
 
 
 def block_size(text: str) -> int:

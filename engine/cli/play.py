@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from engine.cli.options import apply_settings, block_size, resolve_model
+from engine.cli.options import apply_settings, block_size, chain_for
 from engine.errors import TimbrelError
 
 
@@ -32,20 +32,14 @@ def _play(audio, sample_rate: int) -> None:
         print(f"timbrel: no audio output to play on ({err}); the file was written instead", file=sys.stderr)
 
 
-def _instrument(args: argparse.Namespace):
-    from plugin.instrument import MidiInstrument
-
-    return MidiInstrument(resolve_model(args.preset), voices=args.voices)
-
-
 def _cmd_render(args: argparse.Namespace) -> int:
     import time
 
     from engine.render import render_midi
 
-    instrument = _instrument(args)
+    chain = chain_for(args.preset, "midi", args.voices, args.set)
     began = time.perf_counter()
-    audio = render_midi(args.song, instrument, args.samplerate, args.blocksize)
+    audio = render_midi(args.song, chain, args.samplerate, args.blocksize)
     _write_rendered(args.output, audio, args.samplerate, time.perf_counter() - began)
     return 0
 
@@ -66,10 +60,8 @@ def _cmd_transfer(args: argparse.Namespace) -> int:
 
     from engine.audiofile import read_audio
     from engine.render import render_audio
-    from plugin.transfer import TimbreTransfer
 
-    plugin = TimbreTransfer(resolve_model(args.preset))
-    apply_settings(plugin, args.set)
+    plugin = chain_for(args.preset, "transfer", assignments=args.set)
     audio, rate = read_audio(args.input)
     mono = audio.mean(axis=1)
     if rate != args.samplerate:
@@ -81,76 +73,63 @@ def _cmd_transfer(args: argparse.Namespace) -> int:
 
 
 def _cmd_play(args: argparse.Namespace) -> int:
-    import gc
     import time
 
-    from engine.audio_io import NO_OUTPUT, AudioStream, list_audio_devices
-    from engine.engine import Engine
-    from engine.midi_io import MidiInput
+    from engine.audio_io import NO_OUTPUT, list_audio_devices
+    from engine.cli.options import resolve_preset
+    from engine.session import Session
 
     if not any(d.outputs for d in list_audio_devices()):
         raise TimbrelError(NO_OUTPUT)
-    model = resolve_model(args.preset)
-    if args.mic is not None:
-        from plugin.transfer import TimbreTransfer
-
-        plugin = TimbreTransfer(model)
-    else:
-        from plugin.instrument import MidiInstrument
-
-        plugin = MidiInstrument(model, voices=args.voices)
-    apply_settings(plugin, args.set)
-    engine = Engine(args.samplerate, max(2048, args.blocksize))
-    engine.load(plugin)
-    midi = None
-    if args.mic is None:
-        try:
-            midi = MidiInput(engine.events, ports=args.midi, backend=args.midi_backend)
-        except TimbrelError as err:
-            print(f"timbrel: playing without MIDI input: {err}", file=sys.stderr)
-    stream = None
-    # Everything alive now lives for the session: freezing it keeps the garbage collector's
-    # full passes (which run on whichever thread allocates, the audio one included) short.
-    gc.collect()
-    gc.freeze()
+    preset = resolve_preset(args.preset)
+    session = Session(sample_rate=args.samplerate, block_size=args.blocksize, voices=args.voices)
+    mode = "transfer" if args.mic is not None else args.mode
+    ui = None
     try:
-        stream = AudioStream(engine.process, args.samplerate, args.blocksize, output_device=args.output,
-                             input_device=args.mic or None, use_input=args.mic is not None, latency=args.latency)
-        engine.reset_meters()
-        stream.start()
-        if args.mic is not None:
-            source = f"input {stream.input_device}"
-        else:
-            source = f"MIDI port {midi.virtual_port}" if midi else "nowhere (no MIDI)"
-        print(f"timbrel: {model.info.name} on {stream.output_device} ({stream.host_api}), "
-              f"{int(stream.sample_rate)} Hz, block {stream.block_size}; playing from {source}. Ctrl-C stops.")
+        session.start(str(preset.path) if preset.implicit else preset.name, mode=mode, output_device=args.output,
+                      input_device=args.mic or None, midi_ports=args.midi, midi_backend=args.midi_backend,
+                      latency=args.latency)
+        apply_settings(session, args.set)
+        if args.ui:
+            from engine.ui.server import serve
+
+            ui = serve(session, host=args.host, port=args.port)
+            print(f"timbrel: control surface at {ui.url}" + (f"  (token {ui.token})" if ui.token else ""))
+        stream = session.stream
+        source = f"input {stream.input_device}" if session.mode == "transfer" else (
+            f"MIDI port {session.midi.virtual_port}" if session.midi else "nowhere (no MIDI)")
+        print(f"timbrel: {session.preset.name} on {stream.output_device} ({stream.host_api}), "
+              f"{int(stream.sample_rate)} Hz, block {stream.block_size}; playing from {source}. "
+              "MIDI program changes switch presets; Ctrl-C stops.")
+        if session.last_error:
+            print(f"timbrel: {session.last_error}", file=sys.stderr)
+        reported = set()
         began = time.monotonic()
         while args.seconds is None or time.monotonic() - began < args.seconds:
             time.sleep(0.25)
-            print("\r" + _status_line(engine, stream), end="", flush=True)
+            for line in [*session.status()["faults"], session.last_error]:
+                if line and line not in reported:
+                    reported.add(line)
+                    print(f"\rtimbrel: {line}", file=sys.stderr)
+            print("\r" + _status_line(session), end="", flush=True)
     except KeyboardInterrupt:
         pass
     finally:
-        if stream is not None:
-            stream.stop()
-            stream.close()
-        if midi is not None:
-            midi.stop()
-    if stream is not None:
-        print("\r" + _status_line(engine, stream))
+        if ui is not None:
+            ui.close()
+        session.close()
+    print("\r" + _status_line(session))
     return 0
 
 
-def _status_line(engine, stream) -> str:
-    """One line: voices, CPU load, xruns, latency, output level."""
+def _status_line(session) -> str:
+    """One line: preset, voices, CPU load, xruns, latency, output level."""
     import math
 
-    status = engine.status()
-    output_latency = stream.latency[1] if isinstance(stream.latency, tuple) else stream.latency
-    latency_ms = 1000 * (output_latency + (status.block_size + status.latency_samples) / status.sample_rate)
-    level = 20 * math.log10(max(status.output_peak, 1e-6))
-    return (f"voices {status.voices:2d} | cpu {100 * status.cpu_load:4.1f}% (peak {100 * status.peak_load:4.0f}%) | "
-            f"xruns {stream.xruns} | late blocks {status.cpu_overruns}/{status.overruns} | latency {latency_ms:4.1f} ms | "
+    s = session.status()
+    level = 20 * math.log10(max(s["output_peak"], 1e-6))
+    return (f"{s['preset']} | voices {s['voices']:2d} | cpu {100 * s['cpu_load']:4.1f}% (peak {100 * s['peak_load']:4.0f}%) | "
+            f"xruns {s['xruns']} | late blocks {s['late_blocks']} | latency {s['latency_ms']:4.1f} ms | "
             f"out {level:5.1f} dB   ")
 
 
@@ -188,7 +167,8 @@ def add_commands(commands) -> None:
 
     rn = commands.add_parser("render", help="render a MIDI file through the live engine path")
     rn.add_argument("song", help="a standard MIDI file")
-    rn.add_argument("-p", "--preset", help="model file (default: the shipped violin)")
+    rn.add_argument("-p", "--preset", help="preset name, .toml preset or .onnx model (default: Violin)")
+    rn.add_argument("--set", action="append", metavar="PARAM=VALUE", help="e.g. --set release_s=1 or delay.mix=0.2")
     rn.add_argument("-o", "--output", required=True, help="audio file to write (.wav, .flac, .ogg)")
     rn.add_argument("--voices", type=int, default=16, help="polyphony, 1 to 64")
     rn.add_argument("--samplerate", type=int, default=48000, choices=(44100, 48000, 96000), help="Hz")
@@ -197,7 +177,7 @@ def add_commands(commands) -> None:
 
     tf = commands.add_parser("transfer", help="play a recording through a model (offline timbre transfer)")
     tf.add_argument("input", help="an audio file of singing or a monophonic instrument")
-    tf.add_argument("-p", "--preset", help="model file (default: the shipped violin)")
+    tf.add_argument("-p", "--preset", help="preset name, .toml preset or .onnx model (default: Violin)")
     tf.add_argument("-o", "--output", required=True, help="audio file to write")
     tf.add_argument("--set", action="append", metavar="PARAM=VALUE", help="e.g. --set pitch_shift_st=12")
     tf.add_argument("--samplerate", type=int, default=48000, choices=(44100, 48000, 96000), help="Hz")
@@ -205,7 +185,8 @@ def add_commands(commands) -> None:
     tf.set_defaults(run=_cmd_transfer)
 
     pl = commands.add_parser("play", help="play live: MIDI in (or a microphone with --mic), audio out")
-    pl.add_argument("-p", "--preset", help="model file (default: the shipped violin)")
+    pl.add_argument("-p", "--preset", help="preset name, .toml preset or .onnx model (default: Violin)")
+    pl.add_argument("--mode", choices=("midi", "transfer"), help="play from MIDI or a microphone (default: the preset's)")
     pl.add_argument("--midi", nargs="*", metavar="PORT", help="MIDI inputs to open by name (default: all)")
     pl.add_argument("--midi-backend", choices=("auto", "alsa", "jack"), default="auto")
     pl.add_argument("--mic", nargs="?", const="", metavar="DEVICE", help="live timbre transfer from an input device")
@@ -216,6 +197,9 @@ def add_commands(commands) -> None:
     pl.add_argument("--voices", type=int, default=16, help="polyphony, 1 to 64")
     pl.add_argument("--set", action="append", metavar="PARAM=VALUE", help="set a parameter, e.g. --set release_s=1")
     pl.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
+    pl.add_argument("--no-ui", dest="ui", action="store_false", help="do not start the browser control surface")
+    pl.add_argument("--host", default="127.0.0.1", help="address the control surface binds to (LAN needs its token)")
+    pl.add_argument("--port", type=int, default=8750, help="control surface port (0: any free port)")
     pl.set_defaults(run=_cmd_play)
 
     dv = commands.add_parser("devices", help="list audio devices and MIDI inputs")

@@ -71,3 +71,15 @@ def all_finite(bus):
             if not math.isfinite(bus[c, j]):
                 return False
     return True
+
+
+@numba.njit(nogil=True, cache=True)
+def ring_write(ring, position, x):
+    """Append `x` `[n]` to the circular buffer `ring` `[size]` at `position`; returns the next position."""
+    size = ring.shape[0]
+    for j in range(x.shape[0]):
+        ring[position] = x[j]
+        position += 1
+        if position == size:
+            position = 0
+    return position

@@ -40,9 +40,10 @@ def effect_class(name: str) -> type[Effect]:
     raise TimbrelError(f"no effect '{name}' (known: {', '.join(known)})")
 
 
-def create_effect(name: str, parameters: dict[str, float] | None = None) -> Effect:
-    """A new effect of type `name` with `parameters` set (ids as in its `parameters`)."""
-    effect = effect_class(name)()
+def create_effect(name: str, parameters: dict[str, float] | None = None, **options) -> Effect:
+    """A new effect of type `name` with `parameters` set (ids as in its `parameters`);
+    `options` go to its constructor (`model=` for the learned reverb)."""
+    effect = effect_class(name)(**options)
     for key, value in (parameters or {}).items():
         effect.params.set(key, value)
     effect.params.snap()

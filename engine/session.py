@@ -1,0 +1,235 @@
+"""A live performance: the engine, its audio and MIDI I/O, and the preset being played.
+
+`Session` is the control side that `timbrel play` and the web UI drive. It never runs on
+the audio thread. Switching presets loads the model and prepares the whole chain on a
+background thread, then hands it to the engine, which swaps at a block boundary with a
+20 ms crossfade while held notes and the pedal carry over; until then, and if the new
+preset fails to load, the old one keeps playing. A MIDI program change N selects the Nth
+preset of the library (factory first), the way a keyboard's patch buttons would.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from engine.engine import Engine
+from engine.errors import TimbrelError
+from engine.events import NOTE_OFF, NOTE_ON
+
+MODES = ("midi", "transfer")
+
+
+class Session:
+    """Owns an `Engine`, an `AudioStream` and a `MidiInput`, and loads presets into them.
+
+    `library`: a `plugin.library.Library` (default: the factory and user presets). Audio
+    and MIDI open in `start`; the engine alone can be driven without them (tests, renders).
+    """
+
+    def __init__(self, library=None, sample_rate: int = 48000, block_size: int = 128, voices: int = 16,
+                 max_block: int = 2048):
+        from plugin.library import Library
+
+        self.library = library if library is not None else Library()
+        self.sample_rate = int(sample_rate)
+        self.block_size = int(block_size)
+        self.voices = int(voices)
+        self.engine = Engine(self.sample_rate, max(max_block, self.block_size))
+        self.stream = None
+        self.midi = None
+        self.preset = None
+        self.mode = "midi"
+        self.last_error = ""
+        """The latest control-side fault, one line (a preset that failed to load, say)."""
+        self.switches = 0
+        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="timbrel-loader")
+        self._lock = threading.Lock()
+        self._watch: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._programs_seen = 0
+
+    # Presets ------------------------------------------------------------------------------
+
+    def load(self, name: str, mode: str | None = None, wait: bool = False) -> Future:
+        """Switch to preset `name` (optionally in `mode`): built off the audio thread, then swapped.
+
+        Returns a Future holding the preset; with `wait` blocks until the engine has it. A
+        fault leaves the current sound playing, sets `last_error` and is raised from the
+        Future (TimbrelError, one line).
+        """
+        if mode is not None and mode not in MODES:
+            raise TimbrelError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        future = self._loader.submit(self._load, name, mode)
+        if wait:
+            future.result()
+        return future
+
+    def _load(self, name: str, mode: str | None):
+        from plugin.preset import build_chain
+
+        try:
+            preset = self.library.get(name)
+            chosen = mode or (self.mode if self.preset is not None else preset.mode)
+            chain = build_chain(preset, chosen, voices=self.voices)
+            self.engine.load(chain)
+        except TimbrelError as err:
+            self.last_error = str(err)
+            raise
+        except Exception as err:  # a broken third-party effect, say: report it, keep playing
+            self.last_error = f"{name}: {type(err).__name__}: {err}"
+            raise TimbrelError(self.last_error) from None
+        with self._lock:
+            self.preset, self.mode = preset, chosen
+            self.switches += 1
+        return preset
+
+    def set_mode(self, mode: str, wait: bool = False) -> Future:
+        """Play the current preset from the keyboard ("midi") or the microphone ("transfer")."""
+        if self.preset is None:
+            raise TimbrelError("no preset loaded")
+        return self.load(self.preset.name, mode, wait=wait)
+
+    def current_settings(self):
+        """The current preset with the values now set on the instrument and effects (to save)."""
+        from dataclasses import replace
+
+        from plugin.preset import EffectSettings
+
+        chain = self.engine.plugin
+        if self.preset is None or chain is None:
+            raise TimbrelError("no preset loaded")
+        values = chain.instrument.params.as_dict()
+        effects = [EffectSettings(type=s.effect.name, bypass=s.bypassed, parameters=s.effect.params.as_dict())
+                   for s in chain.slots]
+        fields = {"midi": values} if self.mode == "midi" else {"transfer": values}
+        return replace(self.preset, mode=self.mode, effects=effects, **fields)
+
+    def save(self, name: str, force: bool = False):
+        """Save the current settings as user preset `name`; returns its path."""
+        return self.library.save(self.current_settings(), name, force=force)
+
+    # Playing ------------------------------------------------------------------------------
+
+    def set_parameter(self, parameter_id: str, value: float) -> float:
+        """`PARAM` on the instrument or `KEY.PARAM` on an effect; returns the clamped value."""
+        return self.engine.set_parameter(parameter_id, value)
+
+    def note_on(self, note: int, velocity: int = 100, channel: int = 0) -> None:
+        """Play a note as if from a MIDI keyboard (on-screen keys, auditions)."""
+        self._push(NOTE_ON | (channel & 15) | (note & 127) << 8 | max(1, velocity & 127) << 16)
+
+    def note_off(self, note: int, channel: int = 0) -> None:
+        self._push(NOTE_OFF | (channel & 15) | (note & 127) << 8)
+
+    def _push(self, packed: int) -> None:
+        if not self.engine.events.push(packed):
+            raise TimbrelError("the MIDI queue is full")
+
+    def describe(self) -> dict:
+        """JSON-ready state: preset, mode, the instrument's parameters (with ranges and units)
+        and the effects, for UIs."""
+        chain = self.engine.plugin
+        state = {"preset": self.preset.name if self.preset else None, "mode": self.mode,
+                 "instrument": None, "effects": []}
+        if chain is None:
+            return state
+        instrument = chain.instrument
+        values = instrument.params.as_dict()
+        state["instrument"] = [p.describe() | {"value": values[p.id]} for p in instrument.parameters]
+        for slot in chain.slots:
+            values = slot.effect.params.as_dict()
+            state["effects"].append({
+                "key": slot.key, "type": slot.effect.name, "bypassed": slot.bypassed, "fault": slot.fault,
+                "parameters": [p.describe() | {"value": values[p.id]} for p in slot.effect.parameters]})
+        return state
+
+    def status(self) -> dict:
+        """Meters for displays: CPU load, xruns, latency, voices, levels, faults."""
+        s = self.engine.status()
+        stream = self.stream
+        output_latency = 0.0
+        if stream is not None:
+            output_latency = stream.latency[1] if isinstance(stream.latency, tuple) else stream.latency
+        return {
+            "preset": self.preset.name if self.preset else None, "mode": self.mode, "voices": s.voices,
+            "cpu_load": s.cpu_load, "peak_load": s.peak_load, "late_blocks": s.cpu_overruns,
+            "xruns": stream.xruns if stream is not None else 0, "errors": s.errors,
+            "latency_ms": 1000 * (output_latency + (self.block_size + s.latency_samples) / self.sample_rate),
+            "input_peak": s.input_peak, "output_peak": s.output_peak, "faults": list(s.faults),
+            "last_error": self.last_error, "switches": self.switches,
+            "audio": None if stream is None else {"output": stream.output_device, "input": stream.input_device,
+                                                  "host_api": stream.host_api},
+            "midi_port": self.midi.virtual_port if self.midi is not None else None,
+        }
+
+    # I/O ----------------------------------------------------------------------------------
+
+    def start(self, preset: str | None = None, mode: str | None = None, output_device=None, input_device=None,
+              midi_ports=None, midi_backend: str = "auto", latency: str | float = "low", use_midi: bool = True) -> None:
+        """Load `preset` (default: the first listed), then open audio and MIDI and start playing.
+
+        The input device opens when `mode` is "transfer" or an `input_device` is named;
+        without it transfer mode has nothing to follow.
+        """
+        import gc
+
+        from engine.audio_io import AudioStream
+        from engine.midi_io import MidiInput
+
+        first = preset or self.library.list()[0].name
+        self.load(first, mode, wait=True)
+        use_input = self.mode == "transfer" or input_device is not None
+        if use_midi:
+            try:
+                self.midi = MidiInput(self.engine.events, ports=midi_ports, backend=midi_backend)
+            except TimbrelError as err:
+                self.last_error = f"playing without MIDI input: {err}"
+        gc.collect()
+        gc.freeze()
+        self.stream = AudioStream(self.engine.process, self.sample_rate, self.block_size, output_device=output_device,
+                                  input_device=input_device or None, use_input=use_input, latency=latency)
+        self.engine.reset_meters()
+        self.stream.start()
+        self._stopping.clear()
+        self._programs_seen = int(self.engine.keyboard.program[1])
+        self._watch = threading.Thread(target=self._watch_programs, name="timbrel-programs", daemon=True)
+        self._watch.start()
+
+    def _watch_programs(self) -> None:
+        """Follow MIDI program changes (the audio thread counts them) and switch presets."""
+        while not self._stopping.wait(0.02):
+            number, count = (int(v) for v in self.engine.keyboard.program)
+            if count != self._programs_seen:
+                self._programs_seen = count
+                presets = self.library.list()
+                if number < len(presets):
+                    self.load(presets[number].name)
+            self.engine.collect()
+
+    def stop(self) -> None:
+        """Stop audio and MIDI (the engine and the loaded preset stay)."""
+        self._stopping.set()
+        if self._watch is not None:
+            self._watch.join(timeout=1.0)
+        if self.stream is not None:
+            self.stream.stop()
+            self.stream.close()
+            self.stream = None
+        if self.midi is not None:
+            self.midi.stop()
+            self.midi = None
+
+    def close(self) -> None:
+        self.stop()
+        self._loader.shutdown(wait=True)
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """Wait until a loaded preset has finished crossfading in (for tests and scripts)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.engine._incoming is None and self.engine._fade_left == 0:
+                return True
+            time.sleep(0.005)
+        return False
