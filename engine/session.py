@@ -127,6 +127,64 @@ class Session:
         if not self.engine.events.push(packed):
             raise TimbrelError("the MIDI queue is full")
 
+    def audition(self, name: str | None = None) -> Future:
+        """Load preset `name` (default: the current one) and play its audition phrase through
+        the live engine, from a background thread; returns the Future of the phrase."""
+        if name is not None and (self.preset is None or self.library.get(name).name != self.preset.name):
+            self.load(name, wait=True)
+        return self._loader.submit(self._play_phrase)
+
+    def _play_phrase(self) -> None:
+        from engine.audition import phrase_events, playing_range
+
+        chain = self.engine.plugin
+        low, high = playing_range(chain.instrument.model.info.f0_hz)
+        polyphonic = self.preset.values("midi").get("voice_mode", 0.0) == 0.0
+        began = time.monotonic()
+        for at, packed in phrase_events(low, high, polyphonic):
+            delay = began + at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            self._push(packed)
+
+    def devices(self) -> dict:
+        """Audio devices and MIDI inputs, for a device picker."""
+        from dataclasses import asdict
+
+        from engine.audio_io import list_audio_devices
+        from engine.midi_io import list_midi_inputs
+
+        try:
+            midi = list_midi_inputs()
+        except TimbrelError:
+            midi = []
+        return {"audio": [asdict(d) for d in list_audio_devices()], "midi": midi}
+
+    def set_devices(self, output_device=None, input_device=None, latency: str | float = "low") -> None:
+        """Reopen audio on other devices (a short gap in the sound; MIDI stays open). If the new
+        devices fail to open, the old ones are reopened and the fault is raised in one line."""
+        from engine.audio_io import AudioStream
+
+        old = self.stream
+        previous = (old.output_device, old.input_device) if old is not None else (None, None)
+        if old is not None:
+            old.stop()
+            old.close()
+        self.stream = None
+
+        def open_stream(output, inp):
+            use_input = self.mode == "transfer" or inp is not None
+            stream = AudioStream(self.engine.process, self.sample_rate, self.block_size, output_device=output,
+                                 input_device=inp or None, use_input=use_input, latency=latency)
+            stream.start()
+            return stream
+
+        try:
+            self.stream = open_stream(output_device, input_device)
+        except TimbrelError:
+            self.stream = open_stream(*previous)
+            raise
+
     def describe(self) -> dict:
         """JSON-ready state: preset, mode, the instrument's parameters (with ranges and units)
         and the effects, for UIs."""
