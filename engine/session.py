@@ -49,6 +49,7 @@ class Session:
         self._watch: threading.Thread | None = None
         self._stopping = threading.Event()
         self._programs_seen = 0
+        self._models: dict = {}
 
     # Presets ------------------------------------------------------------------------------
 
@@ -72,7 +73,7 @@ class Session:
         try:
             preset = self.library.get(name)
             chosen = mode or (self.mode if self.preset is not None else preset.mode)
-            chain = build_chain(preset, chosen, voices=self.voices)
+            chain = build_chain(preset, chosen, voices=self.voices, model=self._model(preset))
             self.engine.load(chain)
         except TimbrelError as err:
             self.last_error = str(err)
@@ -84,6 +85,17 @@ class Session:
             self.preset, self.mode = preset, chosen
             self.switches += 1
         return preset
+
+    def _model(self, preset):
+        """The preset's model, loaded once per file and content (variations share one session)."""
+        from plugin.model import load_model
+
+        if preset.model_path is None:
+            raise TimbrelError(f"{preset.path or preset.name}: model file {preset.model_file!r} was not found")
+        key = (str(preset.model_path), preset.model_sha256)
+        if key not in self._models:
+            self._models[key] = load_model(preset.model_path)
+        return self._models[key]
 
     def set_mode(self, mode: str, wait: bool = False) -> Future:
         """Play the current preset from the keyboard ("midi") or the microphone ("transfer")."""
