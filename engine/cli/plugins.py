@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from engine.cli.table import print_table
+
 
 def _cmd_plugins_list(args: argparse.Namespace) -> int:
     import json
@@ -21,9 +23,7 @@ def _cmd_plugins_list(args: argparse.Namespace) -> int:
     rows = [("name", "kind", "version", "source", "status")]
     rows += [(b["name"], b["kind"], b["version"], b["source"], b["status"]) for b in builtin]
     rows += [(i.name, i.kind, i.version, i.origin, i.status) for i in found]
-    widths = [max(len(row[c]) for row in rows) for c in range(4)]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
+    print_table(rows)
     if not found:
         print(f"no third-party plugins installed (a package adds them to the '{GROUP}' entry-point group)")
     return 0

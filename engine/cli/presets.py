@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from engine.cli.table import print_table
 from engine.errors import TimbrelError
 
 
@@ -29,9 +30,7 @@ def _row(preset) -> dict:
 def _table(presets) -> None:
     rows = [("name", "category", "mode", "source", "tags")]
     rows += [(p.name, p.category, p.mode, "factory" if p.factory else "user", ", ".join(p.tags)) for p in presets]
-    widths = [max(len(r[c]) for r in rows) for c in range(4)]
-    for r in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)) + "  " + r[4])
+    print_table(rows)
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
