@@ -15,6 +15,8 @@ from tests.test_io import playback_sources
 
 SR = 48000
 CHORD = (60, 64, 67)
+LOAD = tuple(range(69, 82))
+"""13 more quiet notes, so that switching happens with all 16 voices sounding."""
 
 
 @pytest.fixture
@@ -43,7 +45,7 @@ def largest_step(audio: np.ndarray) -> float:
     return float(np.max(np.abs(np.diff(audio))))
 
 
-def test_a_hundred_switches_under_a_held_chord_with_the_pedal(session):
+def test_a_hundred_switches_with_sixteen_voices_held_and_the_pedal_down(session):
     session, peer, names = session
     # What each preset's own attack and sustain look like, played alone.
     references = {}
@@ -54,6 +56,8 @@ def test_a_hundred_switches_under_a_held_chord_with_the_pedal(session):
         def play():
             for note in CHORD:
                 session.note_on(note, 100)
+            for note in LOAD:
+                session.note_on(note, 30)
             time.sleep(0.5)
             session._push(CONTROL_CHANGE | 123 << 8)
 
@@ -64,6 +68,8 @@ def test_a_hundred_switches_under_a_held_chord_with_the_pedal(session):
     def perform():
         for note in CHORD:
             session.note_on(note, 100)
+        for note in LOAD:
+            session.note_on(note, 30)
         session._push(CONTROL_CHANGE | 64 << 8 | 127 << 16)
         session.note_off(64)
         time.sleep(0.3)
@@ -83,12 +89,13 @@ def test_a_hundred_switches_under_a_held_chord_with_the_pedal(session):
     switching = audio[int(0.35 * SR) :]
     assert largest_step(switching) <= 1.25 * max(references.values()), (largest_step(switching), references)
     assert np.sqrt(np.mean(switching[-SR // 4 :] ** 2)) > 0.01
-    # The chord is still held in the last preset: 60 and 67 by their keys, 64 by the pedal.
-    assert session.engine.keyboard.held_notes() == [(0, n) for n in CHORD]
-    assert session.engine.plugin.active_voices == (3 if session.preset.values("midi").get("voice_mode", 0) == 0 else 1)
+    # Every note is still held in the last preset: 64 by the pedal, the others by their keys.
+    assert session.engine.keyboard.held_notes() == [(0, n) for n in CHORD + LOAD]
+    poly = session.preset.values("midi").get("voice_mode", 0) == 0
+    assert session.engine.plugin.active_voices == (16 if poly else 1)
     session._push(CONTROL_CHANGE | 64 << 8)
     time.sleep(0.1)
-    assert session.engine.keyboard.held_notes() == [(0, 60), (0, 67)]
+    assert session.engine.keyboard.held_notes() == [(0, n) for n in CHORD + LOAD if n != 64]
 
 
 def test_a_preset_that_fails_to_load_leaves_the_old_one_playing(session, tmp_path):
