@@ -10,6 +10,8 @@ preset of the library (factory first), the way a keyboard's patch buttons would.
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,6 +21,16 @@ from engine.errors import TimbrelError
 from engine.events import NOTE_OFF, NOTE_ON
 
 MODES = ("midi", "transfer")
+SWITCH_INTERVAL_S = 0.0002
+LOADER_NICENESS = 10
+
+
+def _background() -> None:
+    """Lower the calling thread's CPU priority, so preparing a preset yields the cores to the audio thread."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOADER_NICENESS)
+    except (AttributeError, OSError):
+        pass
 
 
 class Session:
@@ -44,7 +56,7 @@ class Session:
         self.last_error = ""
         """The latest control-side fault, one line (a preset that failed to load, say)."""
         self.switches = 0
-        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="timbrel-loader")
+        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="timbrel-loader", initializer=_background)
         self._lock = threading.Lock()
         self._watch: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -248,6 +260,9 @@ class Session:
         from engine.audio_io import AudioStream
         from engine.midi_io import MidiInput
 
+        # The audio callback needs the GIL every block; other threads (the preset loader, the
+        # UI bridge) hand it over after at most this long instead of Python's default 5 ms.
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         first = preset or self.library.list()[0].name
         self.load(first, mode, wait=True)
         use_input = self.mode == "transfer" or input_device is not None
