@@ -1,11 +1,12 @@
-"""Short MIDI messages crossing from input threads to the audio thread, without locks.
+"""Short MIDI messages crossing from input threads to the audio thread, which never waits.
 
-`EventQueue` is a single-producer, single-consumer ring of preallocated integers. The
-producer (a MIDI input callback) writes the message and only then publishes it by
-advancing the write count; the consumer (the audio callback) reads up to that count and
-then advances the read count. Each count is written by one thread only, and a Python int
-assignment is atomic, so neither side ever waits for the other, and neither allocates
-arrays. When the ring is full new messages are dropped and counted, never blocked on.
+`EventQueue` is a ring of preallocated integers. A producer (a MIDI input callback, the
+control surface's keyboard, an audition) writes the message and only then publishes it
+by advancing the write count; the consumer (the audio callback) reads up to that count
+and then advances the read count. Producers take turns on a lock that the audio thread
+never touches; each count has one writer at a time, and a Python int assignment is
+atomic, so the audio thread never waits and nothing allocates arrays. When the ring is
+full new messages are dropped and counted, never blocked on.
 
 Only channel voice messages travel here. `parse_message` is the one gatekeeper: SysEx,
 system messages, stray data bytes and truncated messages are refused, so junk from a
@@ -13,6 +14,8 @@ device can never reach the engine.
 """
 
 from __future__ import annotations
+
+import threading
 
 from collections.abc import Sequence
 
@@ -45,9 +48,16 @@ def parse_message(message: Sequence[int]) -> int:
 
 
 class EventQueue:
-    """A lock-free SPSC ring of packed MIDI messages (see `parse_message`)."""
+    """A ring of packed MIDI messages (see `parse_message`): many producers, one consumer.
+
+    Producers (MIDI input threads, the control surface, auditions) serialise on a lock
+    among themselves; the consumer, the audio thread, never takes it: it reads `_written`
+    (advanced only after the slot is filled) and advances `_read`, each index having a
+    single writer.
+    """
 
     def __init__(self, capacity: int = 4096):
+        self._producers = threading.Lock()
         self.capacity = int(capacity)
         self._ring = np.zeros(self.capacity, dtype=np.int32)
         self._written = 0
@@ -58,19 +68,22 @@ class EventQueue:
         """Messages refused as junk by `push_message` (written by the producer only)."""
 
     def push(self, packed: int) -> bool:
-        """Producer side: enqueue one packed message; False when the ring is full."""
-        if self._written - self._read >= self.capacity:
-            self.dropped += 1
-            return False
-        self._ring[self._written % self.capacity] = packed
-        self._written += 1
-        return True
+        """Producer side (any thread but the audio one): enqueue one packed message; False when
+        the ring is full."""
+        with self._producers:
+            if self._written - self._read >= self.capacity:
+                self.dropped += 1
+                return False
+            self._ring[self._written % self.capacity] = packed
+            self._written += 1
+            return True
 
     def push_message(self, message: Sequence[int]) -> bool:
         """Producer side: validate raw bytes and enqueue them; junk is counted and dropped."""
         packed = parse_message(message)
         if packed < 0:
-            self.refused += 1
+            with self._producers:
+                self.refused += 1
             return False
         return self.push(packed)
 

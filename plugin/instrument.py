@@ -96,13 +96,16 @@ class MidiInstrument(ModelPlugin):
         self._warm_up()
 
     def _warm_up(self) -> None:
-        """Run every code path once (numba compiles, onnxruntime plans) before any audio block."""
-        out = np.zeros((2, min(self.max_block, 64)), dtype=np.float32)
-        silence = np.zeros(out.shape[1], dtype=np.float32)
+        """Run every code path once (numba compiles, onnxruntime plans) before any audio block,
+        on a whole bus and on a view of a wider one (the engine's), whose array layouts differ."""
+        m = min(self.max_block, 64)
+        wide = np.zeros((2, 2 * m), dtype=np.float32)
+        silence = np.zeros(m, dtype=np.float32)
         note = np.array([NOTE_ON | 60 << 8 | 100 << 16, NOTE_OFF | 60 << 8], dtype=np.int32)
-        for i in range(2 * self.hop // out.shape[1] + 2):
-            self.process(silence, out, note[:1] if i == 0 else note[1:] if i == 1 else note[:0])
-        self.reset()
+        for out in (wide[:, :m].copy(), wide[:, :m]):
+            for i in range(2 * self.hop // m + 2):
+                self.process(silence, out, note[:1] if i == 0 else note[1:] if i == 1 else note[:0])
+            self.reset()
 
     def reset(self) -> None:
         self.synth.reset()

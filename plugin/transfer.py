@@ -76,8 +76,10 @@ class TimbreTransfer(ModelPlugin):
                 self._scale_table[row, pc] = min((s - pc for s in (*steps, steps[0] + 12, steps[-1] - 12)), key=abs)
         self.reset()
         warm = min(max_block, 2 * self.hop)
-        self.process(np.zeros(warm, np.float32), np.zeros((2, warm), np.float32), np.zeros(0, np.int32))
-        self.reset()
+        wide = np.zeros((2, 2 * warm), np.float32)
+        for out in (wide[:, :warm].copy(), wide[:, :warm]):
+            self.process(np.zeros(warm, np.float32), out, np.zeros(0, np.int32))
+            self.reset()
 
     def reset(self) -> None:
         self.tracker.reset()

@@ -87,6 +87,8 @@ def test_a_hundred_switches_with_sixteen_voices_held_and_the_pedal_down(session)
     # Every preset crossfades into the next: the mix never moves faster than the faster of the
     # two sounds does on its own (a click would jump by a good part of the signal's amplitude).
     switching = audio[int(0.35 * SR) :]
+    print(f"switches 100, engine late blocks {status.cpu_overruns}, stream xruns {stream.xruns}, largest step "
+          f"{largest_step(switching):.4f} against {max(references.values()):.4f} for the presets alone")
     assert largest_step(switching) <= 1.25 * max(references.values()), (largest_step(switching), references)
     assert np.sqrt(np.mean(switching[-SR // 4 :] ** 2)) > 0.01
     # Every note is still held in the last preset: 64 by the pedal, the others by their keys.
