@@ -85,14 +85,11 @@ def _effect(spec: tuple[str, dict]):
     from plugin.preset import EffectSettings
 
     kind, values = spec
-    parameters = {}
-    for key, value in values.items():
-        param = next(p for p in effect_class(kind).parameters if p.id == key)
-        parameters[key] = float(param.choices.index(value)) if isinstance(value, str) else float(value)
-    return EffectSettings(type=kind, parameters=parameters)
+    return EffectSettings(type=kind, parameters=_values(effect_class(kind).parameters, values))
 
 
 def _values(parameters, values: dict) -> dict[str, float]:
+    """Values by parameter id, switch choices given by name turned into their index."""
     out = {}
     for key, value in values.items():
         param = next(p for p in parameters if p.id == key)
