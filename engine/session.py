@@ -87,6 +87,9 @@ class Session:
             chosen = mode or (self.mode if self.preset is not None else preset.mode)
             chain = build_chain(preset, chosen, voices=self.voices, model=self._model(preset))
             self.engine.load(chain)
+            stream = self.stream
+            if chosen == "transfer" and stream is not None and stream.input_device is None:
+                self.set_devices(stream.output_device, None, use_input=True)
         except TimbrelError as err:
             self.last_error = str(err)
             raise
@@ -110,7 +113,8 @@ class Session:
         return self._models[key]
 
     def set_mode(self, mode: str, wait: bool = False) -> Future:
-        """Play the current preset from the keyboard ("midi") or the microphone ("transfer")."""
+        """Play the current preset from the keyboard ("midi") or the microphone ("transfer");
+        transfer reopens the audio with the default input when none is open."""
         if self.preset is None:
             raise TimbrelError("no preset loaded")
         return self.load(self.preset.name, mode, wait=wait)
@@ -184,7 +188,8 @@ class Session:
             midi = []
         return {"audio": [asdict(d) for d in list_audio_devices()], "midi": midi}
 
-    def set_devices(self, output_device=None, input_device=None, latency: str | float = "low") -> None:
+    def set_devices(self, output_device=None, input_device=None, latency: str | float = "low",
+                    use_input: bool | None = None) -> None:
         """Reopen audio on other devices (a short gap in the sound; MIDI stays open). If the new
         devices fail to open, the old ones are reopened and the fault is raised in one line."""
         from engine.audio_io import AudioStream
@@ -196,17 +201,17 @@ class Session:
             old.close()
         self.stream = None
 
-        def open_stream(output, inp):
-            use_input = self.mode == "transfer" or inp is not None
+        def open_stream(output, inp, wanted):
             stream = AudioStream(self.engine.process, self.sample_rate, self.block_size, output_device=output,
-                                 input_device=inp or None, use_input=use_input, latency=latency)
+                                 input_device=inp or None, use_input=wanted, latency=latency)
             stream.start()
             return stream
 
         try:
-            self.stream = open_stream(output_device, input_device)
+            wanted = use_input if use_input is not None else self.mode == "transfer" or input_device is not None
+            self.stream = open_stream(output_device, input_device, wanted)
         except TimbrelError:
-            self.stream = open_stream(*previous)
+            self.stream = open_stream(*previous, previous[1] is not None)
             raise
 
     def describe(self) -> dict:

@@ -213,9 +213,6 @@ class Bridge:
         if mode not in MODES:
             raise RequestError(400, f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         self.session.set_mode(mode, wait=True)
-        stream = self.session.stream
-        if mode == "transfer" and stream is not None and stream.input_device is None:
-            self.session.set_devices(stream.output_device, None)
         return {"mode": self.session.mode}
 
     def _save(self, args: dict) -> dict:
