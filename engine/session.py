@@ -10,6 +10,7 @@ preset of the library (factory first), the way a keyboard's patch buttons would.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import threading
@@ -87,6 +88,9 @@ class Session:
             chosen = mode or (self.mode if self.preset is not None else preset.mode)
             chain = build_chain(preset, chosen, voices=self.voices, model=self._model(preset))
             self.engine.load(chain)
+            if not gc.isenabled():
+                gc.collect()
+                gc.freeze()
             stream = self.stream
             if chosen == "transfer" and stream is not None and stream.input_device is None:
                 self.set_devices(stream.output_device, None, use_input=True)
@@ -260,8 +264,6 @@ class Session:
         The input device opens when `mode` is "transfer" or an `input_device` is named;
         without it transfer mode has nothing to follow.
         """
-        import gc
-
         from engine.audio_io import AudioStream
         from engine.midi_io import MidiInput
 
@@ -276,8 +278,13 @@ class Session:
                 self.midi = MidiInput(self.engine.events, ports=midi_ports, backend=midi_backend)
             except TimbrelError as err:
                 self.last_error = f"playing without MIDI input: {err}"
+        # The cyclic garbage collector runs on whichever thread allocates, the audio one included,
+        # and a full pass over a freshly loaded preset's objects takes milliseconds. So it is
+        # off while playing: each load ends with a collection on the loader thread, and the
+        # program watcher collects the young generations twice a second.
         gc.collect()
         gc.freeze()
+        gc.disable()
         self.stream = AudioStream(self.engine.process, self.sample_rate, self.block_size, output_device=output_device,
                                   input_device=input_device or None, use_input=use_input, latency=latency)
         self.engine.reset_meters()
@@ -288,8 +295,13 @@ class Session:
         self._watch.start()
 
     def _watch_programs(self) -> None:
-        """Follow MIDI program changes (the audio thread counts them) and switch presets."""
+        """Follow MIDI program changes (the audio thread counts them) and switch presets; collect
+        young garbage now and then."""
+        ticks = 0
         while not self._stopping.wait(0.02):
+            ticks += 1
+            if ticks % 25 == 0:
+                gc.collect(1)
             number, count = (int(v) for v in self.engine.keyboard.program)
             if count != self._programs_seen:
                 self._programs_seen = count
@@ -300,6 +312,7 @@ class Session:
 
     def stop(self) -> None:
         """Stop audio and MIDI (the engine and the loaded preset stay)."""
+        gc.enable()
         self._stopping.set()
         if self._watch is not None:
             self._watch.join(timeout=1.0)
