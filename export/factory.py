@@ -149,6 +149,7 @@ def release_all(root: Path, names: tuple[str, ...], models_dir: Path = MODELS_DI
         exported = release(checkpoint, path, None, name=name)
         _, quality = heldout_quality(path, _data(root, name, "heldout"))
         figures[name] = {"steps": exported["steps"], "render_error_db": exported["render_error_db"], **quality,
+                         "train_minutes": checkpoint.get("train_config", {}).get("max_minutes"),
                          "model_bytes": path.stat().st_size}
         print(f"released {name}: {json.dumps(figures[name])}", flush=True)
         write_text(figures_path, json.dumps(figures, indent=1))
@@ -191,7 +192,7 @@ def write_factory_presets(root: Path, train_minutes: float, models_dir: Path = M
             steps = load_model(model).info.provenance.get("steps")
             figures[name] = {"steps": steps, **quality, "model_bytes": model.stat().st_size}
             write_text(figures_path, json.dumps(figures, indent=1))
-    recipes = {name: recipe(name, f.get("steps"), train_minutes) for name, f in figures.items()}
+    recipes = {name: recipe(name, f.get("steps"), f.get("train_minutes") or train_minutes) for name, f in figures.items()}
     quality = {name: {k: v for k, v in f.items() if k in ("f0_median_cents", "loudness_l1_db", "spectral_loss")}
                for name, f in figures.items()}
     for path in write_presets(models_dir.parent, quality, recipes):

@@ -53,10 +53,6 @@ class Slot:
         self.over = 0
         self.reset_pending = False
 
-    @property
-    def active(self) -> bool:
-        return not self.fault and (self.mix > 0.0 or self.target > 0.0)
-
 
 class _Layout:
     """A slot order published to the audio thread, adopted once `waiting` slots are dry."""
