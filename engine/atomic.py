@@ -19,7 +19,8 @@ def _umask() -> int:
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success it is renamed onto `path`.
+    """Yield a temporary path beside `path`; on success it is flushed to disk and renamed onto
+    `path`, and the rename itself is flushed, so the new file survives a crash.
 
     The temporary file gets the permissions a new file would (0666 less the umask). On any
     error, including KeyboardInterrupt, it is removed and `path` is left untouched.
@@ -33,10 +34,27 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         os.chmod(tmp, 0o666 & ~_umask())
         yield Path(tmp)
+        with open(tmp, "rb+") as written:
+            os.fsync(written.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _sync_folder(directory)
+
+
+def _sync_folder(folder: Path) -> None:
+    """fsync a folder so a rename in it survives a crash (where the OS allows it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -56,25 +56,22 @@ def sung_glide(low: int, high: int, sample_rate: int, seconds: float = SECONDS -
     return (0.25 * tone * envelope / np.abs(tone).max()).astype(np.float32)
 
 
+def polyphonic(preset) -> bool:
+    """Whether `preset` plays chords from MIDI (voice mode "poly")."""
+    return preset.values("midi").get("voice_mode", 0.0) == 0.0
+
+
 def render_audition(preset, sample_rate: int = 48000, block: int = 128, voices: int = 16) -> np.ndarray:
     """Render `preset`'s audition through the live path; stereo float32 `[samples, 2]`."""
     from engine.engine import Engine
-    from engine.render import render_events
+    from engine.render import render_audio, render_events
     from plugin.model import load_model
     from plugin.preset import build_chain
 
     model = load_model(preset.model_path)
     low, high = playing_range(model.info.f0_hz)
     chain = build_chain(preset, voices=voices, model=model)
-    engine = Engine(sample_rate, block)
     if preset.mode == "transfer":
-        engine.load(chain)
-        out = np.zeros((int(SECONDS * sample_rate), 2), dtype=np.float32)
         voice = sung_glide(low, high, sample_rate)
-        voice = np.pad(voice, (0, out.shape[0] - voice.size))
-        for start in range(0, out.shape[0], block):
-            stop = min(out.shape[0], start + block)
-            engine.process(voice[start:stop], out[start:stop])
-        return out
-    polyphonic = preset.values("midi").get("voice_mode", 0.0) == 0.0
-    return render_events(engine, chain, phrase_events(low, high, polyphonic), SECONDS, block)
+        return render_audio(np.pad(voice, (0, int(SECONDS * sample_rate) - voice.size)), chain, sample_rate, block)
+    return render_events(Engine(sample_rate, block), chain, phrase_events(low, high, polyphonic(preset)), SECONDS, block)

@@ -123,8 +123,8 @@ class Engine:
 
         The switch happens at the next block boundary with a 20 ms crossfade; what was
         playing keeps playing until then. Keys held (or sustained by the pedal) and the
-        controllers carry over: the new plugin starts with them (`engine.midi_state`). `plugin` is an instrument, or a `plugin.chain.Chain`
-        that starts with one.
+        controllers carry over: the new plugin starts with them (`engine.midi_state`).
+        `plugin` is an instrument, or a `plugin.chain.Chain` that starts with one.
         """
         if plugin.kind != "instrument":
             raise TimbrelError(f"{plugin.name}: an effect cannot play alone; put it in a Chain after an instrument")
@@ -167,7 +167,7 @@ class Engine:
         """A copy of the latest `samples` of output (left channel), oldest first (any thread;
         a block written meanwhile may tear the copy, which a display does not mind)."""
         end = self.scope_position
-        return np.roll(self.scope, -end)[-samples:].copy()
+        return np.roll(self.scope, -end)[-samples:]
 
     def reset_meters(self) -> None:
         """Zero the counters and peaks (e.g. after warm-up)."""

@@ -16,7 +16,6 @@ device can never reach the engine.
 from __future__ import annotations
 
 import threading
-
 from collections.abc import Sequence
 
 import numpy as np

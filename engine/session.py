@@ -167,13 +167,11 @@ class Session:
         return self._loader.submit(self._play_phrase)
 
     def _play_phrase(self) -> None:
-        from engine.audition import phrase_events, playing_range
+        from engine.audition import phrase_events, playing_range, polyphonic
 
-        chain = self.engine.plugin
-        low, high = playing_range(chain.instrument.model.info.f0_hz)
-        polyphonic = self.preset.values("midi").get("voice_mode", 0.0) == 0.0
+        low, high = playing_range(self.engine.plugin.instrument.model.info.f0_hz)
         began = time.monotonic()
-        for at, packed in phrase_events(low, high, polyphonic):
+        for at, packed in phrase_events(low, high, polyphonic(self.preset)):
             delay = began + at - time.monotonic()
             if delay > 0:
                 time.sleep(delay)

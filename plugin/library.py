@@ -398,7 +398,7 @@ def _sha(path: Path) -> str:
 
 
 def _write(path: Path, data: bytes = b"", source: Path | None = None) -> None:
-    """Atomically and durably replace `path` with `data`, or with a copy of file `source`."""
+    """Atomically and durably replace `path` with `data`, or with a copy of file `source` (`engine.atomic`)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as temporary, open(temporary, "wb") as out:
@@ -407,26 +407,9 @@ def _write(path: Path, data: bytes = b"", source: Path | None = None) -> None:
             else:
                 with open(source, "rb") as stream:
                     out.writelines(iter(lambda: stream.read(1 << 20), b""))
-            out.flush()
-            os.fsync(out.fileno())
     except OSError as err:
         raise TimbrelError(f"{path}: could not write ({err.strerror or err}); the previous file, if any, "
                            "is unchanged") from None
-    _sync_folder(path.parent)
-
-
-def _sync_folder(folder: Path) -> None:
-    """fsync a folder so a rename in it survives a crash (where the OS allows it)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _words(text: str) -> list[str]:

@@ -26,18 +26,27 @@ def chain_for(spec: str | None, mode: str, voices: int = 16, assignments: list[s
     return chain
 
 
-def apply_settings(target, assignments: list[str] | None) -> None:
+def assignments(texts: list[str] | None, expected: str) -> dict[str, str]:
+    """`--set KEY=VALUE` options as a dict; a malformed one is a one-line TimbrelError saying `expected`."""
+    settings = {}
+    for text in texts or []:
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip():
+            raise TimbrelError(f"--set {text}: expected {expected}")
+        settings[key.strip()] = value.strip()
+    return settings
+
+
+def apply_settings(target, texts: list[str] | None) -> None:
     """Apply `--set PARAM=VALUE` (instrument) or `--set KEY.PARAM=VALUE` (effect) to a chain or
     session; a bad one is a one-line TimbrelError."""
-    for assignment in assignments or []:
-        key, sep, value = assignment.partition("=")
+    expected = "PARAM=NUMBER, e.g. --set gain_db=-6"
+    for key, value in assignments(texts, expected).items():
         try:
             number = float(value)
         except ValueError:
-            number = None
-        if not sep or number is None:
-            raise TimbrelError(f"--set {assignment}: expected PARAM=NUMBER, e.g. --set gain_db=-6")
-        target.set_parameter(key.strip(), number)
+            raise TimbrelError(f"--set {key}={value}: expected {expected}") from None
+        target.set_parameter(key, number)
 
 
 def block_size(text: str) -> int:

@@ -6,8 +6,8 @@ import argparse
 import json
 import sys
 
+from engine.cli.options import assignments
 from engine.cli.table import print_table
-from engine.errors import TimbrelError
 
 
 def _library():
@@ -88,18 +88,9 @@ def _cmd_audition(args: argparse.Namespace) -> int:
     return 0
 
 
-def _settings(assignments: list[str] | None) -> dict[str, str]:
-    settings = {}
-    for assignment in assignments or []:
-        key, sep, value = assignment.partition("=")
-        if not sep or not key.strip():
-            raise TimbrelError(f"--set {assignment}: expected KEY=VALUE, e.g. --set gain_db=-6 or --set delay.mix=0.2")
-        settings[key.strip()] = value.strip()
-    return settings
-
-
 def _cmd_save(args: argparse.Namespace) -> int:
-    path = _library().derive(args.source, args.name, _settings(args.set), force=args.force)
+    path = _library().derive(args.source, args.name,
+                              assignments(args.set, "KEY=VALUE, e.g. --set gain_db=-6 or --set delay.mix=0.2"), force=args.force)
     print(f"saved {args.name!r} to {path}")
     return 0
 
