@@ -77,8 +77,11 @@ def pack(root: Path, names: tuple[str, ...]) -> None:
     print(f"packed {len(names)} instrument(s) into {root / 'transport'}")
 
 
-def train_one(root: Path, name: str, minutes: float) -> None:
-    """Train one instrument's model for `minutes` (wall time) into `DIR/runs/NAME`."""
+def train_one(root: Path, name: str, minutes: float, resume: bool = False) -> None:
+    """Train one instrument's model for `minutes` (wall time) into `DIR/runs/NAME`.
+
+    With `resume`, the run continues from its `last.pt` until its total training time reaches `minutes`.
+    """
     from export.dataset import prepare_dataset
     from export.model import ModelConfig
     from export.train import TrainConfig, train
@@ -90,10 +93,10 @@ def train_one(root: Path, name: str, minutes: float) -> None:
     dataset = prepare_dataset(folder, model_config.sample_rate, model_config.hop, cache_dir=root / "features",
                               seed=config.seed)
     train(folder, root / "runs" / name, name=name, model_config=model_config, config=config, progress=False,
-          dataset=dataset)
+          dataset=dataset, resume=resume and (root / "runs" / name / "last.pt").is_file())
 
 
-def train_all(root: Path, names: tuple[str, ...], minutes: float, jobs: int) -> None:
+def train_all(root: Path, names: tuple[str, ...], minutes: float, jobs: int, resume: bool = False) -> None:
     """Train every instrument in its own process, `jobs` at a time; logs go to `DIR/runs/NAME.log`."""
     (root / "runs").mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
@@ -103,7 +106,7 @@ def train_all(root: Path, names: tuple[str, ...], minutes: float, jobs: int) -> 
             name = pending.pop(0)
             log = open(root / "runs" / f"{name}.log", "w")
             cmd = [sys.executable, "-m", "export.factory", "train-one", name, "--root", str(root),
-                   "--train-minutes", str(minutes)]
+                   "--train-minutes", str(minutes)] + (["--resume"] if resume else [])
             running.append((name, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log))
         time.sleep(1.0)
         for item in list(running):
@@ -206,18 +209,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--root", default="factory-build", help="working folder for data, runs and figures")
     parser.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) // 2))
     parser.add_argument("--train-minutes", type=float, default=8.5, help="wall time per model (the factory used 8.5)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue each run from its last checkpoint up to --train-minutes in total")
     args = parser.parse_args(argv)
     root = Path(args.root)
     names = tuple(args.names) or FACTORY
     if args.stage == "train-one":
-        train_one(root, names[0], args.train_minutes)
+        train_one(root, names[0], args.train_minutes, args.resume)
         return
     if args.stage in ("build", "render"):
         render(root, names)
     if args.stage == "pack":
         pack(root, names)
     if args.stage in ("build", "train"):
-        train_all(root, names, args.train_minutes, args.jobs)
+        train_all(root, names, args.train_minutes, args.jobs, args.resume)
     if args.stage == "slim":
         slim(root, names)
     if args.stage in ("build", "release"):

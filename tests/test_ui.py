@@ -207,10 +207,17 @@ def test_saving_the_sound_and_auditioning_a_preset(page, session, user_dir):
     assert session.library.get("Stage Violin").midi["gain_db"] == -7.5
     session.set_parameter("gain_db", -3.0)
     page.fill("#save-name", "Stage Violin")
-    with page.expect_event("dialog") as asked:
-        page.locator("#save-form button").click()
-    assert "Replace" in asked.value.message
-    asked.value.accept()
+    asked: list[str] = []
+
+    def replace(dialog) -> None:
+        # Answered in the handler: a pending dialog blocks the page, and a click waiting on it hangs.
+        asked.append(dialog.message)
+        dialog.accept()
+
+    page.once("dialog", replace)
+    page.locator("#save-form button").click()
+    assert wait_until(lambda: page.wait_for_timeout(10) or bool(asked), timeout=10.0)
+    assert "Replace" in asked[0]
     assert wait_until(lambda: session.library.get("Stage Violin").midi["gain_db"] == -3.0, timeout=10.0)
 
     page.locator('#presets li[data-name="Flute"] .audition').click()
