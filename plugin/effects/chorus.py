@@ -8,10 +8,9 @@ milliseconds, and it interpolates linearly.
 
 from __future__ import annotations
 
-import numpy as np
-
 from engine.kernels import delay_line as dl
-from plugin.api import Effect, Parameter
+from plugin.api import Parameter
+from plugin.effects.delay import DelayLineEffect
 
 MAX_DELAY_MS, MAX_DEPTH_MS = 30.0, 10.0
 
@@ -25,31 +24,15 @@ PARAMETERS = (
 )
 
 
-class Chorus(Effect):
+class Chorus(DelayLineEffect):
     """Each channel is delayed by `delay_ms … delay_ms + depth_ms`, swept at `rate_hz`,
     the right channel's sweep `spread_deg` ahead of the left's; cubic interpolation."""
 
     name = "chorus"
     parameters = PARAMETERS
+    longest_ms = MAX_DELAY_MS + MAX_DEPTH_MS
+    kernel = staticmethod(dl.chorus)
 
-    def prepare(self, sample_rate: int, max_block: int) -> None:
-        super().prepare(sample_rate, max_block)
-        self._rate = float(self.sample_rate)
-        longest = (MAX_DELAY_MS + MAX_DEPTH_MS) * self._rate / 1000
-        self._line = np.zeros((2, dl.line_size(longest)), dtype=np.float32)
-        self._state = np.zeros(3)
-        self._counters = np.zeros(1, dtype=np.int64)
-        self._previous = self.params.values.copy()
-        self.warm_up()
-
-    def reset(self) -> None:
-        self._line[:] = 0.0
+    def start_state(self) -> tuple[float, float, float]:
         values = self.params.values
-        self._state[:] = 0.0, values[dl.CHORUS_DELAY_MS], values[dl.CHORUS_DEPTH_MS]
-        self._counters[:] = 0
-        self._previous[:] = self.params.values
-
-    def process(self, inp: np.ndarray, out: np.ndarray, events: np.ndarray) -> None:
-        self.params.advance(out.shape[1] / self.sample_rate)
-        dl.chorus(out, self._line, self._state, self._counters, self._previous, self.params.values, self._rate)
-
+        return 0.0, values[dl.CHORUS_DELAY_MS], values[dl.CHORUS_DEPTH_MS]

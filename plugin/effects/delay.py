@@ -8,6 +8,8 @@ when the time changes (a click), and has no tone filter and no ping-pong.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from engine.kernels import delay_line as dl
@@ -25,7 +27,40 @@ PARAMETERS = (
 )
 
 
-class Delay(Effect):
+class DelayLineEffect(Effect):
+    """An effect around a stereo delay line of `longest_ms`, run block by block by a `delay_line` kernel.
+
+    Subclasses name the kernel and the state it starts from (`start_state`).
+    """
+
+    longest_ms: float
+    kernel: Callable[..., None]
+
+    def prepare(self, sample_rate: int, max_block: int) -> None:
+        super().prepare(sample_rate, max_block)
+        self._rate = float(self.sample_rate)
+        self._line = np.zeros((2, dl.line_size(self.longest_ms * self._rate / 1000)), dtype=np.float32)
+        self._state = np.zeros(3)
+        self._counters = np.zeros(1, dtype=np.int64)
+        self._previous = self.params.values.copy()
+        self.warm_up()
+
+    def start_state(self) -> tuple[float, float, float]:
+        """The kernel's three state values for a silent line at the current parameters."""
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        self._line[:] = 0.0
+        self._state[:] = self.start_state()
+        self._counters[:] = 0
+        self._previous[:] = self.params.values
+
+    def process(self, inp: np.ndarray, out: np.ndarray, events: np.ndarray) -> None:
+        self.params.advance(out.shape[1] / self.sample_rate)
+        self.kernel(out, self._line, self._state, self._counters, self._previous, self.params.values, self._rate)
+
+
+class Delay(DelayLineEffect):
     """Echoes `time_ms` apart, each `feedback` times the last, low-passed at `tone_hz`.
 
     The time glides (`smoothing_ms` 30, then `delay_line.GLIDE_MS` per sample) through a
@@ -35,23 +70,8 @@ class Delay(Effect):
 
     name = "delay"
     parameters = PARAMETERS
+    longest_ms = MAX_TIME_MS
+    kernel = staticmethod(dl.echo)
 
-    def prepare(self, sample_rate: int, max_block: int) -> None:
-        super().prepare(sample_rate, max_block)
-        self._rate = float(self.sample_rate)
-        self._line = np.zeros((2, dl.line_size(MAX_TIME_MS * self._rate / 1000)), dtype=np.float32)
-        self._state = np.zeros(3)
-        self._counters = np.zeros(1, dtype=np.int64)
-        self._previous = self.params.values.copy()
-        self.warm_up()
-
-    def reset(self) -> None:
-        self._line[:] = 0.0
-        self._state[:] = 0.0, 0.0, self.params.values[dl.ECHO_TIME_MS] * self._rate / 1000
-        self._counters[:] = 0
-        self._previous[:] = self.params.values
-
-    def process(self, inp: np.ndarray, out: np.ndarray, events: np.ndarray) -> None:
-        self.params.advance(out.shape[1] / self.sample_rate)
-        dl.echo(out, self._line, self._state, self._counters, self._previous, self.params.values, self._rate)
-
+    def start_state(self) -> tuple[float, float, float]:
+        return 0.0, 0.0, self.params.values[dl.ECHO_TIME_MS] * self._rate / 1000
