@@ -1,6 +1,6 @@
 """The factory model library: which instruments ship, and the recipe that rebuilds them.
 
-    python -m export.factory build [NAME ...] [--root DIR] [--jobs N] [--train-minutes M]
+    python -m export.factory build [NAME ...] [--root DIR] [--jobs N] [--train-minutes M] [--resume]
 
 rebuilds every factory model from scratch, in four resumable stages that can also be run
 one at a time (`render`, `pack`, `train`, `release`):
@@ -10,8 +10,10 @@ one at a time (`render`, `pack`, `train`, `release`):
 2. **pack** (optional): the training renders as Opus files, small enough to carry to a
    machine with a GPU (`DIR/transport/NAME`); train then reads those instead;
 3. **train**: one process per instrument, `--jobs` at a time, each on CUDA when present,
-   for `--train-minutes` of wall time (`DIR/runs/NAME/best.pt`); `slim` then strips the
-   optimiser state for the trip back (`DIR/slim/NAME.pt`);
+   for `--train-minutes` of wall time (`DIR/runs/NAME/best.pt`); with `--resume` a run
+   continues from its `last.pt` (optimiser and random streams included) until its total
+   time reaches `--train-minutes`; `slim` then strips the optimiser state for the trip
+   back (`DIR/slim/NAME.pt`);
 4. **release**: export each best checkpoint to `presets/models/NAME.onnx`, check it
    against torch, and measure its resynthesis on the lossless held-out renders through the
    live engine path. Figures go to `DIR/quality.json`; then every factory preset file
