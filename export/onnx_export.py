@@ -95,14 +95,23 @@ def export_onnx(model: TimbreModel, path: str | os.PathLike, *, name: str, f0_st
 
 
 def check_export(model: TimbreModel, path: str | os.PathLike, f0_hz: np.ndarray, loudness_db: np.ndarray,
-                 seed: int = 0) -> dict:
-    """Prove an export: ONNX equals torch within 1e-5 (relative RMS per output), and the engine
-    render equals the torch render within -60 dB.
+                 seed: int = 0, shown_as: str | os.PathLike | None = None) -> dict:
+    """Prove an export: each ONNX step equals the torch step within 1e-5 (relative RMS per
+    output), and the engine render equals the torch render within -60 dB.
+
+    The steps are compared frame by frame, each frame fed the state torch reached, so the
+    check sees the graph rather than the model's conditioning: a trained GRU can amplify
+    float32 rounding over hundreds of frames (the factory tuba, after 3400 steps, turns
+    1e-7 into 2e-5 on a 600-frame sweep, and torch's own float32 run is 1.4e-4 from the
+    float64 one), while a weight off by 0.1 % moves single steps by 5e-5 or more. The
+    free-running difference is reported as `onnx_vs_torch_{case}_run`; the render check
+    bounds what it does to the sound.
 
     `f0_hz`, `loudness_db`: a real validation clip, `[frames]`. Returns the measured
-    figures; raises TimbrelError when a check fails.
+    figures; raises TimbrelError naming `shown_as` (default `path`) when a check fails.
     """
     runtime = load_model(path)
+    shown = shown_as or path
     decoder = model.decoder.eval()
     rng = np.random.default_rng(seed)
     hidden = model.config.hidden
@@ -116,20 +125,43 @@ def check_export(model: TimbreModel, path: str | os.PathLike, f0_hz: np.ndarray,
         with torch.no_grad():
             expected = [t.numpy() for t in decoder(*(torch.from_numpy(a) for a in inputs))]
         got = runtime.step(*inputs)
-        worst = max(_relative_rms(g, e) for g, e in zip(got, expected))
-        figures[f"onnx_vs_torch_{label}"] = worst
-        figures[f"onnx_vs_torch_{label}_max_abs"] = max(float(np.max(np.abs(g - e))) for g, e in zip(got, expected))
+        figures[f"onnx_vs_torch_{label}_run"] = max(_relative_rms(g, e) for g, e in zip(got, expected))
+        worst, largest = _stepwise_difference(decoder, runtime, inputs)
+        figures[f"onnx_vs_torch_{label}"], figures[f"onnx_vs_torch_{label}_max_abs"] = worst, largest
         if not worst <= PARITY_TOLERANCE:
-            raise TimbrelError(f"{path}: ONNX differs from torch by {worst:.2e} relative RMS on {label} inputs "
-                               f"(limit {PARITY_TOLERANCE:g})")
+            raise TimbrelError(f"{shown}: ONNX differs from torch by {worst:.2e} relative RMS per step on {label} "
+                               f"inputs (limit {PARITY_TOLERANCE:g})")
     engine_audio = resynthesise(runtime, f0_hz, loudness_db, seed)
     torch_audio = _render_with_torch(model, f0_hz, loudness_db, seed)
     error = engine_audio - torch_audio
     error_db = 10 * np.log10(np.sum(error**2) / max(np.sum(torch_audio**2), 1e-20) + 1e-30)
     figures["render_error_db"] = float(error_db)
     if not error_db <= RENDER_TOLERANCE_DB:
-        raise TimbrelError(f"{path}: engine render differs from torch by {error_db:.1f} dB (limit {RENDER_TOLERANCE_DB:g} dB)")
+        raise TimbrelError(f"{shown}: engine render differs from torch by {error_db:.1f} dB (limit {RENDER_TOLERANCE_DB:g} dB)")
     return figures
+
+
+def _stepwise_difference(decoder: torch.nn.Module, runtime, inputs: list[np.ndarray]) -> tuple[float, float]:
+    """ONNX against torch one frame at a time, both starting each frame from torch's state.
+
+    Returns the worst relative RMS over the outputs (each pooled over all frames) and the
+    largest absolute difference.
+    """
+    f0_hz, loudness_db, state = inputs
+    steps: list[tuple[list[np.ndarray], list[np.ndarray]]] = []
+    with torch.no_grad():
+        for i in range(f0_hz.shape[1]):
+            frame = [np.ascontiguousarray(f0_hz[:, i : i + 1]), np.ascontiguousarray(loudness_db[:, i : i + 1]), state]
+            expected = [t.numpy() for t in decoder(*(torch.from_numpy(a) for a in frame))]
+            steps.append((runtime.step(*frame), expected))
+            state = np.ascontiguousarray(expected[3])
+    worst = largest = 0.0
+    for k in range(len(OUTPUTS)):
+        got = np.stack([g[k] for g, _ in steps], axis=1)
+        expected = np.stack([e[k] for _, e in steps], axis=1)
+        worst = max(worst, _relative_rms(got, expected))
+        largest = max(largest, float(np.max(np.abs(got - expected))))
+    return worst, largest
 
 
 def _relative_rms(got: np.ndarray, expected: np.ndarray) -> float:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.atomic import atomic_path
 from export.dataset import Dataset
 from export.onnx_export import check_export, export_onnx
 from export.quality import resynthesis_quality
@@ -16,6 +17,9 @@ from export.train import model_from_checkpoint
 def release(checkpoint: dict, out_path: str | os.PathLike, dataset: Dataset | None = None,
             name: str | None = None) -> dict:
     """Export `checkpoint` to `out_path` and run the export checks; returns the figures.
+
+    The export is checked before it replaces `out_path`: a failed check leaves any model
+    already there untouched.
 
     With the training `dataset` the held-out resynthesis quality is measured and stored in
     the file's provenance, and the render check uses a real validation clip; without it a
@@ -35,11 +39,12 @@ def release(checkpoint: dict, out_path: str | os.PathLike, dataset: Dataset | No
         "train_config": checkpoint.get("train_config", {}),
     }
     name = name or checkpoint.get("name") or Path(out_path).stem
-    path = export_onnx(model, out_path, name=name, f0_stats=checkpoint["f0_hz"],
-                       loudness_stats=checkpoint["loudness_db"], provenance=provenance)
     f0, ld = _check_clip(checkpoint, dataset, model.config.frame_rate)
-    figures = check_export(model, path, f0, ld)
-    return {"path": str(path), **quality, **figures, "steps": checkpoint["step"]}
+    with atomic_path(out_path) as candidate:
+        export_onnx(model, candidate, name=name, f0_stats=checkpoint["f0_hz"],
+                    loudness_stats=checkpoint["loudness_db"], provenance=provenance)
+        figures = check_export(model, candidate, f0, ld, shown_as=out_path)
+    return {"path": str(out_path), **quality, **figures, "steps": checkpoint["step"]}
 
 
 def _check_clip(checkpoint: dict, dataset: Dataset | None, frame_rate: int) -> tuple[np.ndarray, np.ndarray]:

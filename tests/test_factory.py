@@ -82,3 +82,26 @@ def test_the_transfer_audition_follows_the_sung_pitch():
         engine.process(voice[start : start + BLOCK], out[start : start + BLOCK])
     held = out[int(0.5 * SR) : int(1.5 * SR), 0]
     assert median_pitch_error_cents(held, 440 * 2 ** ((low - 69) / 12)) < 50
+
+
+MODELS = sorted({read_preset(p, factory=True).model_path for p in FACTORY})
+MAX_F0_CENTS, MAX_LOUDNESS_L1_DB = 10.0, 3.0
+
+
+@pytest.mark.parametrize("model_path", MODELS, ids=[p.stem for p in MODELS])
+def test_a_factory_model_reproduces_its_recorded_quality_and_meets_the_bar(model_path, tmp_path):
+    """Re-render the held-out phrases named in the recipe, resynthesise them through the live
+    path, and compare with the figures every preset of this model states."""
+    from export.fluidsynth import generate_dataset
+    from export.quality import heldout_quality
+
+    presets = [read_preset(p, factory=True) for p in FACTORY]
+    stated = [p for p in presets if p.model_path == model_path]
+    recipe = stated[0].recipe
+    generate_dataset(model_path.stem, recipe["heldout_seconds"], recipe["heldout_seed"], tmp_path)
+    _, measured = heldout_quality(model_path, tmp_path)
+    for preset in stated:
+        for key in ("f0_median_cents", "loudness_l1_db", "spectral_loss"):
+            assert measured[key] == pytest.approx(preset.quality[key], rel=1e-3, abs=1e-3), (preset.name, key)
+    assert measured["f0_median_cents"] <= MAX_F0_CENTS
+    assert measured["loudness_l1_db"] <= MAX_LOUDNESS_L1_DB

@@ -9,7 +9,7 @@ from onnx import TensorProto, helper
 
 from engine.errors import TimbrelError
 from export.model import ModelConfig, TimbreModel
-from export.onnx_export import check_export, export_onnx
+from export.onnx_export import PARITY_TOLERANCE, check_export, export_onnx
 from plugin.model import IR_KEY, METADATA_KEY, load_model
 
 SMALL = ModelConfig(harmonics=8, noise_bands=9, units=16, hidden=12, layers=1, reverb_seconds=0.05)
@@ -83,6 +83,28 @@ def test_export_checks_pass_and_catch_a_tampered_graph(exported, tmp_path):
     tampered = rewrite(path, tmp_path / "tampered.onnx", scale_a_weight)
     with pytest.raises(TimbrelError, match="tampered.onnx: ONNX differs from torch"):
         check_export(model, tampered, f0, ld)
+
+
+def test_rounding_amplified_by_the_recurrence_passes_and_a_weight_off_by_a_thousandth_fails(tmp_path):
+    torch.manual_seed(0)
+    model = TimbreModel(SMALL)
+    with torch.no_grad():
+        model.decoder.gru.weight_hh_l0.mul_(12.0)
+    path = export_onnx(model, tmp_path / "touchy.onnx", name="touchy", provenance={"steps": 0}, **STATS)
+    f0 = np.geomspace(150, 700, 200).astype(np.float32)
+    ld = np.linspace(-60, -10, 200).astype(np.float32)
+    figures = check_export(model, path, f0, ld)
+    assert figures["onnx_vs_torch_random_run"] > 10 * PARITY_TOLERANCE
+    assert figures["onnx_vs_torch_random"] < PARITY_TOLERANCE and figures["render_error_db"] < -60
+
+    def nudge_the_recurrent_weights(proto):
+        recurrent = next(node.input[2] for node in proto.graph.node if node.op_type == "GRU")
+        init = next(t for t in proto.graph.initializer if t.name == recurrent)
+        init.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(init) * 1.001, init.name))
+
+    nudged = rewrite(path, tmp_path / "nudged.onnx", nudge_the_recurrent_weights)
+    with pytest.raises(TimbrelError, match="nudged.onnx: ONNX differs from torch by .* per step"):
+        check_export(model, nudged, f0, ld)
 
 
 def one_line(err: pytest.ExceptionInfo, filename: str) -> str:

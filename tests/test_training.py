@@ -5,6 +5,7 @@ import pytest
 import soundfile
 
 from engine.errors import TimbrelError
+from export import onnx_export
 from export import train as train_module
 from export.dataset import prepare_dataset
 from export.fluidsynth import generate_dataset
@@ -52,6 +53,18 @@ def test_export_after_training_passes_parity_and_carries_provenance(trained, tmp
     assert provenance["steps"] == best["step"] and provenance["data"]["seconds"] > 9
     assert set(provenance["quality"]) >= {"f0_median_cents", "loudness_l1_db", "spectral_loss"}
     assert 200 < model.info.f0_hz["mean"] < 2000
+
+
+def test_an_export_that_fails_its_check_leaves_the_model_already_there(trained, tmp_path, monkeypatch):
+    _, dataset, best = trained
+    shipped = tmp_path / "flute.onnx"
+    before = b"the model the user had"
+    shipped.write_bytes(before)
+    monkeypatch.setattr(onnx_export, "RENDER_TOLERANCE_DB", -1000.0)
+    with pytest.raises(TimbrelError, match=f"^{shipped}: engine render differs from torch"):
+        release(best, shipped, dataset)
+    assert shipped.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flute.onnx"]
 
 
 def test_resume_continues_where_it_stopped(trained, flute_folder):
