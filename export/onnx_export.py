@@ -27,6 +27,7 @@ from engine.errors import TimbrelError
 from export import synth
 from export.model import TimbreModel
 from plugin.model import FORMAT_VERSION, INPUTS, IR_KEY, METADATA_KEY, OUTPUTS, load_model
+from plugin.model import TimbreModel as OnnxModel  # the playback side's model, not export.model's
 from plugin.model_synth import resynthesise
 
 PARITY_TOLERANCE = 1e-5
@@ -141,7 +142,7 @@ def check_export(model: TimbreModel, path: str | os.PathLike, f0_hz: np.ndarray,
     return figures
 
 
-def _stepwise_difference(decoder: torch.nn.Module, runtime, inputs: list[np.ndarray]) -> tuple[float, float]:
+def _stepwise_difference(decoder: torch.nn.Module, runtime: OnnxModel, inputs: list[np.ndarray]) -> tuple[float, float]:
     """ONNX against torch one frame at a time, both starting each frame from torch's state.
 
     Returns the worst relative RMS over the outputs (each pooled over all frames) and the
