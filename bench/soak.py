@@ -23,14 +23,11 @@ import argparse
 import gc
 import os
 import random
-import secrets
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
+from bench.jack import dummy_server
 from bench.report import report
 
 SR, BLOCK = 48000, 128
@@ -91,21 +88,7 @@ def main() -> None:
     if args.send:
         sender(args.send[0], float(args.send[1]), int(args.send[2]))
         return
-    if shutil.which("jackd") is None:
-        sys.exit("soak: jackd is missing (apt-get install jackd2)")
-
-    name = f"timbrel-soak-{secrets.token_hex(3)}"
-    os.environ["JACK_DEFAULT_SERVER"] = name
-    os.environ["JACK_NO_START_SERVER"] = "1"
-    log = Path(tempfile.mkdtemp()) / "jackd.log"
-    with open(log, "wb") as handle:
-        jackd = subprocess.Popen(["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", str(SR), "-p", str(BLOCK)],
-                                 stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        for _ in range(100):
-            if subprocess.run(["jack_lsp"], capture_output=True).returncode == 0:
-                break
-            time.sleep(0.1)
+    with dummy_server("soak", SR, BLOCK) as server:
         from engine.audio_io import AudioStream
         from engine.engine import Engine
         from engine.midi_io import MidiInput
@@ -122,9 +105,9 @@ def main() -> None:
         stream.start()
         time.sleep(1.0)
         engine.reset_meters()
-        server_xruns_before = log.read_text(errors="replace").count("XRun")
+        server_xruns_before = server.xruns()
         stream_xruns_before = stream.xruns
-        child = subprocess.Popen([sys.executable, "-m", "bench.soak", "--send", name, str(args.seconds), str(args.seed)],
+        child = subprocess.Popen([sys.executable, "-m", "bench.soak", "--send", server.name, str(args.seconds), str(args.seed)],
                                  stdout=subprocess.PIPE, text=True)
         most_voices = 0
         began = time.monotonic()
@@ -138,13 +121,7 @@ def main() -> None:
         stream.stop()
         stream.close()
         midi.stop()
-        server_xruns = log.read_text(errors="replace").count("XRun") - server_xruns_before
-    finally:
-        portaudio = sys.modules.get("sounddevice")
-        while portaudio is not None and portaudio._initialized:
-            portaudio._terminate()
-        jackd.terminate()
-        jackd.wait(timeout=10)
+        server_xruns = server.xruns() - server_xruns_before
     row = {
         "seconds": round(elapsed, 1),
         "blocks": status.blocks,

@@ -19,9 +19,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from engine.engine import Engine
 from engine.errors import TimbrelError
-from engine.events import NOTE_OFF, NOTE_ON
+from engine.events import CONTROL_CHANGE, NOTE_OFF, NOTE_ON
 
-MODES = ("midi", "transfer")
 SWITCH_INTERVAL_S = 0.0002
 LOADER_NICENESS = 10
 
@@ -73,6 +72,8 @@ class Session:
         fault leaves the current sound playing, sets `last_error` and is raised from the
         Future (TimbrelError, one line).
         """
+        from plugin.preset import MODES
+
         if mode is not None and mode not in MODES:
             raise TimbrelError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         future = self._loader.submit(self._load, name, mode)
@@ -108,10 +109,9 @@ class Session:
     def _model(self, preset):
         """The preset's model, loaded once per file and content (variations share one session)."""
         from plugin.model import load_model
+        from plugin.preset import model_path
 
-        if preset.model_path is None:
-            raise TimbrelError(f"{preset.path or preset.name}: model file {preset.model_file!r} was not found")
-        key = (str(preset.model_path), preset.model_sha256)
+        key = (str(model_path(preset)), preset.model_sha256)
         if key not in self._models:
             self._models[key] = load_model(preset.model_path)
         return self._models[key]
@@ -154,6 +154,10 @@ class Session:
 
     def note_off(self, note: int, channel: int = 0) -> None:
         self._push(NOTE_OFF | (channel & 15) | (note & 127) << 8)
+
+    def control_change(self, controller: int, value: int, channel: int = 0) -> None:
+        """Send a MIDI controller as if from a keyboard (64: sustain pedal, 123: all notes off)."""
+        self._push(CONTROL_CHANGE | (channel & 15) | (controller & 127) << 8 | (value & 127) << 16)
 
     def _push(self, packed: int) -> None:
         if not self.engine.events.push(packed):

@@ -7,7 +7,6 @@ import time
 import numpy as np
 import pytest
 
-from engine.events import CONTROL_CHANGE
 from engine.session import Session
 from plugin.library import Library
 from tests.conftest import wait_until
@@ -59,7 +58,7 @@ def test_a_hundred_switches_with_sixteen_voices_held_and_the_pedal_down(session)
             for note in LOAD:
                 session.note_on(note, 30)
             time.sleep(0.5)
-            session._push(CONTROL_CHANGE | 123 << 8)
+            session.control_change(123, 0)
 
         references[name] = largest_step(recording(peer, 1.0, play))
     session.engine.reset_meters()
@@ -70,7 +69,7 @@ def test_a_hundred_switches_with_sixteen_voices_held_and_the_pedal_down(session)
             session.note_on(note, 100)
         for note in LOAD:
             session.note_on(note, 30)
-        session._push(CONTROL_CHANGE | 64 << 8 | 127 << 16)
+        session.control_change(64, 127)
         session.note_off(64)
         time.sleep(0.3)
         for i in range(100):
@@ -95,7 +94,7 @@ def test_a_hundred_switches_with_sixteen_voices_held_and_the_pedal_down(session)
     assert session.engine.keyboard.held_notes() == [(0, n) for n in CHORD + LOAD]
     poly = session.preset.values("midi").get("voice_mode", 0) == 0
     assert session.engine.plugin.active_voices == (16 if poly else 1)
-    session._push(CONTROL_CHANGE | 64 << 8)
+    session.control_change(64, 0)
     time.sleep(0.1)
     assert session.engine.keyboard.held_notes() == [(0, n) for n in CHORD + LOAD if n != 64]
 

@@ -7,22 +7,19 @@ to docs/ui.png and docs/ui-tablet.png for the README.
 
 from __future__ import annotations
 
-import http.client
 import json
-import multiprocessing
 import os
 import socket
-import threading
 import time
 import urllib.error
 import urllib.request
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+from bench.bench_live import hammering
 from engine.errors import TimbrelError
 from engine.features import estimate_pitch
 from engine.session import Session
@@ -435,97 +432,32 @@ def test_loopback_refuses_foreign_hosts_and_cross_site_changes(surface, fresh):
 # Real time --------------------------------------------------------------------------------------
 
 
-def _hammer(url: str, seconds: float, threads: int) -> dict:
-    """In a process of its own: `threads` keep-alive clients cycling through status, describe,
-    spectrum and parameter requests as fast as they can for `seconds`. Returns counts.
-
-    The clients stand for browsers on other machines, so they run at the lowest CPU priority:
-    on this test's two shared cores and a JACK server without real-time scheduling, clients
-    at full priority would starve the audio threads of CPU whatever the server did.
-    """
-    os.nice(19)
-    host, port = url.split("//")[1].split("/")[0].rsplit(":", 1)
-    counts = {"ok": 0, "failed": 0, "by_path": {}}
-    lock = threading.Lock()
-    deadline = time.monotonic() + seconds
-    paths = ["/api/status", "/api/describe", "/api/spectrum", "/api/parameter"]
-
-    def client(index: int) -> None:
-        connection = http.client.HTTPConnection(host, int(port), timeout=10)
-        ok = failed = 0
-        by_path = dict.fromkeys(paths, 0)
-        i = index
-        while time.monotonic() < deadline:
-            path = paths[i % len(paths)]
-            i += 1
-            try:
-                if path == "/api/parameter":
-                    body = json.dumps({"id": "eq.peak1_db", "value": float(i % 7 - 3)})
-                    connection.request("POST", path, body, {"Content-Type": "application/json"})
-                else:
-                    connection.request("GET", path)
-                response = connection.getresponse()
-                response.read()
-                if response.status == 200:
-                    ok += 1
-                    by_path[path] += 1
-                else:
-                    failed += 1
-            except (OSError, http.client.HTTPException):
-                failed += 1
-                connection.close()
-                connection = http.client.HTTPConnection(host, int(port), timeout=10)
-        connection.close()
-        with lock:
-            counts["ok"] += ok
-            counts["failed"] += failed
-            for path, n in by_path.items():
-                counts["by_path"][path] = counts["by_path"].get(path, 0) + n
-
-    workers = [threading.Thread(target=client, args=(i,)) for i in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    return counts
-
-
 def test_hammering_the_surface_leaves_sixteen_voices_on_time(page, session, surface, jack_server):
     notes = list(range(48, 80, 2))
     for note in notes:
         session.note_on(note, 90)
     assert wait_until(lambda: session.status()["voices"] == 16, timeout=3.0), session.status()
     seconds = 5.0
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pool.submit(time.sleep, 0).result(timeout=60)
-        session.engine.reset_meters()
-        stream_xruns, server_xruns = session.status()["xruns"], jack_server.xruns()
-        engine_requests = surface.engine_requests
-        began = time.monotonic()
-        counts = pool.submit(_hammer, surface.url, seconds, 6).result(timeout=60)
-        elapsed = time.monotonic() - began
-    engine_requests = surface.engine_requests - engine_requests
-    engine = session.engine.status()
-    status = session.status()
+    row = hammering(session, surface, seconds, 6, jack_server)
     expect(page.locator("#stat-voices")).to_have_text("16", timeout=5000)
     for note in notes:
         session.note_off(note)
-    report = (f"{counts['ok']} requests in {seconds:g} s ({counts['ok'] / seconds:.0f}/s; {counts['by_path']}), "
-              f"{counts['failed']} failed, {engine_requests} reached the engine process; "
-              f"engine: {engine.blocks} blocks in {elapsed:.1f} s, cpu load {engine.cpu_load:.1%} "
-              f"(peak {engine.peak_load:.0%}), {engine.cpu_overruns} late by CPU time, {engine.overruns} by the "
-              f"wall clock, {engine.errors} errors; stream xruns {status['xruns'] - stream_xruns}, "
-              f"jackd xruns {jack_server.xruns() - server_xruns}; voices {engine.voices}")
+    report = (f"{row['requests']} requests in {seconds:g} s ({row['requests_per_s']:.0f}/s; {row['by_path']}), "
+              f"{row['failed']} failed, {row['engine_requests']} reached the engine process; "
+              f"engine: {row['blocks']} blocks in {row['seconds']:.1f} s, cpu load {row['mean_cpu_load']:.1%}, "
+              f"{row['late_blocks_cpu']} late by CPU time, {row['late_blocks_wall']} by the wall clock, "
+              f"{row['engine_errors']} errors; stream xruns {row['stream_xruns']}, jackd xruns {row['jackd_xruns']}; "
+              f"voices {row['voices']}")
     print("\n" + report)
-    assert counts["failed"] == 0, report
-    assert counts["ok"] > 500 and min(counts["by_path"].values()) > 50, report
-    assert engine.cpu_overruns == 0 and engine.errors == 0, report
-    assert engine.voices == 16, report
-    assert engine.blocks > 0.5 * elapsed * SR / 128, report
+    assert row["failed"] == 0, report
+    assert row["requests"] > 500 and min(row["by_path"].values()) > 50, report
+    assert row["late_blocks_cpu"] == 0 and row["engine_errors"] == 0, report
+    assert row["voices"] == 16, report
+    assert row["blocks"] > 0.5 * row["seconds"] * SR / 128, report
     # The relay's contract, whatever the request rate: shared status and scope reads, batched
     # parameter writes and a description at most once a second (plus requests straddling the window).
     per_second = 2 / relay.SHARED_S + 1 / relay.BATCH_S + 1 / relay.DESCRIBE_MAX_AGE_S
-    assert engine_requests <= per_second * elapsed + 10, report
+    assert row["engine_requests"] <= per_second * row["seconds"] + 10, report
 
 
 def test_the_static_files_ship_with_the_package():

@@ -1,0 +1,189 @@
+"""Live on a JACK dummy server: preset switches while 16 voices sound, and the control surface
+under a flood of requests.
+
+    python -m bench.bench_live [--switches 100] [--hammer-seconds 5] [--threads 6]
+
+Starts a private `jackd --no-realtime -d dummy -r 48000 -p 128` (asynchronous, as a real
+session runs), and a `Session` on it as `timbrel play` runs one (16 voices, a scratch user
+folder). Then:
+
+- **switching**: a chord and 13 quiet notes held, the pedal down, and `--switches` preset
+  loads cycling through the MIDI presets, each waited for; the time each load took off the
+  audio thread, and the engine's late blocks and errors over the run;
+- **hammer**: the control surface served as `timbrel play` serves it, and `--threads`
+  keep-alive clients in a process of their own calling status, describe, spectrum and
+  parameter endpoints as fast as they can; requests served, how many reached the engine
+  process, and the engine's late blocks.
+
+Late blocks are counted by the engine's own CPU time (its fault) and by the wall clock
+(which includes preemption on a shared machine); stream xruns are whatever PortAudio
+flagged, next to the xruns jackd logged. Writes bench/results/live.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import tempfile
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+
+from bench.jack import DummyServer, dummy_server
+from bench.report import report
+
+SR, BLOCK = 48000, 128
+CHORD = (60, 64, 67)
+QUIET = tuple(range(69, 82))
+HAMMER_PRESET = "Violin"
+"""Its chain has the EQ whose `eq.peak1_db` the clients move."""
+
+
+def hammer(url: str, seconds: float, threads: int) -> dict:
+    """In a process of its own: `threads` keep-alive clients cycling through status, describe,
+    spectrum and parameter requests as fast as they can for `seconds`. Returns counts.
+
+    The clients stand for browsers on other machines, so they run at the lowest CPU priority:
+    on this test's two shared cores and a JACK server without real-time scheduling, clients
+    at full priority would starve the audio threads of CPU whatever the server did.
+    """
+    os.nice(19)
+    host, port = url.split("//")[1].split("/")[0].rsplit(":", 1)
+    counts = {"ok": 0, "failed": 0, "by_path": {}}
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+    paths = ["/api/status", "/api/describe", "/api/spectrum", "/api/parameter"]
+
+    def client(index: int) -> None:
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        ok = failed = 0
+        by_path = dict.fromkeys(paths, 0)
+        i = index
+        while time.monotonic() < deadline:
+            path = paths[i % len(paths)]
+            i += 1
+            try:
+                if path == "/api/parameter":
+                    body = json.dumps({"id": "eq.peak1_db", "value": float(i % 7 - 3)})
+                    connection.request("POST", path, body, {"Content-Type": "application/json"})
+                else:
+                    connection.request("GET", path)
+                response = connection.getresponse()
+                response.read()
+                if response.status == 200:
+                    ok += 1
+                    by_path[path] += 1
+                else:
+                    failed += 1
+            except (OSError, http.client.HTTPException):
+                failed += 1
+                connection.close()
+                connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        connection.close()
+        with lock:
+            counts["ok"] += ok
+            counts["failed"] += failed
+            for path, n in by_path.items():
+                counts["by_path"][path] = counts["by_path"].get(path, 0) + n
+
+    workers = [threading.Thread(target=client, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return counts
+
+
+def hammering(session, surface, seconds: float, threads: int, jack: DummyServer | None = None) -> dict:
+    """Hammer `surface` (serving `session`, which should be sounding) for `seconds` from
+    `threads` clients in a spawned process; returns the counts and what the engine did meanwhile."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pool.submit(time.sleep, 0).result(timeout=60)
+        session.engine.reset_meters()
+        stream_xruns, server_xruns = session.status()["xruns"], jack.xruns() if jack else 0
+        engine_requests = surface.engine_requests
+        began = time.monotonic()
+        counts = pool.submit(hammer, surface.url, seconds, threads).result(timeout=60 + seconds)
+        elapsed = time.monotonic() - began
+    engine = session.engine.status()
+    return {
+        "requests": counts["ok"], "requests_per_s": counts["ok"] / seconds, "failed": counts["failed"],
+        "by_path": counts["by_path"], "engine_requests": surface.engine_requests - engine_requests,
+        "seconds": elapsed, "blocks": engine.blocks, "voices": engine.voices,
+        "late_blocks_cpu": engine.cpu_overruns, "late_blocks_wall": engine.overruns, "engine_errors": engine.errors,
+        "mean_cpu_load": engine.cpu_load, "stream_xruns": session.status()["xruns"] - stream_xruns,
+        "jackd_xruns": jack.xruns() - server_xruns if jack else None,
+    }
+
+
+def switching(session, names: list[str], switches: int) -> dict:
+    """Hold a chord, 13 quiet notes and the pedal, then make `switches` preset loads through `names`."""
+    for note in CHORD:
+        session.note_on(note, 100)
+    for note in QUIET:
+        session.note_on(note, 30)
+    session.control_change(64, 127)
+    time.sleep(0.3)
+    session.engine.reset_meters()
+    stream_xruns = session.status()["xruns"]
+    took = []
+    for i in range(switches):
+        began = time.perf_counter()
+        session.load(names[(i + 1) % len(names)], wait=True)
+        took.append(time.perf_counter() - began)
+        session.wait_idle()
+        time.sleep(0.03)
+    engine = session.engine.status()
+    row = {"switches": switches, "switch_ms_median": 1000 * float(np.median(took)),
+           "switch_ms_max": 1000 * float(np.max(took)), "blocks": engine.blocks,
+           "notes_held": len(session.engine.keyboard.held_notes()),
+           "late_blocks_cpu": engine.cpu_overruns, "late_blocks_wall": engine.overruns,
+           "engine_errors": engine.errors, "stream_xruns": session.status()["xruns"] - stream_xruns}
+    session.control_change(123, 0)
+    session.control_change(64, 0)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--switches", type=int, default=100)
+    parser.add_argument("--hammer-seconds", type=float, default=5.0)
+    parser.add_argument("--threads", type=int, default=6)
+    args = parser.parse_args()
+    with dummy_server("live", SR, BLOCK) as jack:
+        from engine.session import Session
+        from engine.ui.server import serve
+        from plugin.library import Library
+
+        session = Session(library=Library(user_dir=tempfile.mkdtemp()), sample_rate=SR, block_size=BLOCK,
+                          voices=16)
+        names = [p.name for p in session.library.list() if p.mode == "midi"]
+        try:
+            session.start(names[0], use_midi=False)
+            before = jack.xruns()
+            switched = switching(session, names, args.switches)
+            switched["jackd_xruns"] = jack.xruns() - before
+            session.load(HAMMER_PRESET, wait=True)
+            for note in range(48, 80, 2):
+                session.note_on(note, 90)
+            time.sleep(0.3)
+            surface = serve(session, port=0)
+            try:
+                hammered = hammering(session, surface, args.hammer_seconds, args.threads, jack)
+            finally:
+                surface.close()
+        finally:
+            session.close()
+    hammered.pop("by_path")
+    report("live", [{"scenario": "switching", **switched}, {"scenario": "hammer", **hammered}],
+           sample_rate=SR, block=BLOCK, voices=16, presets=len(names), threads=args.threads,
+           note="late_blocks_cpu: blocks whose own CPU time exceeded the block's duration")
+
+
+if __name__ == "__main__":
+    main()
