@@ -7,7 +7,6 @@ the TOML files under `presets/`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from engine.atomic import write_text
@@ -119,7 +118,3 @@ def write_presets(presets_dir: Path, quality: dict, recipes: dict) -> list[Path]
         write_text(target, preset_to_toml(preset))
         written.append(target)
     return written
-
-
-def load_quality(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}

@@ -37,6 +37,14 @@ FADE_S = 0.02
 OVER_BUDGET_BLOCKS = 8
 
 
+
+def slot_key(name: str, taken) -> str:
+    """The key a chain gives an effect called `name`: the name, or `name-2`, `name-3`… when taken."""
+    key, n = name, 2
+    while key in taken:
+        key, n = f"{name}-{n}", n + 1
+    return key
+
 class Slot:
     """One effect in a chain, with its wet/dry gain and health (audio-thread state)."""
 
@@ -233,11 +241,7 @@ class Chain(Effect):
     def _new_slot(self, effect: Effect, fade_in: bool) -> Slot:
         if not isinstance(effect, Plugin) or effect.kind != "effect":
             raise TimbrelError(f"{getattr(effect, 'name', effect)!r}: not an effect")
-        taken = {s.key for s in self._layout}
-        key, n = effect.name, 2
-        while key in taken:
-            key, n = f"{effect.name}-{n}", n + 1
-        slot = Slot(effect, key)
+        slot = Slot(effect, slot_key(effect.name, {s.key for s in self._layout}))
         slot.mix = 0.0 if fade_in else 1.0
         return slot
 

@@ -616,12 +616,11 @@ def _effect_at(preset: Preset, which: str) -> EffectSettings:
 
 def effect_keys(preset: Preset) -> list[str]:
     """Each effect's key as a chain names it: its type, then `type-2`, `type-3` for repeats."""
+    from plugin.chain import slot_key
+
     keys: list[str] = []
     for effect in preset.effects:
-        key, n = effect.type, 2
-        while key in keys:
-            key, n = f"{effect.type}-{n}", n + 1
-        keys.append(key)
+        keys.append(slot_key(effect.type, keys))
     return keys
 
 
@@ -641,6 +640,13 @@ def _text(raw: object) -> str:
 # Playing ----------------------------------------------------------------------------------
 
 
+def model_path(preset: Preset) -> Path:
+    """The preset's model file; TimbrelError naming the preset when it was not found."""
+    if preset.model_path is None:
+        raise TimbrelError(f"{preset.path or preset.name}: model file {preset.model_file!r} was not found")
+    return preset.model_path
+
+
 def build_chain(preset: Preset, mode: str | None = None, voices: int = 16, model: TimbreModel | None = None) -> Chain:
     """The preset ready to play: its instrument for `mode` (default: the preset's) with the
     preset's values set and snapped, followed by its effects in order, bypass applied. A
@@ -657,9 +663,7 @@ def build_chain(preset: Preset, mode: str | None = None, voices: int = 16, model
     if mode not in MODES:
         raise TimbrelError(f"{preset.name}: mode {mode!r} is not one of {', '.join(MODES)}")
     if model is None:
-        if preset.model_path is None:
-            raise TimbrelError(f"{preset.path or preset.name}: model file {preset.model_file!r} was not found")
-        model = load_model(preset.model_path)
+        model = load_model(model_path(preset))
     if mode == "midi":
         from plugin.instrument import MidiInstrument
 

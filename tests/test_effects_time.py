@@ -102,12 +102,13 @@ def test_compressor_rms_detector_follows_the_curve_at_the_sine_rms_level():
 
 
 def test_static_curve_function_matches_the_formula():
-    from plugin.effects.dynamics import static_curve_db
+    from engine.kernels.dynamics import gain_computer_db
 
     levels = np.linspace(-80, 10, 181)
     for threshold, ratio, knee in [(-20.0, 4.0, 0.0), (-20.0, 4.0, 10.0), (-6.0, 20.0, 24.0)]:
         expected = [reference_curve_db(x, threshold, ratio, knee) for x in levels]
-        np.testing.assert_allclose(static_curve_db(levels, threshold, ratio, knee), expected, atol=1e-12)
+        measured = [gain_computer_db(x, threshold, ratio, knee) for x in levels]
+        np.testing.assert_allclose(measured, expected, atol=1e-12)
 
 
 @pytest.mark.parametrize("attack_ms, release_ms", [(5.0, 100.0), (30.0, 500.0)])

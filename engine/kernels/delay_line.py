@@ -17,6 +17,8 @@ import math
 
 import numba
 
+from engine.kernels.mixing import time_coefficient
+
 ECHO_TIME_MS, ECHO_FEEDBACK, ECHO_MIX, ECHO_TONE_HZ, ECHO_PING_PONG = 0, 1, 2, 3, 4
 CHORUS_RATE_HZ, CHORUS_DEPTH_MS, CHORUS_DELAY_MS = 0, 1, 2
 CHORUS_MIX, CHORUS_FEEDBACK, CHORUS_SPREAD_DEG = 3, 4, 5
@@ -69,12 +71,6 @@ def _ramp(previous, current, index, u):
 
 
 @numba.njit(nogil=True, cache=True)
-def glide_coefficient(sample_rate):
-    """Per-sample step of the delay-time glide: 63% of the way in `GLIDE_MS`."""
-    return 1.0 - math.exp(-1000.0 / (GLIDE_MS * sample_rate))
-
-
-@numba.njit(nogil=True, cache=True)
 def echo(bus, line, state, counters, previous, current, sample_rate):
     """Stereo feedback delay of the bus `[2, n]`, in place.
 
@@ -99,7 +95,7 @@ def echo(bus, line, state, counters, previous, current, sample_rate):
     a0 = 1.0 - math.exp(-2.0 * math.pi * previous[ECHO_TONE_HZ] / sample_rate)
     a1 = 1.0 - math.exp(-2.0 * math.pi * current[ECHO_TONE_HZ] / sample_rate)
     p0, p1 = previous[ECHO_PING_PONG], current[ECHO_PING_PONG]
-    glide = glide_coefficient(sample_rate)
+    glide = 1.0 - time_coefficient(GLIDE_MS, sample_rate)
     low_l, low_r, delay = state[0], state[1], state[2]
     for j in range(n):
         u = (j + 1) / n
@@ -142,7 +138,7 @@ def chorus(bus, line, state, counters, previous, current, sample_rate):
     mask = line.shape[1] - 1
     longest = float(mask - 3)
     write = counters[0]
-    glide = glide_coefficient(sample_rate)
+    glide = 1.0 - time_coefficient(GLIDE_MS, sample_rate)
     cycle, base, depth = state[0], state[1], state[2]
     ms = sample_rate / 1000.0
     for j in range(n):

@@ -13,6 +13,8 @@ import math
 
 import numba
 
+from engine.kernels.mixing import time_coefficient
+
 COMPRESSOR_THRESHOLD_DB, COMPRESSOR_RATIO, COMPRESSOR_KNEE_DB = 0, 1, 2
 COMPRESSOR_ATTACK_MS, COMPRESSOR_RELEASE_MS, COMPRESSOR_MAKEUP_DB = 3, 4, 5
 COMPRESSOR_MIX, COMPRESSOR_DETECTOR = 6, 7
@@ -37,12 +39,6 @@ def gain_computer_db(level_db, threshold_db, ratio, knee_db):
         return threshold_db + over / ratio
     t = over + 0.5 * knee_db
     return level_db + (1.0 / ratio - 1.0) * t * t / (2.0 * knee_db)
-
-
-@numba.njit(nogil=True, cache=True)
-def time_coefficient(ms, sample_rate):
-    """One-pole coefficient whose step response covers 63% of the way in `ms` milliseconds."""
-    return math.exp(-1000.0 / (max(ms, 1e-3) * sample_rate))
 
 
 @numba.njit(nogil=True, cache=True)
@@ -104,7 +100,7 @@ def compress(bus, state, previous, current, sample_rate):
 
 @numba.njit(nogil=True, cache=True)
 def limit_ahead(bus, line, queue_gain, queue_at, smooth, counters, state, previous, current, sample_rate):
-    """Look-ahead peak limiting of the bus `[2, n]` in place, `L = smooth.size - 1` samples late;
+    """Look-ahead peak limiting of the bus `[2, n]` in place, `L = counters[3] - 1` samples late;
     return the largest gain reduction of the block, dB >= 0.
 
     Each input sample needs the gain `ceiling / peak` (1 when under the ceiling). The gain
@@ -116,16 +112,17 @@ def limit_ahead(bus, line, queue_gain, queue_at, smooth, counters, state, previo
     absorbs rounding. Non-finite samples become 0.
 
     `line` float64 `[3, >= L + 1]`: delayed input (two rows) and the ceiling each sample
-    was limited to; `queue_gain` float64, `queue_at` int64 `[L + 1]`: the running minimum's
-    monotonic queue; `smooth` float64 `[L + 1]`: the smoothed gains being averaged;
-    `counters` int64 `[3]`: samples seen, queue head, queue length; `state` float64 `[2]`:
-    smoothed gain, sum of `smooth`.
+    was limited to; `queue_gain` float64, `queue_at` int64 `[>= L + 1]`: the running
+    minimum's monotonic queue; `smooth` float64 `[>= L + 1]`: the smoothed gains being
+    averaged (the first `L + 1` are used); `counters` int64 `[4]`: samples seen, queue
+    head, queue length, and the window `L + 1`; `state` float64 `[2]`: smoothed gain, sum
+    of the window's `smooth`.
     """
     channels, n = bus.shape
     if n == 0:
         return 0.0
     size = line.shape[1]
-    window = smooth.shape[0]
+    window = counters[3]
     lookahead = window - 1
     release0 = 1.0 - time_coefficient(previous[LIMITER_RELEASE_MS], sample_rate)
     release1 = 1.0 - time_coefficient(current[LIMITER_RELEASE_MS], sample_rate)

@@ -1,4 +1,4 @@
-"""Small per-block mixing kernels (numba): bus writes, crossfades and peak meters."""
+"""Small per-block mixing kernels (numba): bus writes, crossfades, peak meters, one-pole coefficients."""
 
 from __future__ import annotations
 
@@ -83,3 +83,9 @@ def ring_write(ring, position, x):
         if position == size:
             position = 0
     return position
+
+
+@numba.njit(nogil=True, cache=True)
+def time_coefficient(ms, sample_rate):
+    """One-pole coefficient whose step response covers 63% of the way in `ms` milliseconds."""
+    return math.exp(-1000.0 / (max(ms, 1e-3) * sample_rate))

@@ -20,6 +20,7 @@ from multiprocessing.connection import Connection
 from engine.errors import TimbrelError
 
 SCOPE_MAX_SAMPLES = 8192
+"""`engine.engine.SCOPE_SAMPLES`, written out: the server process imports this module, not the engine."""
 
 
 class RequestError(TimbrelError):
@@ -207,7 +208,7 @@ class Bridge:
         return {"auditioning": name}
 
     def _mode(self, args: dict) -> dict:
-        from engine.session import MODES
+        from plugin.preset import MODES
 
         mode = args.get("mode")
         if mode not in MODES:

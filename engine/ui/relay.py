@@ -11,6 +11,7 @@ rest go through as they come.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import math
@@ -85,7 +86,6 @@ class Relay:
         self._pending: dict[str, float] = {}
         self._in_flight: dict[str, float] = {}
         self._wake = threading.Event()
-        self.batch_errors: list[str] = []
         """The latest batch's refusals by the engine (a parameter gone with a preset switch, say)."""
         threading.Thread(target=self._send_batches, name="parameter-batches", daemon=True).start()
 
@@ -178,10 +178,8 @@ class Relay:
                 self._in_flight = batch
             if not batch:
                 continue
-            try:
-                self.batch_errors = self.link.call("parameters", {"values": batch})["errors"]
-            except RequestError as err:
-                self.batch_errors = [str(err)]
+            with contextlib.suppress(RequestError):
+                self.link.call("parameters", {"values": batch})
             with self._lock:
                 self._in_flight = {}
             time.sleep(BATCH_S)

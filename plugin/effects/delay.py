@@ -51,7 +51,7 @@ class DelayLineEffect(Effect):
 
     def reset(self) -> None:
         self._line[:] = 0.0
-        self._state[:] = self.start_state()
+        self._state[0], self._state[1], self._state[2] = self.start_state()
         self._counters[:] = 0
         self._previous[:] = self.params.values
 

@@ -36,24 +36,6 @@ LIMITER_PARAMETERS = (
 )
 
 
-def static_curve_db(input_db: np.ndarray | float, threshold_db: float, ratio: float, knee_db: float) -> np.ndarray:
-    """The compressor's output level (dB) for a steady input level `input_db` (dB), before makeup.
-
-    Giannoulis, Massberg & Reiss (2012), eq. 4, with `over = input_db - threshold_db`:
-    `input_db` where `2 over <= -knee_db`; `threshold_db + over / ratio` where
-    `2 over >= knee_db`; in between the quadratic knee
-    `input_db + (1 / ratio - 1) (over + knee_db / 2)^2 / (2 knee_db)`.
-    """
-    x = np.asarray(input_db, dtype=np.float64)
-    over = x - threshold_db
-    above = threshold_db + over / ratio
-    if knee_db <= 0:
-        return np.where(over <= 0, x, above)
-    knee = x + (1.0 / ratio - 1.0) * (over + 0.5 * knee_db) ** 2 / (2.0 * knee_db)
-    return np.where(2 * over <= -knee_db, x, np.where(2 * over >= knee_db, above, knee))
-
-
-
 class Compressor(Effect):
     """Feed-forward stereo-linked compressor with a soft knee and parallel mix.
 
@@ -67,7 +49,6 @@ class Compressor(Effect):
         super().__init__()
         self.gain_reduction_db = 0.0
         self._state = np.zeros(2)
-        self._previous = self.params.values.copy()
 
     def prepare(self, sample_rate: int, max_block: int) -> None:
         super().prepare(sample_rate, max_block)
@@ -111,10 +92,10 @@ class Limiter(Effect):
         super().prepare(sample_rate, max_block)
         window = math.ceil(MAX_LOOKAHEAD_MS * self.sample_rate / 1000) + 1
         self._line = np.zeros((3, window))
-        self._queue_gain_all = np.zeros(window)
-        self._queue_at_all = np.zeros(window, dtype=np.int64)
-        self._smooth_all = np.zeros(window)
-        self._counters = np.zeros(3, dtype=np.int64)
+        self._queue_gain = np.zeros(window)
+        self._queue_at = np.zeros(window, dtype=np.int64)
+        self._smooth = np.zeros(window)
+        self._counters = np.zeros(4, dtype=np.int64)
         self._state = np.zeros(2)
         self._previous = self.params.values.copy()
         self._rate = float(self.sample_rate)
@@ -125,13 +106,12 @@ class Limiter(Effect):
         lookahead_ms = self.params.get("lookahead_ms")
         self._lookahead = round(lookahead_ms * self.sample_rate / 1000)
         window = self._lookahead + 1
-        self._queue_gain = self._queue_gain_all[:window]
-        self._queue_at = self._queue_at_all[:window]
-        self._smooth = self._smooth_all[:window]
         self._line[:] = 0.0
         self._smooth[:] = 1.0
         self._counters[:] = 0
-        self._state[:] = 1.0, window
+        self._counters[3] = window
+        self._state[0] = 1.0
+        self._state[1] = window
         self._previous[:] = self.params.values
         self.gain_reduction_db = 0.0
 
