@@ -245,6 +245,8 @@ CORRUPTIONS = [
     ("not-utf8", lambda t: b"format = 1\n\xff\xfe\xfd name", ["not UTF-8"]),
     ("empty", lambda t: b"", ["empty file"]),
     ("blank", lambda t: "\n  \n", ["empty file"]),
+    ("quality-not-number", lambda t: t + '\n[quality]\nloudness_l1_db = "good"\n',
+     ["[quality] loudness_l1_db must be a number, not a string"]),
 ]
 
 
@@ -438,6 +440,22 @@ def test_save_refuses_to_overwrite_without_force(library: Library, factory: Path
     assert library.get("mine").midi["gain_db"] == -9.0
 
 
+@pytest.mark.parametrize("name,expected", [
+    ("x" * 65, "longer than 64 characters"),
+    ("Bell\x07Tone", "contains control characters"),
+    ("-- ~ --", "needs at least one letter or digit"),
+    ("   ", "cannot be empty"),
+])
+def test_a_bad_name_is_refused_in_one_line_and_nothing_is_written(library: Library, factory: Path, sha: str,
+                                                                  name, expected):
+    preset = full_preset(sha, "Mine")
+    preset.model_path = factory / "models" / "violin.onnx"
+    with pytest.raises(TimbrelError) as err:
+        library.save(preset, name)
+    assert expected in one_line(err)
+    assert not library.presets_dir.exists() or os.listdir(library.presets_dir) == []
+
+
 @pytest.mark.parametrize("failing", ["fsync", "replace"])
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(library: Library, factory: Path, sha: str, monkeypatch,
                                                               failing: str):
@@ -627,6 +645,18 @@ def test_import_refuses_bad_models_and_factory_names(library: Library, factory: 
         library.import_model(model_copy, name="Fiddle")
     assert "disk full" in one_line(err)
     assert os.listdir(library.models_dir) == []
+
+
+def test_import_onto_a_different_model_keeps_it_and_writes_no_preset(library: Library, model_copy: Path):
+    library.models_dir.mkdir(parents=True)
+    theirs = library.models_dir / "fiddle.onnx"
+    theirs.write_bytes(b"the user's own fiddle model")
+    with pytest.raises(TimbrelError) as err:
+        library.import_model(model_copy, name="Fiddle")
+    message = one_line(err)
+    assert message.startswith(f"{theirs}: a different model is already there") and "--force" in message
+    assert theirs.read_bytes() == b"the user's own fiddle model"
+    assert not library.presets_dir.exists() or os.listdir(library.presets_dir) == []
 
 
 def test_default_user_folder_follows_platformdirs(monkeypatch, tmp_path: Path, factory: Path):

@@ -82,3 +82,19 @@ def test_a_corrupt_user_preset_is_one_line_and_the_rest_still_lists(timbrel):
     assert result.returncode == 0
     assert "broken.toml" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert "Violin" in result.stdout and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("setting", ["gain_db", "=3", "gain_db=loud"])
+def test_a_malformed_set_is_one_line_and_writes_nothing(timbrel, tmp_path, setting):
+    import mido
+
+    song = tmp_path / "song.mid"
+    track = mido.MidiTrack([mido.Message("note_on", note=69, velocity=90), mido.Message("note_off", note=69, time=480)])
+    mido.MidiFile(tracks=[track]).save(song)
+    out = tmp_path / "out.wav"
+    result = timbrel("render", str(song), "-p", "Violin", "-o", str(out), "--set", setting)
+    assert result.returncode == 2
+    assert result.stderr.startswith("timbrel: --set ") and "expected PARAM=NUMBER" in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert not out.exists()
+
