@@ -20,14 +20,14 @@ import numpy as np
 
 from bench.bench_engine import chord
 from bench.report import report
-from engine.engine import Engine
-from engine.events import NOTE_ON
-from plugin.chain import Chain
-from plugin.discovery import discover
-from plugin.effects import BUILTIN, create_effect, effect_class
-from plugin.instrument import MidiInstrument
-from plugin.model import load_model
-from presets import default_model
+from timbrel.engine.realtime.events import NOTE_ON
+from timbrel.engine.realtime.host import Engine
+from timbrel.plugin.chain import Chain
+from timbrel.plugin.discovery import discover
+from timbrel.plugin.effects import BUILTIN, create_effect, effect_class
+from timbrel.plugin.instrument import MidiInstrument
+from timbrel.plugin.model import load_model
+from timbrel.presets import default_model
 
 SR, BLOCK = 48000, 128
 BUDGET_US = BLOCK / SR * 1e6
@@ -72,7 +72,7 @@ def time_blocks(step, blocks: int) -> np.ndarray:
 
 
 def effect_row(name: str, blocks: int, noise: np.ndarray, twin=None) -> dict:
-    effect = create_effect(name, SETTINGS.get(name))
+    effect = create_effect(name, SETTINGS.get(name), **({"model": default_model()} if name == "reverb" else {}))
     effect.prepare(SR, BLOCK)
     bus = np.empty((2, BLOCK), dtype=np.float32)
     silence = np.zeros(BLOCK, dtype=np.float32)
@@ -103,7 +103,7 @@ def effect_row(name: str, blocks: int, noise: np.ndarray, twin=None) -> dict:
 def full_chain(model, blocks: int, effects: tuple[str, ...]) -> np.ndarray:
     """Per-block time (µs) of 16 held voices through `effects` in `Engine.process`."""
     engine = Engine(SR, BLOCK)
-    engine.load(Chain(MidiInstrument(model, voices=16), [create_effect(n, SETTINGS.get(n)) for n in effects]))
+    engine.load(Chain(MidiInstrument(model, voices=16), [create_effect(n, SETTINGS.get(n), **({"model": model} if n == "reverb" else {})) for n in effects]))
     for note in chord(16):
         engine.events.push(NOTE_ON | note << 8 | 100 << 16)
     out = np.zeros((BLOCK, 2), dtype=np.float32)

@@ -19,12 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from bench.report import report
-from engine.engine import Engine
-from engine.events import NOTE_ON
-from plugin.instrument import MidiInstrument
-from plugin.model import load_model
-from plugin.transfer import TimbreTransfer
-from presets import default_model
+from timbrel.engine.realtime.events import NOTE_ON
+from timbrel.engine.realtime.host import Engine
+from timbrel.engine.render import render_audio, render_midi
+from timbrel.plugin.instrument import MidiInstrument
+from timbrel.plugin.model import load_model
+from timbrel.plugin.transfer import TimbreTransfer
+from timbrel.presets import default_model
 
 SR, BLOCK = 48000, 128
 BUDGET_S = BLOCK / SR
@@ -81,8 +82,8 @@ def time_torch(model_path, voices: int, seconds: float) -> np.ndarray:
     """
     import torch
 
-    from export.model import Decoder, ModelConfig
-    from export.synth import harmonic_amplitudes, noise_filter_matrix
+    from timbrel.export.model import Decoder, ModelConfig
+    from timbrel.export.synth import harmonic_amplitudes, noise_filter_matrix
 
     torch.set_num_threads(1)
     info = load_model(model_path).info
@@ -147,8 +148,6 @@ def render_speed(model, seconds: float = 20.0) -> list[dict]:
     """
     import mido
 
-    from engine.render import render_audio, render_midi
-
     song = mido.MidiFile()
     track = mido.MidiTrack()
     song.tracks.append(track)
@@ -176,8 +175,6 @@ def render_speed(model, seconds: float = 20.0) -> list[dict]:
 def transfer_latency(model) -> dict:
     """Mic to sound, offline through the live path: a sung-like tone starts at 0.5 s; when does
     the output first come within 40 dB of its held level? Plus the interface's two blocks."""
-    from engine.render import render_audio
-
     t = np.arange(int(1.2 * SR)) / SR
     phase = 2 * np.pi * 220.0 * t
     tone = sum(np.sin(k * phase) / k for k in range(1, 9))

@@ -25,7 +25,7 @@ import librosa
 import numpy as np
 
 from bench.report import report
-from engine.features import LoudnessMeter, PitchTracker, estimate_pitch, loudness_db
+from timbrel.engine.realtime.features import LoudnessMeter, PitchTracker, estimate_pitch, loudness_db
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_features import HOP, SR, raw_pitch_accuracy, render_fluidsynth, tone  # noqa: E402

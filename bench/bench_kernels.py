@@ -16,9 +16,9 @@ import numba
 import numpy as np
 
 from bench.report import report
-from engine.dsp import HarmonicOscillator, harmonic_synth
-from engine.kernels.fastmath import FASTMATH
-from engine.kernels.synth import SynthBank
+from timbrel.engine.dsp import HarmonicOscillator, harmonic_synth
+from timbrel.engine.realtime.kernels.fastmath import FASTMATH
+from timbrel.engine.realtime.kernels.synth import SynthBank
 
 SR, BLOCK, HOP, HARMONICS, BANDS = 48000, 128, 160, 64, 65
 BLOCK_SECONDS = BLOCK / SR
@@ -130,7 +130,7 @@ def time_torch(voices: int, seconds: float) -> np.ndarray:
     """Per-block time (ns) of the torch twin's math driven block by block, as a PyTorch DDSP port runs it."""
     import torch
 
-    from export.synth import harmonic_amplitudes, noise_filter_matrix
+    from timbrel.export.synth import harmonic_amplitudes, noise_filter_matrix
 
     torch.set_num_threads(1)
     blocks = int(seconds * SR / BLOCK)

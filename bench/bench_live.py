@@ -36,6 +36,9 @@ import numpy as np
 
 from bench.jack import DummyServer, dummy_server
 from bench.report import report
+from timbrel.presets.library import Library
+from timbrel.session import Session
+from timbrel.ui.server import serve
 
 SR, BLOCK = 48000, 128
 CHORD = (60, 64, 67)
@@ -156,10 +159,6 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=6)
     args = parser.parse_args()
     with dummy_server("live", SR, BLOCK) as jack:
-        from engine.session import Session
-        from engine.ui.server import serve
-        from plugin.library import Library
-
         session = Session(library=Library(user_dir=tempfile.mkdtemp()), sample_rate=SR, block_size=BLOCK,
                           voices=16)
         names = [p.name for p in session.library.list() if p.mode == "midi"]

@@ -17,15 +17,15 @@ import time
 import numpy as np
 
 from bench.report import report
-from plugin.model import load_model
-from presets import default_model
+from timbrel.plugin.model import load_model
+from timbrel.presets import default_model
 
 
 def time_training(steps: int) -> np.ndarray:
     import torch
 
-    from export.loss import SpectralLoss
-    from export.model import ModelConfig, TimbreModel
+    from timbrel.export.loss import SpectralLoss
+    from timbrel.export.model import ModelConfig, TimbreModel
 
     torch.manual_seed(0)
     config = ModelConfig()

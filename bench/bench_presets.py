@@ -18,9 +18,9 @@ import numpy as np
 
 from bench.bench_engine import BUDGET_S, time_midi
 from bench.report import report
-from engine.session import Session
-from plugin.library import Library
-from plugin.model import load_model
+from timbrel.plugin.model import load_model
+from timbrel.presets.library import Library
+from timbrel.session import Session
 
 
 def main() -> None:

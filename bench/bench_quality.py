@@ -2,7 +2,7 @@
 
     python -m bench.bench_quality MODEL.onnx HELD_OUT_DIR
 
-Each recording is resynthesised exactly as it plays live (`export.quality.heldout_quality`).
+Each recording is resynthesised exactly as it plays live (`timbrel.export.quality.heldout_quality`).
 Reports the median absolute f0 error in cents (frames voiced in
 both), the mean absolute loudness error in dB (frames above -70 dB in the input) and the
 multi-scale spectral loss. Writes bench/results/quality-NAME.json.
@@ -14,8 +14,8 @@ import argparse
 import sys
 
 from bench.report import report
-from export.quality import heldout_quality
-from plugin.model import load_model
+from timbrel.export.quality import heldout_quality
+from timbrel.plugin.model import load_model
 
 
 def main() -> None:

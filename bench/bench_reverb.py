@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.kernels.convolution import Convolver
+from timbrel.engine.realtime.kernels.convolution import Convolver
 
 SAMPLE_RATE = 48000
 BLOCK = 128

@@ -29,6 +29,12 @@ import time
 
 from bench.jack import dummy_server
 from bench.report import report
+from timbrel.engine.io.audio import AudioStream
+from timbrel.engine.io.midi import MidiInput
+from timbrel.engine.realtime.host import Engine
+from timbrel.plugin.instrument import MidiInstrument
+from timbrel.plugin.model import load_model
+from timbrel.presets import default_model
 
 SR, BLOCK = 48000, 128
 
@@ -89,13 +95,6 @@ def main() -> None:
         sender(args.send[0], float(args.send[1]), int(args.send[2]))
         return
     with dummy_server("soak", SR, BLOCK) as server:
-        from engine.audio_io import AudioStream
-        from engine.engine import Engine
-        from engine.midi_io import MidiInput
-        from plugin.instrument import MidiInstrument
-        from plugin.model import load_model
-        from presets import default_model
-
         engine = Engine(SR, 2048)
         engine.load(MidiInstrument(load_model(default_model()), voices=args.voices))
         midi = MidiInput(engine.events, ports=[], backend="jack")

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from engine.errors import TimbrelError
+from timbrel.engine.errors import TimbrelError
 
 
 def _umask() -> int:

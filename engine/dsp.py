@@ -4,13 +4,13 @@ The offline functions render whole arrays with NumPy and define what the streami
 kernels must reproduce, block by block, within 1e-6.
 """
 
-from engine.kernels.convolution import Convolver
-from engine.kernels.harmonic import HarmonicOscillator
-from engine.kernels.noise import FilteredNoise
-from engine.kernels.synth import SynthBank
-from engine.offline.harmonic import harmonic_amplitudes, harmonic_synth
-from engine.offline.noise import filtered_noise, noise_filter_matrix, white_noise
-from engine.offline.reverb import reverb
+from timbrel.engine.offline.harmonic import harmonic_amplitudes, harmonic_synth
+from timbrel.engine.offline.noise import filtered_noise, noise_filter_matrix, white_noise
+from timbrel.engine.offline.reverb import reverb
+from timbrel.engine.realtime.kernels.convolution import Convolver
+from timbrel.engine.realtime.kernels.harmonic import HarmonicOscillator
+from timbrel.engine.realtime.kernels.noise import FilteredNoise
+from timbrel.engine.realtime.kernels.synth import SynthBank
 
 __all__ = [
     "Convolver",

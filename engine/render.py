@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.engine import Engine
-from engine.errors import TimbrelError
-from engine.events import parse_message
-from plugin.api import Plugin
+from timbrel.engine.errors import TimbrelError
+from timbrel.engine.plugin_api import Plugin
+from timbrel.engine.realtime.events import parse_message
+from timbrel.engine.realtime.host import Engine
 
 TAIL_S = 1.5
 

@@ -1,7 +1,7 @@
 """Training data: a folder of recordings turned into aligned audio, pitch and loudness.
 
 Each file is mixed to mono, resampled with soxr to the model rate, and analysed with the
-same feature extractors the live engine runs (`engine.features`), so training and
+same feature extractors the live engine runs (`timbrel.engine.realtime.features`), so training and
 playback can never disagree. Features are cached by content hash. The live features lag
 the audio by half their analysis window; offline, that lag is removed so the model learns
 from aligned frames.
@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.atomic import write_bytes
-from engine.errors import TimbrelError
-from engine.features.loudness import FLOOR_DB
+from timbrel.engine.atomic import write_bytes
+from timbrel.engine.errors import TimbrelError
+from timbrel.engine.realtime.features import LoudnessMeter, PitchTracker, estimate_pitch, loudness_db
+from timbrel.engine.realtime.features.loudness import FLOOR_DB
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff"}
 MIN_VOICED_SECONDS = 5.0
@@ -92,8 +93,6 @@ def load_mono(path: Path, sample_rate: int) -> np.ndarray:
 
 def analyse(audio: np.ndarray, sample_rate: int, hop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Aligned features of mono audio: f0 (Hz), loudness (dB), voiced flags, each `[len // hop]`."""
-    from engine.features import LoudnessMeter, PitchTracker, estimate_pitch, loudness_db
-
     frames = audio.size // hop
     f0, confidence = estimate_pitch(audio, sample_rate, hop, smooth=True)
     ld = loudness_db(audio, sample_rate, hop)

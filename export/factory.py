@@ -1,11 +1,11 @@
 """The factory model library: which instruments ship, and the recipe that rebuilds them.
 
-    python -m export.factory build [NAME ...] [--root DIR] [--jobs N] [--train-minutes M] [--resume]
+    python -m timbrel.export.factory build [NAME ...] [--root DIR] [--jobs N] [--train-minutes M] [--resume]
 
 rebuilds every factory model from scratch, in four resumable stages that can also be run
 one at a time (`render`, `pack`, `train`, `release`):
 
-1. **render**: expressive FluidR3_GM phrases of each instrument (`export.fluidsynth`):
+1. **render**: expressive FluidR3_GM phrases of each instrument (`timbrel.export.fluidsynth`):
    `DIR/data/NAME-train` (4 min, seed 1) and `DIR/data/NAME-heldout` (1 min, seed 2);
 2. **pack** (optional): the training renders as Opus files, small enough to carry to a
    machine with a GPU (`DIR/transport/NAME`); train then reads those instead;
@@ -17,7 +17,7 @@ one at a time (`render`, `pack`, `train`, `release`):
 4. **release**: export each best checkpoint to `presets/models/NAME.onnx`, check it
    against torch, and measure its resynthesis on the lossless held-out renders through the
    live engine path. Figures go to `DIR/quality.json`; then every factory preset file
-   (`export.factory_presets`) is written with its model's sha256, recipe and figures
+   (`timbrel.export.factory_presets`) is written with its model's sha256, recipe and figures
    (`presets` does only this last step).
 
 It takes hours on a CPU and is not part of CI.
@@ -33,11 +33,15 @@ import sys
 import time
 from pathlib import Path
 
-from engine.atomic import write_text
+from timbrel.engine.atomic import write_text
+from timbrel.export.dataset import prepare_dataset
+from timbrel.export.factory_presets import write_presets
+from timbrel.export.fluidsynth import generate_dataset
+from timbrel.plugin.model import load_model
 
 FACTORY = ("violin", "cello", "contrabass", "flute", "clarinet", "oboe", "bassoon", "trumpet", "trombone",
            "french_horn", "tuba", "alto_sax", "choir_aah")
-"""General MIDI instruments (`export.phrases.INSTRUMENTS`) with a factory model each."""
+"""General MIDI instruments (`timbrel.export.phrases.INSTRUMENTS`) with a factory model each."""
 
 TRAIN_MINUTES, HELDOUT_MINUTES = 4.0, 1.0
 TRAIN_SEED, HELDOUT_SEED = 1, 2
@@ -55,8 +59,6 @@ def _data(root: Path, name: str, part: str) -> Path:
 
 def render(root: Path, names: tuple[str, ...]) -> None:
     """Render training and held-out phrases for each instrument not rendered yet."""
-    from export.fluidsynth import generate_dataset
-
     for name in names:
         for part, minutes, seed in (("train", TRAIN_MINUTES, TRAIN_SEED), ("heldout", HELDOUT_MINUTES, HELDOUT_SEED)):
             folder = _data(root, name, part)
@@ -84,9 +86,8 @@ def train_one(root: Path, name: str, minutes: float, resume: bool = False) -> No
 
     With `resume`, the run continues from its `last.pt` until its total training time reaches `minutes`.
     """
-    from export.dataset import prepare_dataset
-    from export.model import ModelConfig
-    from export.train import TrainConfig, train
+    from timbrel.export.model import ModelConfig
+    from timbrel.export.train import TrainConfig, train
 
     transport = root / "transport" / name
     folder = transport if any(transport.glob("*.opus")) else _data(root, name, "train")
@@ -107,7 +108,7 @@ def train_all(root: Path, names: tuple[str, ...], minutes: float, jobs: int, res
         while pending and len(running) < jobs:
             name = pending.pop(0)
             log = open(root / "runs" / f"{name}.log", "w")
-            cmd = [sys.executable, "-m", "export.factory", "train-one", name, "--root", str(root),
+            cmd = [sys.executable, "-m", "timbrel.export.factory", "train-one", name, "--root", str(root),
                    "--train-minutes", str(minutes)] + (["--resume"] if resume else [])
             running.append((name, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log))
         time.sleep(1.0)
@@ -141,9 +142,9 @@ def slim(root: Path, names: tuple[str, ...]) -> None:
 
 def release_all(root: Path, names: tuple[str, ...], models_dir: Path = MODELS_DIR) -> dict:
     """Export, check and measure each trained model; returns and stores the figures by name."""
-    from export.quality import heldout_quality
-    from export.release import release
-    from export.train import load_checkpoint
+    from timbrel.export.quality import heldout_quality
+    from timbrel.export.release import release
+    from timbrel.export.train import load_checkpoint
 
     figures_path = root / "quality.json"
     figures = json.loads(figures_path.read_text()) if figures_path.is_file() else {}
@@ -171,8 +172,8 @@ RECIPE_OVERRIDES = {
 
 def recipe(name: str, steps: int | None, train_minutes: float) -> dict:
     """How factory model `name` was built: the command, the data and its seeds."""
-    entry = {"command": f"python -m export.factory build {name} --train-minutes {train_minutes:g}",
-             "data": "expressive FluidR3_GM phrases (export.phrases) rendered by fluidsynth",
+    entry = {"command": f"python -m timbrel.export.factory build {name} --train-minutes {train_minutes:g}",
+             "data": "expressive FluidR3_GM phrases (timbrel.export.phrases) rendered by fluidsynth",
              "data_seed": TRAIN_SEED, "data_seconds": int(TRAIN_MINUTES * 60), "heldout_seed": HELDOUT_SEED,
              "heldout_seconds": int(HELDOUT_MINUTES * 60), "train_minutes": train_minutes,
              "machine": "2 CPU cores (AMD EPYC), one model at a time"}
@@ -184,9 +185,7 @@ def recipe(name: str, steps: int | None, train_minutes: float) -> dict:
 
 def write_factory_presets(root: Path, train_minutes: float, models_dir: Path = MODELS_DIR) -> None:
     """Measure any shipped model not yet measured on its held-out renders, then write the preset files."""
-    from export.factory_presets import write_presets
-    from export.quality import heldout_quality
-    from plugin.model import load_model
+    from timbrel.export.quality import heldout_quality
 
     figures_path = root / "quality.json"
     figures = json.loads(figures_path.read_text()) if figures_path.is_file() else {}
@@ -205,7 +204,7 @@ def write_factory_presets(root: Path, train_minutes: float, models_dir: Path = M
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m export.factory", description="rebuild the factory models")
+    parser = argparse.ArgumentParser(prog="python -m timbrel.export.factory", description="rebuild the factory models")
     parser.add_argument("stage", choices=("build", "render", "pack", "train", "train-one", "slim", "release", "presets"))
     parser.add_argument("names", nargs="*", help=f"instruments (default: all of {', '.join(FACTORY)})")
     parser.add_argument("--root", default="factory-build", help="working folder for data, runs and figures")

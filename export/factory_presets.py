@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.atomic import write_text
+from timbrel.engine.atomic import write_text
+from timbrel.plugin.effects import effect_class
+from timbrel.plugin.instrument import PARAMETERS as MIDI_PARAMETERS
+from timbrel.plugin.transfer import PARAMETERS as TRANSFER_PARAMETERS
+from timbrel.presets.model_files import sha256_file
+from timbrel.presets.names import slug
+from timbrel.presets.preset import EffectSettings, Preset
+from timbrel.presets.writing import preset_to_toml
 
 AUTHOR = "timbrel"
 LICENCE = "MIT (models trained on renders of FluidR3_GM, MIT)"
@@ -80,9 +87,6 @@ PRESETS = [
 
 
 def _effect(spec: tuple[str, dict]):
-    from plugin.effects import effect_class
-    from plugin.preset import EffectSettings
-
     kind, values = spec
     return EffectSettings(type=kind, parameters=_values(effect_class(kind).parameters, values))
 
@@ -98,10 +102,6 @@ def _values(parameters, values: dict) -> dict[str, float]:
 
 def write_presets(presets_dir: Path, quality: dict, recipes: dict) -> list[Path]:
     """Write every factory preset whose model exists in `presets_dir/models`; returns the files."""
-    from plugin.instrument import PARAMETERS as MIDI_PARAMETERS
-    from plugin.preset import Preset, preset_to_toml, sha256_file, slug
-    from plugin.transfer import PARAMETERS as TRANSFER_PARAMETERS
-
     written = []
     for name, model, category, tags, description, mode, midi, transfer, effects in PRESETS:
         path = presets_dir / "models" / f"{model}.onnx"

@@ -29,10 +29,10 @@ import mido
 import numpy as np
 import soundfile
 
-from engine.atomic import write_text
-from engine.audiofile import write_audio
-from engine.errors import TimbrelError
-from export.phrases import MIN_PHRASE_S, make_phrase, phrase_to_midi
+from timbrel.engine.atomic import write_text
+from timbrel.engine.errors import TimbrelError
+from timbrel.engine.io.audiofile import write_audio
+from timbrel.export.phrases import MIN_PHRASE_S, make_phrase, phrase_to_midi
 
 __all__ = ["DEFAULT_SOUNDFONT", "PEAK_DBFS", "generate_dataset", "phrase_seed", "render_midi"]
 

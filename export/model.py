@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from torch import Tensor, nn
 
-from export import synth
+from timbrel.export import synth
 
 NOISE_BIAS = -5.0
 

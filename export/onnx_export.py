@@ -22,13 +22,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.atomic import write_bytes
-from engine.errors import TimbrelError
-from export import synth
-from export.model import TimbreModel
-from plugin.model import FORMAT_VERSION, INPUTS, IR_KEY, METADATA_KEY, OUTPUTS, load_model
-from plugin.model import TimbreModel as OnnxModel  # the playback side's model, not export.model's
-from plugin.model_synth import resynthesise
+from timbrel.engine.atomic import write_bytes
+from timbrel.engine.dsp import white_noise
+from timbrel.engine.errors import TimbrelError
+from timbrel.export import synth
+from timbrel.export.model import TimbreModel
+from timbrel.plugin.model import FORMAT_VERSION, INPUTS, IR_KEY, METADATA_KEY, OUTPUTS, load_model
+from timbrel.plugin.model import TimbreModel as OnnxModel  # the playback side's model, not timbrel.export.model's
+from timbrel.plugin.model_synth import resynthesise
 
 PARITY_TOLERANCE = 1e-5
 OPSET = 17
@@ -178,8 +179,6 @@ def _relative_rms(got: np.ndarray, expected: np.ndarray) -> float:
 
 def _render_with_torch(model: TimbreModel, f0_hz: np.ndarray, loudness_db: np.ndarray, seed: int) -> np.ndarray:
     """The torch model and torch synth, fed the engine's noise stream so the two can agree."""
-    from engine.dsp import white_noise
-
     c = model.config
     f0 = torch.from_numpy(np.asarray(f0_hz, dtype=np.float32))[None]
     ld = torch.from_numpy(np.asarray(loudness_db, dtype=np.float32))[None]

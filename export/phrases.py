@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 import mido
 import numpy as np
 
-from engine.errors import TimbrelError
+from timbrel.engine.errors import TimbrelError
 
 __all__ = [
     "BEND_RANGE_SEMITONES",

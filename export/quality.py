@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from export.dataset import Recording, analyse
-from export.loss import SpectralLoss
-from export.model import TimbreModel
+from timbrel.export.dataset import Recording, analyse, find_audio, load_mono
+from timbrel.export.loss import SpectralLoss
+from timbrel.export.model import TimbreModel
+from timbrel.plugin.model import load_model
+from timbrel.plugin.model_synth import resynthesise
 
 LOUDNESS_FLOOR_DB = -70.0
 
@@ -68,10 +70,6 @@ def heldout_quality(model_path, folder) -> tuple[list[dict], dict]:
     onnxruntime and the numba kernels exactly as it plays live, and analysed again.
     Returns one row per file and the pooled figures over all of them.
     """
-    from export.dataset import analyse, find_audio, load_mono
-    from plugin.model import load_model
-    from plugin.model_synth import resynthesise
-
     model = load_model(model_path)
     info = model.info
     rows, figures = [], []

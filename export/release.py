@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.atomic import atomic_path
-from export.dataset import Dataset
-from export.onnx_export import check_export, export_onnx
-from export.quality import resynthesis_quality
-from export.train import model_from_checkpoint
+from timbrel.engine.atomic import atomic_path
+from timbrel.export.dataset import Dataset
+from timbrel.export.onnx_export import check_export, export_onnx
+from timbrel.export.quality import resynthesis_quality
+from timbrel.export.train import model_from_checkpoint
 
 
 def release(checkpoint: dict, out_path: str | os.PathLike, dataset: Dataset | None = None,

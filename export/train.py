@@ -1,7 +1,7 @@
 """Training a timbre model on a folder of recordings of one instrument.
 
 Runs on the CPU by default and on a GPU when one is present. Several GPUs: launch the
-same command under `torchrun --nproc-per-node N -m engine.cli train ...`; each process
+same command under `torchrun --nproc-per-node N -m timbrel train ...`; each process
 trains on its own random crops under DistributedDataParallel, and rank 0 alone
 validates, checkpoints and writes files.
 
@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.atomic import atomic_path, write_text
-from engine.errors import TimbrelError
-from export.dataset import Dataset, Recording, prepare_dataset, sample_batch
-from export.loss import SpectralLoss
-from export.model import ModelConfig, TimbreModel
+from timbrel.engine.atomic import atomic_path, write_text
+from timbrel.engine.errors import TimbrelError
+from timbrel.export.dataset import Dataset, Recording, prepare_dataset, sample_batch
+from timbrel.export.loss import SpectralLoss
+from timbrel.export.model import ModelConfig, TimbreModel
 
 
 @dataclass(frozen=True)

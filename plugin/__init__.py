@@ -1,1 +1,2 @@
-"""Plugins: the plugin API, ONNX-backed instruments and effects, and preset loading."""
+"""Plugins: the ONNX-backed instruments (MIDI and transfer), the effects chain and the built-in
+effects, and third-party plugin discovery. They implement `timbrel.engine.plugin_api`."""

@@ -29,9 +29,9 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from engine.errors import TimbrelError
-from engine.kernels.mixing import all_finite, wet_mix
-from plugin.api import Effect, Plugin
+from timbrel.engine.errors import TimbrelError
+from timbrel.engine.plugin_api import Effect, Plugin
+from timbrel.engine.realtime.kernels.mixing import all_finite, wet_mix
 
 FADE_S = 0.02
 OVER_BUDGET_BLOCKS = 8

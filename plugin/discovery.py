@@ -1,6 +1,6 @@
 """Third-party plugins: found through the `timbrel.plugins` entry-point group.
 
-A package offers plugins by naming `plugin.api.Plugin` subclasses (effects or
+A package offers plugins by naming `timbrel.engine.plugin_api.Plugin` subclasses (effects or
 instruments) in its `pyproject.toml`:
 
     [project.entry-points."timbrel.plugins"]
@@ -23,8 +23,8 @@ from importlib.metadata import Distribution, EntryPoint, entry_points
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-from engine.errors import TimbrelError
-from plugin.api import Effect, Parameter, ParameterBank, Plugin
+from timbrel.engine.errors import TimbrelError
+from timbrel.engine.plugin_api import Effect, Parameter, ParameterBank, Plugin
 
 GROUP = "timbrel.plugins"
 KINDS = ("effect", "instrument")
@@ -147,7 +147,7 @@ def _load(ep: EntryPoint) -> PluginInfo:
         return info.fail(f"failed to import: {_one_line(err)}")
     if not (isinstance(obj, type) and issubclass(obj, Plugin)):
         what = f"a {type(obj).__name__} instance" if isinstance(obj, Plugin) else f"a {type(obj).__name__}"
-        return info.fail(f"{ep.value} is {what}, not a plugin.api.Plugin subclass")
+        return info.fail(f"{ep.value} is {what}, not a timbrel.engine.plugin_api.Plugin subclass")
     info.cls = obj
     info.kind = "effect" if issubclass(obj, Effect) else str(getattr(obj, "kind", "?"))
     if info.kind not in KINDS:
@@ -156,7 +156,7 @@ def _load(ep: EntryPoint) -> PluginInfo:
         parameters = tuple(obj.parameters)
         strays = [p for p in parameters if not isinstance(p, Parameter)]
         if strays:
-            raise ValueError(f"{strays[0]!r} is not a plugin.api.Parameter")
+            raise ValueError(f"{strays[0]!r} is not a timbrel.engine.plugin_api.Parameter")
         ParameterBank(parameters)
     except Exception as err:
         return info.fail(f"{ep.value} has invalid parameters: {_one_line(err, with_type=False)}")

@@ -17,11 +17,11 @@ import os
 
 import numpy as np
 
-from engine.events import CHANNEL_PRESSURE, CONTROL_CHANGE, NOTE_OFF, NOTE_ON, PITCH_BEND
-from plugin import voices as vk
-from plugin.api import Parameter
-from plugin.model import TimbreModel
-from plugin.model_synth import ModelPlugin, ModelSynth
+from timbrel.engine.plugin_api import Parameter
+from timbrel.engine.realtime.events import CHANNEL_PRESSURE, CONTROL_CHANGE, NOTE_OFF, NOTE_ON, PITCH_BEND
+from timbrel.plugin import voices as vk
+from timbrel.plugin.model import TimbreModel
+from timbrel.plugin.model_synth import ModelPlugin, ModelSynth
 
 MAX_VOICES = 64
 VOICE_MODES = ("poly", "mono", "legato")
@@ -124,7 +124,7 @@ class MidiInstrument(ModelPlugin):
     # MIDI -------------------------------------------------------------------------------
 
     def handle(self, packed: int) -> None:
-        """Apply one packed MIDI message (see `engine.events.parse_message`)."""
+        """Apply one packed MIDI message (see `timbrel.engine.realtime.events.parse_message`)."""
         status = packed & 0xFF
         kind = status & 0xF0
         channel = int(self.params.values[_I["channel"]])

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import TimbrelError
+from timbrel.engine.errors import TimbrelError
 
 METADATA_KEY = "timbrel"
 IR_KEY = "timbrel.reverb_ir"

@@ -14,12 +14,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from engine.kernels.convolution import Convolver
-from engine.kernels.mixing import mono_to_bus
-from engine.kernels.synth import SynthBank
-from plugin import voices as vk
-from plugin.api import Plugin
-from plugin.model import INPUTS, OUTPUTS, TimbreModel, load_model
+from timbrel.engine.offline.reverb import reverb
+from timbrel.engine.plugin_api import Plugin
+from timbrel.engine.realtime.kernels.convolution import Convolver
+from timbrel.engine.realtime.kernels.mixing import mono_to_bus
+from timbrel.engine.realtime.kernels.synth import SynthBank
+from timbrel.plugin import voices as vk
+from timbrel.plugin.model import INPUTS, OUTPUTS, TimbreModel, load_model
 
 
 class ModelSynth:
@@ -139,8 +140,6 @@ def resynthesise(model: TimbreModel, f0_hz: np.ndarray, loudness_db: np.ndarray,
     """One voice played from features `[frames]` (Hz, dB) exactly as live: onnxruntime frame by
     frame, the numba kernels, the learned reverb. Returns float64 audio `[frames * hop]` at the
     model's rate (voice 0's noise stream of `seed`)."""
-    from engine.dsp import SynthBank, reverb
-
     info = model.info
     bank = SynthBank(1, info.harmonics, info.noise_bands, info.sample_rate, info.hop, seed=seed)
     bank.start_voice(0)

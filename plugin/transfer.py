@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.features import LoudnessMeter, PitchTracker
-from engine.features.loudness import FLOOR_DB
-from plugin.api import Parameter
-from plugin.model_synth import ModelPlugin, ModelSynth
+from timbrel.engine.plugin_api import Parameter
+from timbrel.engine.realtime.features import LoudnessMeter, PitchTracker
+from timbrel.engine.realtime.features.loudness import FLOOR_DB
+from timbrel.plugin.model_synth import ModelPlugin, ModelSynth
 
 SCALES = {
     "chromatic": (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11),

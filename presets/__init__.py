@@ -1,4 +1,9 @@
-"""Factory presets and the models they play. Read-only; user presets live in the user's data folder."""
+"""Presets: the file format and its validation, the library of factory and user presets, search,
+and building a playable chain from a preset.
+
+The factory presets and the models they play lie in `factory/` (read-only); user presets live
+in the user's data folder (`library.default_user_dir()`).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ DEFAULT_MODEL = "violin.onnx"
 
 def factory_dir() -> Path:
     """The folder of the factory presets shipped with timbrel."""
-    return Path(str(files(__name__)))
+    return Path(str(files(__name__))) / "factory"
 
 
 def default_model() -> Path:

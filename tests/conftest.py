@@ -22,6 +22,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from timbrel.engine.numba_cache import configure_numba_cache
+
+# The suite is an entry point: numba's cache goes to the user's cache folder, keyed by the
+# kernels' sources, before any test module imports a kernel.
+configure_numba_cache()
+
 
 @dataclass(frozen=True)
 class JackServer:

@@ -7,11 +7,15 @@ import time
 import numpy as np
 import pytest
 
-from engine.engine import Engine
-from engine.errors import TimbrelError
-from plugin.api import Effect, Parameter, Plugin
-from plugin.chain import FADE_S, OVER_BUDGET_BLOCKS, Chain
-from plugin.effects.reverb import LearnedReverb
+from timbrel.engine.errors import TimbrelError
+from timbrel.engine.plugin_api import Effect, Parameter, Plugin
+from timbrel.engine.realtime.events import CONTROL_CHANGE, NOTE_OFF, NOTE_ON
+from timbrel.engine.realtime.host import Engine
+from timbrel.plugin.chain import FADE_S, OVER_BUDGET_BLOCKS, Chain
+from timbrel.plugin.effects.reverb import LearnedReverb
+from timbrel.plugin.instrument import MidiInstrument
+from timbrel.plugin.model import load_model
+from timbrel.presets import default_model
 
 SR, BLOCK = 48000, 128
 
@@ -279,7 +283,7 @@ def test_parameters_are_addressed_by_effect_key_and_bad_names_fail_in_one_line()
 
 
 def test_the_learned_reverb_effect_is_the_models_impulse_response():
-    reverb = LearnedReverb()
+    reverb = LearnedReverb(default_model())
     reverb.params.set("mix", 1.0)
     impulse = np.zeros(SR, dtype=np.float32)
     impulse[0] = 1.0
@@ -289,18 +293,13 @@ def test_the_learned_reverb_effect_is_the_models_impulse_response():
     np.testing.assert_array_equal(out[0], out[1])
     reverb.params.set("mix", 0.0)
     np.testing.assert_allclose(reverb(impulse, SR, block=BLOCK)[0], impulse, atol=1e-7)
-    body = LearnedReverb(skip_body_ms=20.0)
+    body = LearnedReverb(default_model(), skip_body_ms=20.0)
     body.params.set("mix", 1.0)
     skip = int(0.02 * SR)
     np.testing.assert_allclose(body(impulse, SR, block=BLOCK)[0, : ir.size - skip], ir[skip:SR], atol=1e-5)
 
 
 def test_held_notes_and_the_pedal_carry_over_to_a_newly_loaded_instrument():
-    from engine.events import CONTROL_CHANGE, NOTE_OFF, NOTE_ON
-    from plugin.instrument import MidiInstrument
-    from plugin.model import load_model
-    from presets import default_model
-
     model = load_model(default_model())
     engine = Engine(SR, 1024)
     engine.load(MidiInstrument(model, voices=8))

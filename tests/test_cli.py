@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import soundfile
 
-from engine.audiofile import read_audio, write_audio
-from engine.errors import TimbrelError
+from timbrel.engine.errors import TimbrelError
+from timbrel.engine.io.audiofile import read_audio, write_audio
 
 
 def timbrel(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run([sys.executable, "-m", "timbrel", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
 def test_demo_writes_a_playable_phrase(tmp_path):

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.errors import TimbrelError
-from plugin.api import Effect
-from plugin.discovery import create, discover
+from timbrel.engine.errors import TimbrelError
+from timbrel.engine.plugin_api import Effect
+from timbrel.plugin.discovery import create, discover
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "timbrel-wavefolder"
@@ -30,7 +30,7 @@ BROKEN = "timbrel-broken-fixture"
 
 
 def timbrel(*args):
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "timbrel", *args], capture_output=True, text=True, timeout=300)
 
 
 def pip(*args: str) -> None:
@@ -97,7 +97,7 @@ BROKEN_FILES = {
         where = ["src"]
     """,
     "src/timbrel_broken_fixture/__init__.py": """
-        from plugin.api import Effect, Parameter
+        from timbrel.engine.plugin_api import Effect, Parameter
 
 
         def not_a_plugin():
@@ -193,7 +193,7 @@ def test_the_example_package_tests_pass(wavefolder_installed):
 EXPECTED_FAULTS = {
     "needs-libfoo": "failed to import: ImportError: timbrel-broken-fixture needs libfoo, which is not installed",
     "bad-syntax": "failed to import: SyntaxError: ",
-    "not-a-plugin": "timbrel_broken_fixture:not_a_plugin is a function, not a plugin.api.Plugin subclass",
+    "not-a-plugin": "timbrel_broken_fixture:not_a_plugin is a function, not a timbrel.engine.plugin_api.Plugin subclass",
     "twin-ids": "timbrel_broken_fixture:TwinIds has invalid parameters: parameter ids must be unique",
 }
 

@@ -8,11 +8,11 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from engine.kernels import biquad
-from engine.kernels.stereo import stereo_matrix
-from plugin.effects.eq import ParametricEQ
-from plugin.effects.gain import GainPan, pan_gains
 from tests.streaming import random_blocks
+from timbrel.engine.realtime.kernels import biquad
+from timbrel.engine.realtime.kernels.stereo import stereo_matrix
+from timbrel.plugin.effects.eq import ParametricEQ
+from timbrel.plugin.effects.gain import GainPan, pan_gains
 
 SR = 48000
 NONE = np.zeros(0, dtype=np.int32)
@@ -20,7 +20,7 @@ NONE = np.zeros(0, dtype=np.int32)
 
 def cookbook(kind: str, f0_hz: float, gain_db: float = 0.0, q: float = 1.0,
              sr: int = SR) -> tuple[np.ndarray, np.ndarray]:
-    """`(b, a)` of one RBJ cookbook filter, written out independently of `engine.kernels.biquad`.
+    """`(b, a)` of one RBJ cookbook filter, written out independently of `timbrel.engine.realtime.kernels.biquad`.
 
     Shelves use the cookbook's slope form with S = 1; cuts are Butterworth (Q = 1/sqrt(2)).
     """

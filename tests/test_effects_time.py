@@ -10,11 +10,14 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from plugin.api import Effect
-from plugin.effects.chorus import Chorus
-from plugin.effects.delay import Delay
-from plugin.effects.dynamics import Compressor, Limiter
 from tests.streaming import random_blocks
+from timbrel.engine.plugin_api import Effect
+from timbrel.engine.realtime.kernels import delay_line as dl
+from timbrel.engine.realtime.kernels import dynamics as dk
+from timbrel.engine.realtime.kernels.dynamics import gain_computer_db
+from timbrel.plugin.effects.chorus import Chorus
+from timbrel.plugin.effects.delay import Delay
+from timbrel.plugin.effects.dynamics import Compressor, Limiter
 
 SR = 48000
 
@@ -102,8 +105,6 @@ def test_compressor_rms_detector_follows_the_curve_at_the_sine_rms_level():
 
 
 def test_static_curve_function_matches_the_formula():
-    from engine.kernels.dynamics import gain_computer_db
-
     levels = np.linspace(-80, 10, 181)
     for threshold, ratio, knee in [(-20.0, 4.0, 0.0), (-20.0, 4.0, 10.0), (-6.0, 20.0, 24.0)]:
         expected = [reference_curve_db(x, threshold, ratio, knee) for x in levels]
@@ -390,9 +391,6 @@ def test_reset_clears_the_tail(kind, settings):
 
 
 def test_parameter_order_matches_the_kernels_indices():
-    from engine.kernels import delay_line as dl
-    from engine.kernels import dynamics as dk
-
     for kind, module, prefix in ((Compressor, dk, "COMPRESSOR_"), (Limiter, dk, "LIMITER_"), (Delay, dl, "ECHO_"),
                                  (Chorus, dl, "CHORUS_")):
         ids = [p.id for p in kind.parameters]

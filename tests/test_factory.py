@@ -5,15 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.audition import playing_range, render_audition, sung_glide
-from engine.engine import Engine
-from engine.events import NOTE_OFF, NOTE_ON
-from engine.features import estimate_pitch
-from engine.render import render_events
-from plugin.library import CATEGORIES, Library
-from plugin.model import load_model
-from plugin.preset import build_chain, read_preset
-from presets import factory_dir
+from timbrel.audition import playing_range, render_audition, sung_glide
+from timbrel.engine.realtime.events import NOTE_OFF, NOTE_ON
+from timbrel.engine.realtime.features import estimate_pitch
+from timbrel.engine.realtime.host import Engine
+from timbrel.engine.render import render_events
+from timbrel.plugin.model import load_model
+from timbrel.presets import factory_dir
+from timbrel.presets.build import build_chain
+from timbrel.presets.library import CATEGORIES, Library
+from timbrel.presets.preset import read_preset
 
 SR, BLOCK, HOP = 48000, 128, 160
 FACTORY = sorted(factory_dir().glob("*.toml"))
@@ -92,8 +93,8 @@ MAX_F0_CENTS, MAX_LOUDNESS_L1_DB = 10.0, 3.0
 def test_a_factory_model_reproduces_its_recorded_quality_and_meets_the_bar(model_path, tmp_path):
     """Re-render the held-out phrases named in the recipe, resynthesise them through the live
     path, and compare with the figures every preset of this model states."""
-    from export.fluidsynth import generate_dataset
-    from export.quality import heldout_quality
+    from timbrel.export.fluidsynth import generate_dataset
+    from timbrel.export.quality import heldout_quality
 
     presets = [read_preset(p, factory=True) for p in FACTORY]
     stated = [p for p in presets if p.model_path == model_path]

@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.features import (LoudnessMeter, PitchTracker, a_weighting_sos, estimate_pitch,
-                             loudness_db)
-from engine.features.loudness import sos_response
-from engine.features.pitch import _smooth
+from timbrel.engine.realtime.features import LoudnessMeter, PitchTracker, a_weighting_sos, estimate_pitch, loudness_db
+from timbrel.engine.realtime.features.loudness import sos_response
+from timbrel.engine.realtime.features.pitch import _smooth
 
 SR = 48000
 HOP = 160

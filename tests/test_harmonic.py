@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from engine.dsp import HarmonicOscillator, harmonic_amplitudes, harmonic_synth
 from tests.streaming import random_blocks, render_in_blocks
+from timbrel.engine.dsp import HarmonicOscillator, harmonic_amplitudes, harmonic_synth
 
 SR, HOP = 48000, 160
 

@@ -5,15 +5,15 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from engine.engine import LIMIT_CEILING, Engine
-from engine.events import CHANNEL_PRESSURE, CONTROL_CHANGE, NOTE_OFF, NOTE_ON, PITCH_BEND
-from engine.features import estimate_pitch
-from engine.render import render_events
-from plugin.api import Plugin
-from plugin import voices as vk
-from plugin.instrument import MidiInstrument
-from plugin.model import load_model
-from presets import default_model
+from timbrel.engine.plugin_api import Plugin
+from timbrel.engine.realtime.events import CHANNEL_PRESSURE, CONTROL_CHANGE, NOTE_OFF, NOTE_ON, PITCH_BEND
+from timbrel.engine.realtime.features import estimate_pitch
+from timbrel.engine.realtime.host import LIMIT_CEILING, Engine
+from timbrel.engine.render import render_events
+from timbrel.plugin import voices as vk
+from timbrel.plugin.instrument import MidiInstrument
+from timbrel.plugin.model import load_model
+from timbrel.presets import default_model
 
 SR, BLOCK, HOP = 48000, 128, 160
 

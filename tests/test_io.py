@@ -10,11 +10,11 @@ import time
 import numpy as np
 import pytest
 
-from engine.audio_io import JACK_CLIENT_NAME, JACK_HOST_API, AudioStream, list_audio_devices
-from engine.errors import TimbrelError
-from engine.events import EventQueue
-from engine.midi_io import MidiInput, list_midi_inputs
 from tests.conftest import wait_until
+from timbrel.engine.errors import TimbrelError
+from timbrel.engine.io.audio import JACK_CLIENT_NAME, JACK_HOST_API, AudioStream, list_audio_devices
+from timbrel.engine.io.midi import MidiInput, list_midi_inputs
+from timbrel.engine.realtime.events import EventQueue
 
 # Without an ALSA sequencer (as on CI), "auto" must fall back to JACK; with one it would pick ALSA.
 MIDI_BACKEND = "jack" if os.path.exists("/dev/snd/seq") else "auto"
@@ -151,10 +151,10 @@ def test_missing_devices_and_bad_settings_are_one_line_errors(jack_server):
 
 def test_no_audio_output_and_no_midi_system_explain_what_to_do(jack_server):
     script = (
-        "from engine.audio_io import AudioStream\n"
-        "from engine.midi_io import MidiInput\n"
-        "from engine.events import EventQueue\n"
-        "from engine.errors import TimbrelError\n"
+        "from timbrel.engine.io.audio import AudioStream\n"
+        "from timbrel.engine.io.midi import MidiInput\n"
+        "from timbrel.engine.realtime.events import EventQueue\n"
+        "from timbrel.engine.errors import TimbrelError\n"
         "for make in (lambda: AudioStream(lambda i, o: None), lambda: MidiInput(EventQueue())):\n"
         "    try:\n"
         "        make()\n"

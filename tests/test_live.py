@@ -7,15 +7,17 @@ import time
 import numpy as np
 import pytest
 
-from engine.audio_io import AudioStream
-from engine.engine import Engine
-from engine.features import estimate_pitch
-from engine.midi_io import MidiInput
-from plugin.instrument import MidiInstrument
-from plugin.model import load_model
-from presets import default_model
 from tests.conftest import wait_until
 from tests.test_io import MIDI_BACKEND, playback_sources
+from timbrel.engine.io.audio import AudioStream
+from timbrel.engine.io.midi import MidiInput
+from timbrel.engine.realtime.features import estimate_pitch
+from timbrel.engine.realtime.host import Engine
+from timbrel.plugin.chain import Chain
+from timbrel.plugin.effects import create_effect
+from timbrel.plugin.instrument import MidiInstrument
+from timbrel.plugin.model import load_model
+from timbrel.presets import default_model
 
 SR, BLOCK, HOP = 48000, 128, 160
 
@@ -178,9 +180,6 @@ def test_junk_midi_bytes_do_not_stop_the_sound(live):
 
 def test_chain_edits_while_playing_on_jack_cause_no_engine_xruns_and_no_dropouts(live, model):
     """Insert, remove, move, bypass and automate effects every 40 ms under a held chord."""
-    from plugin.chain import Chain
-    from plugin.effects import create_effect
-
     engine, stream, peer = live
     chain = Chain(quiet_instrument(model), [create_effect(name) for name in ("eq", "compressor", "chorus")])
     engine.load(chain)

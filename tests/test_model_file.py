@@ -7,10 +7,10 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from engine.errors import TimbrelError
-from export.model import ModelConfig, TimbreModel
-from export.onnx_export import PARITY_TOLERANCE, check_export, export_onnx
-from plugin.model import IR_KEY, METADATA_KEY, load_model
+from timbrel.engine.errors import TimbrelError
+from timbrel.export.model import ModelConfig, TimbreModel
+from timbrel.export.onnx_export import PARITY_TOLERANCE, check_export, export_onnx
+from timbrel.plugin.model import IR_KEY, METADATA_KEY, load_model
 
 SMALL = ModelConfig(harmonics=8, noise_bands=9, units=16, hidden=12, layers=1, reverb_seconds=0.05)
 STATS = dict(f0_stats=dict(mean=300.0, std=40.0, min=150.0, max=700.0),

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from engine.dsp import FilteredNoise, filtered_noise, noise_filter_matrix, white_noise
 from tests.streaming import random_blocks, render_in_blocks
+from timbrel.engine.dsp import FilteredNoise, filtered_noise, noise_filter_matrix, white_noise
 
 SR, HOP, BANDS = 48000, 160, 65
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from engine.errors import TimbrelError
-from export.fluidsynth import PEAK_DBFS, generate_dataset, render_midi
-from export.phrases import (
+from timbrel.engine.errors import TimbrelError
+from timbrel.export.fluidsynth import PEAK_DBFS, generate_dataset, render_midi
+from timbrel.export.phrases import (
     BEND_RANGE_SEMITONES,
     INSTRUMENTS,
     LEGATO_OVERLAP_S,

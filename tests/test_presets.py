@@ -10,26 +10,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.errors import TimbrelError
-from engine.events import NOTE_ON
-from plugin import preset as preset_module
-from plugin.instrument import MidiInstrument
-from plugin.library import Library
-from plugin.model import load_model
-from plugin.preset import (
-    EffectSettings,
-    Preset,
-    apply_settings,
-    build_chain,
-    effect_keys,
-    parse_preset,
-    preset_to_toml,
-    read_preset,
-    sha256_file,
-    slug,
-)
-from plugin.transfer import TimbreTransfer
-from presets import default_model
+from timbrel.engine.errors import TimbrelError
+from timbrel.engine.realtime.events import NOTE_ON
+from timbrel.plugin.instrument import MidiInstrument
+from timbrel.plugin.model import load_model
+from timbrel.plugin.transfer import TimbreTransfer
+from timbrel.presets import default_model
+from timbrel.presets import model_files as preset_module
+from timbrel.presets.build import build_chain
+from timbrel.presets.library import Library
+from timbrel.presets.model_files import sha256_file
+from timbrel.presets.names import slug
+from timbrel.presets.preset import EffectSettings, Preset, parse_preset, read_preset
+from timbrel.presets.settings import apply_settings, effect_keys
+from timbrel.presets.writing import preset_to_toml
 
 SR = 48000
 
@@ -76,7 +70,7 @@ def full_preset(sha: str, name: str = "Violin") -> Preset:
         effects=[EffectSettings("eq", {"peak1_db": 2.0, "low_cut": 1.0}),
                  EffectSettings("gain", {"gain_db": -60.0}, bypass=True),
                  EffectSettings("reverb", {"mix": 0.2})],
-        recipe={"command": "python -m export.factory build", "seed": 1, "data": {"minutes": 4.0}},
+        recipe={"command": "python -m timbrel.export.factory build", "seed": 1, "data": {"minutes": 4.0}},
         quality={"spectral_loss": 1.25, "f0_error_cents": 14.5, "steps": 40000},
     )
 

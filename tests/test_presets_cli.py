@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from presets import default_model
+from timbrel.presets import default_model
 
 
 @pytest.fixture
@@ -19,7 +19,7 @@ def timbrel(tmp_path):
     env = dict(os.environ, XDG_DATA_HOME=str(tmp_path / "data"))
 
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True,
+        return subprocess.run([sys.executable, "-m", "timbrel", *args], capture_output=True, text=True,
                               timeout=300, env=env)
 
     run.user_dir = tmp_path / "data" / "timbrel"

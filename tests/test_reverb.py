@@ -6,9 +6,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from engine.dsp import Convolver, reverb
-from engine.kernels.convolution import plan_levels
-from engine.kernels.fft import FFTTables, RealFFT, butterflies, pack_real
+from timbrel.engine.dsp import Convolver, reverb
+from timbrel.engine.realtime.kernels.convolution import plan_levels
+from timbrel.engine.realtime.kernels.fft import FFTTables, RealFFT, butterflies, pack_real
 
 SR = 48000
 
@@ -267,7 +267,7 @@ def test_process_does_not_allocate_per_block():
         """
         import numba, numpy as np
         from numba.core.runtime import rtsys
-        from engine.kernels import convolution as cv
+        from timbrel.engine.realtime.kernels import convolution as cv
 
         @numba.njit
         def drive(sizes, x, out, mix, state, lv, head, hist, scratch, ring_in, ring_out, spectra, rev, tw, rtw):

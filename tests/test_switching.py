@@ -7,10 +7,10 @@ import time
 import numpy as np
 import pytest
 
-from engine.session import Session
-from plugin.library import Library
 from tests.conftest import wait_until
 from tests.test_io import playback_sources
+from timbrel.presets.library import Library
+from timbrel.session import Session
 
 SR = 48000
 CHORD = (60, 64, 67)

@@ -1,7 +1,7 @@
 import numpy as np
 
-from engine.dsp import filtered_noise, harmonic_synth
-from engine.kernels.synth import SynthBank
+from timbrel.engine.dsp import filtered_noise, harmonic_synth
+from timbrel.engine.realtime.kernels.synth import SynthBank
 
 SR, HOP, K, N = 48000, 160, 24, 65
 

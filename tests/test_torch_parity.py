@@ -14,15 +14,15 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from engine.dsp import (  # noqa: E402
+from timbrel.engine.dsp import (  # noqa: E402
     FilteredNoise,
     HarmonicOscillator,
     harmonic_amplitudes,
     noise_filter_matrix,
     white_noise,
 )
-from engine.kernels.convolution import Convolver  # noqa: E402
-from export import synth  # noqa: E402
+from timbrel.engine.realtime.kernels.convolution import Convolver  # noqa: E402
+from timbrel.export import synth  # noqa: E402
 
 TOLERANCE = 1e-5
 

@@ -4,15 +4,15 @@ import numpy as np
 import pytest
 import soundfile
 
-from engine.errors import TimbrelError
-from export import onnx_export
-from export import train as train_module
-from export.dataset import prepare_dataset
-from export.fluidsynth import generate_dataset
-from export.model import ModelConfig
-from export.release import release
-from export.train import TrainConfig, load_checkpoint, train
-from plugin.model import load_model
+from timbrel.engine.errors import TimbrelError
+from timbrel.export import onnx_export
+from timbrel.export import train as train_module
+from timbrel.export.dataset import prepare_dataset
+from timbrel.export.fluidsynth import generate_dataset
+from timbrel.export.model import ModelConfig
+from timbrel.export.release import release
+from timbrel.export.train import TrainConfig, load_checkpoint, train
+from timbrel.plugin.model import load_model
 
 SMALL = ModelConfig(harmonics=24, noise_bands=33, units=32, hidden=32, layers=1, reverb_seconds=0.1)
 QUICK = TrainConfig(steps=50, batch=4, clip_seconds=0.5, learning_rate=3e-3, validate_every=25, checkpoint_every=25)
@@ -129,7 +129,7 @@ def test_torchrun_trains_under_distributed_data_parallel(flute_folder, tmp_path)
     from pathlib import Path
 
     torchrun = Path(sys.executable).with_name("torchrun")
-    command = [str(torchrun), "--nproc-per-node", "2", "-m", "engine.cli", "train", str(flute_folder), "--name", "ddp",
+    command = [str(torchrun), "--nproc-per-node", "2", "-m", "timbrel", "train", str(flute_folder), "--name", "ddp",
                "--steps", "4", "--units", "16", "--hidden", "16", "--layers", "1", "--harmonics", "16",
                "--noise-bands", "17", "--clip-seconds", "0.5", "--batch", "2", "--quiet"]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
@@ -148,7 +148,7 @@ def test_a_missing_or_corrupt_checkpoint_is_one_line(tmp_path):
     with pytest.raises(TimbrelError, match="bad.pt: not a readable checkpoint") as err:
         load_checkpoint(bad)
     assert "\n" not in str(err.value)
-    result = __import__("subprocess").run([__import__("sys").executable, "-m", "engine.cli", "export", str(bad)],
+    result = __import__("subprocess").run([__import__("sys").executable, "-m", "timbrel", "export", str(bad)],
                                           capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "Traceback" not in result.stderr and "bad.pt" in result.stderr
     assert bad.read_bytes() == b"not a checkpoint at all"

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from engine.features import estimate_pitch
-from engine.render import render_audio
-from plugin.model import load_model
-from plugin.transfer import TimbreTransfer
-from presets import default_model
+from timbrel.engine.realtime.features import estimate_pitch
+from timbrel.engine.render import render_audio
+from timbrel.plugin.model import load_model
+from timbrel.plugin.transfer import TimbreTransfer
+from timbrel.presets import default_model
 
 SR, BLOCK, HOP = 48000, 128, 160
 

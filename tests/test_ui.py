@@ -20,14 +20,14 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from bench.bench_live import hammering
-from engine.errors import TimbrelError
-from engine.features import estimate_pitch
-from engine.session import Session
-from engine.ui import relay
-from engine.ui.server import serve
-from plugin.library import Library
 from tests.conftest import wait_until
 from tests.test_io import playback_sources
+from timbrel.engine.errors import TimbrelError
+from timbrel.engine.realtime.features import estimate_pitch
+from timbrel.presets.library import Library
+from timbrel.session import Session
+from timbrel.ui import relay
+from timbrel.ui.server import serve
 
 CHROMIUM = "/usr/bin/chromium"
 SR, HOP = 48000, 160
@@ -461,9 +461,9 @@ def test_hammering_the_surface_leaves_sixteen_voices_on_time(page, session, surf
 
 
 def test_the_static_files_ship_with_the_package():
-    import engine.ui
+    import timbrel.ui
 
-    static = Path(engine.ui.__file__).parent / "static"
+    static = Path(timbrel.ui.__file__).parent / "static"
     assert {p.name for p in static.iterdir()} >= {"index.html", "app.js", "style.css"}
     pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
     assert '"ui/static/*"' in pyproject

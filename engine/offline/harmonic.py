@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.offline.checks import as_controls, check_rate_and_hop
+from timbrel.engine.offline.checks import as_controls, check_rate_and_hop
 
 _CHUNK_SAMPLES = 1 << 16
 

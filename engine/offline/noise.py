@@ -1,14 +1,14 @@
 """Offline filtered noise: the NumPy reference for docs/DSP.md, and the filter design.
 
 The filter design and the noise generator defined here are shared with the streaming
-kernel (`engine.kernels.noise`), which precomputes `noise_filter_matrix` when prepared.
+kernel (`timbrel.engine.realtime.kernels.noise`), which precomputes `noise_filter_matrix` when prepared.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from engine.offline.checks import check_rate_and_hop, finite_array
+from timbrel.engine.offline.checks import check_rate_and_hop, finite_array
 
 GAMMA = 0x9E3779B97F4A7C15
 _MIX1 = 0xBF58476D1CE4E5B9

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.offline.checks import finite_array
+from timbrel.engine.offline.checks import finite_array
 
 
 def reverb(audio: np.ndarray, impulse_response: np.ndarray, mix: float = 1.0) -> np.ndarray:

@@ -7,17 +7,18 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from engine.errors import TimbrelError
-from plugin.api import Effect
+from timbrel.engine.errors import TimbrelError
+from timbrel.engine.plugin_api import Effect
+from timbrel.plugin.discovery import discover
 
 BUILTIN = {
-    "gain": "plugin.effects.gain:GainPan",
-    "eq": "plugin.effects.eq:ParametricEQ",
-    "compressor": "plugin.effects.dynamics:Compressor",
-    "limiter": "plugin.effects.dynamics:Limiter",
-    "delay": "plugin.effects.delay:Delay",
-    "chorus": "plugin.effects.chorus:Chorus",
-    "reverb": "plugin.effects.reverb:LearnedReverb",
+    "gain": "timbrel.plugin.effects.gain:GainPan",
+    "eq": "timbrel.plugin.effects.eq:ParametricEQ",
+    "compressor": "timbrel.plugin.effects.dynamics:Compressor",
+    "limiter": "timbrel.plugin.effects.dynamics:Limiter",
+    "delay": "timbrel.plugin.effects.delay:Delay",
+    "chorus": "timbrel.plugin.effects.chorus:Chorus",
+    "reverb": "timbrel.plugin.effects.reverb:LearnedReverb",
 }
 """Effect type names, as presets write them, and where each class lives."""
 
@@ -27,7 +28,6 @@ def effect_class(name: str) -> type[Effect]:
     if name in BUILTIN:
         module, _, attr = BUILTIN[name].partition(":")
         return getattr(import_module(module), attr)
-    from plugin.discovery import discover
 
     for info in discover():
         if info.name == name:

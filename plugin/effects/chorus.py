@@ -8,9 +8,9 @@ milliseconds, and it interpolates linearly.
 
 from __future__ import annotations
 
-from engine.kernels import delay_line as dl
-from plugin.api import Parameter
-from plugin.effects.delay import DelayLineEffect
+from timbrel.engine.plugin_api import Parameter
+from timbrel.engine.realtime.kernels import delay_line as dl
+from timbrel.plugin.effects.delay import DelayLineEffect
 
 MAX_DELAY_MS, MAX_DEPTH_MS = 30.0, 10.0
 

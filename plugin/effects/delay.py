@@ -12,8 +12,8 @@ from typing import Callable
 
 import numpy as np
 
-from engine.kernels import delay_line as dl
-from plugin.api import Effect, Parameter
+from timbrel.engine.plugin_api import Effect, Parameter
+from timbrel.engine.realtime.kernels import delay_line as dl
 
 SWITCH = ("off", "on")
 MAX_TIME_MS = 2000.0

@@ -13,8 +13,8 @@ import math
 
 import numpy as np
 
-from engine.kernels import dynamics as dk
-from plugin.api import Effect, Parameter
+from timbrel.engine.plugin_api import Effect, Parameter
+from timbrel.engine.realtime.kernels import dynamics as dk
 
 DETECTORS = ("peak", "rms")
 MAX_LOOKAHEAD_MS = 5.0

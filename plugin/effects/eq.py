@@ -12,8 +12,8 @@ import math
 
 import numpy as np
 
-from engine.kernels import biquad
-from plugin.api import Effect, Parameter
+from timbrel.engine.plugin_api import Effect, Parameter
+from timbrel.engine.realtime.kernels import biquad
 
 FADE_MS = 10.0
 """Crossfade time (ms) of the low-cut and high-cut switches."""

@@ -12,8 +12,8 @@ import math
 
 import numpy as np
 
-from engine.kernels.stereo import stereo_matrix
-from plugin.api import Effect, Parameter
+from timbrel.engine.plugin_api import Effect, Parameter
+from timbrel.engine.realtime.kernels.stereo import stereo_matrix
 
 PARAMETERS = (
     Parameter("gain_db", "Gain", "dB", -60.0, 24.0, 0.0),

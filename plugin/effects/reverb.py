@@ -1,7 +1,7 @@
 """A model's learned reverb as a standalone effect.
 
 Written here, not wrapped: the learned impulse response is part of the model file, and
-timbrel's own zero-latency partitioned convolver (`engine.kernels.convolution`) already
+timbrel's own zero-latency partitioned convolver (`timbrel.engine.realtime.kernels.convolution`) already
 plays it inside every instrument. pedalboard's `Convolution` would add a second
 convolution engine and allocate a new array on every call.
 """
@@ -12,15 +12,17 @@ import os
 
 import numpy as np
 
-from engine.kernels.convolution import Convolver
-from plugin.api import Effect, Parameter
-from plugin.model import TimbreModel, load_model
+from timbrel.engine.errors import TimbrelError
+from timbrel.engine.plugin_api import Effect, Parameter
+from timbrel.engine.realtime.kernels.convolution import Convolver
+from timbrel.plugin.model import TimbreModel, load_model
 
 
 class LearnedReverb(Effect):
     """Convolve each channel with the reverb a timbre model learned during training.
 
-    `model`: a `TimbreModel` or `.onnx` path (default: the factory violin). `skip_body_ms`
+    `model`: a `TimbreModel` or `.onnx` path whose room is played (a preset's reverb plays its
+    own model's; `timbrel.default_model()` is the factory violin). `skip_body_ms`
     drops the start of the response, where models learn the instrument's body resonance
     rather than the room, leaving only the room's tail.
     """
@@ -34,9 +36,8 @@ class LearnedReverb(Effect):
     def __init__(self, model: TimbreModel | str | os.PathLike | None = None, skip_body_ms: float = 0.0):
         super().__init__()
         if model is None:
-            from presets import default_model
-
-            model = default_model()
+            raise TimbrelError("the learned reverb plays a model's room: give it one, "
+                               "as in LearnedReverb(timbrel.default_model()) or create_effect('reverb', model=...)")
         loaded = model if isinstance(model, TimbreModel) else load_model(model)
         self.model_name = loaded.info.name
         self._ir_rate = loaded.info.sample_rate

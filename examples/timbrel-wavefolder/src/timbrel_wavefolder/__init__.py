@@ -1,6 +1,6 @@
 """timbrel-wavefolder: an example timbrel plugin package with a wave folder and a bit crusher.
 
-Both are `plugin.api.Effect`s that timbrel finds through the `timbrel.plugins`
+Both are `timbrel.engine.plugin_api.Effect`s that timbrel finds through the `timbrel.plugins`
 entry points in this package's pyproject.toml. `prepare` allocates every array and
 compiles the kernels. `process` advances the parameters, writes a few floats, and hands
 the bus to a numba kernel (`timbrel_wavefolder.kernels`) that transforms it in place.
@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-# timbrel first: importing it points numba's on-disk cache at the user's cache folder.
-from plugin.api import Effect, Parameter
+from timbrel.engine.plugin_api import Effect, Parameter
 from timbrel_wavefolder.kernels import BIAS, DRIVE, FOLD_CONTROLS, GAIN, MIX, SHAPES, crush, fold
 
 __all__ = ["BitCrusher", "WaveFolder"]

@@ -1,0 +1,137 @@
+"""What the keyboard is doing: held keys, the sustain pedal and the controllers, per channel.
+
+The engine follows every MIDI event through `MidiState.track` on the audio thread. When a
+new preset takes over, `MidiState.replay` writes the messages that put the new instrument
+in the same state: a note-on for every key held or still sounding under the pedal, the
+pedal, the bend and the controllers. Notes held across a switch keep sounding in the new
+sound, and releasing a key or the pedal afterwards releases them there.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from timbrel.engine.realtime.events import (
+    CHANNEL_PRESSURE,
+    CONTROL_CHANGE,
+    NOTE_OFF,
+    NOTE_ON,
+    PITCH_BEND,
+    PROGRAM_CHANGE,
+)
+
+REPLAY_CAPACITY = 16 * (2 * 128 + 5)
+"""The most messages a replay can need: every note on (and off, if pedalled) on every channel, plus 5 controllers."""
+
+
+@numba.njit(nogil=True, cache=True)
+def _track(events, count, velocity, pedalled, pedal, bend, modulation, expression, pressure, program):
+    for i in range(count):
+        packed = events[i]
+        status = packed & 0xFF
+        kind = status & 0xF0
+        ch = status & 0x0F
+        d1 = (packed >> 8) & 0x7F
+        d2 = (packed >> 16) & 0x7F
+        if kind == NOTE_ON and d2 > 0:
+            velocity[ch, d1] = d2
+            pedalled[ch, d1] = False
+        elif kind == NOTE_OFF or kind == NOTE_ON:
+            if velocity[ch, d1] > 0 and pedal[ch]:
+                pedalled[ch, d1] = True
+            else:
+                velocity[ch, d1] = 0
+        elif kind == CONTROL_CHANGE:
+            if d1 == 64:
+                pedal[ch] = d2 >= 64
+                if not pedal[ch]:
+                    for note in range(128):
+                        if pedalled[ch, note]:
+                            pedalled[ch, note] = False
+                            velocity[ch, note] = 0
+            elif d1 == 1:
+                modulation[ch] = d2
+            elif d1 == 11:
+                expression[ch] = d2
+            elif d1 == 120 or d1 == 123:
+                for note in range(128):
+                    velocity[ch, note] = 0
+                    pedalled[ch, note] = False
+            elif d1 == 121:
+                modulation[ch] = 0
+                expression[ch] = 127
+                pressure[ch] = 0
+                bend[ch] = 8192
+        elif kind == PITCH_BEND:
+            bend[ch] = d1 | d2 << 7
+        elif kind == CHANNEL_PRESSURE:
+            pressure[ch] = d1
+        elif kind == PROGRAM_CHANGE:
+            program[0] = d1
+            program[1] += 1
+
+
+@numba.njit(nogil=True, cache=True)
+def _replay(out, velocity, pedalled, pedal, bend, modulation, expression, pressure):
+    n = 0
+    for ch in range(16):
+        if bend[ch] != 8192:
+            out[n] = PITCH_BEND | ch | (bend[ch] & 0x7F) << 8 | (bend[ch] >> 7) << 16
+            n += 1
+        if modulation[ch]:
+            out[n] = CONTROL_CHANGE | ch | 1 << 8 | modulation[ch] << 16
+            n += 1
+        if expression[ch] != 127:
+            out[n] = CONTROL_CHANGE | ch | 11 << 8 | expression[ch] << 16
+            n += 1
+        if pressure[ch]:
+            out[n] = CHANNEL_PRESSURE | ch | pressure[ch] << 8
+            n += 1
+        for note in range(128):
+            if velocity[ch, note]:
+                out[n] = NOTE_ON | ch | note << 8 | velocity[ch, note] << 16
+                n += 1
+        if pedal[ch]:
+            out[n] = CONTROL_CHANGE | ch | 64 << 8 | 127 << 16
+            n += 1
+            for note in range(128):
+                if pedalled[ch, note]:
+                    out[n] = NOTE_OFF | ch | note << 8
+                    n += 1
+    return n
+
+
+class MidiState:
+    """Per-channel key, pedal and controller state, updated on the audio thread without allocating."""
+
+    def __init__(self) -> None:
+        self.velocity = np.zeros((16, 128), dtype=np.int32)
+        """Velocity of each sounding key `[channel, note]` (0: silent)."""
+        self.pedalled = np.zeros((16, 128), dtype=np.bool_)
+        """Keys released while the pedal was down, still sounding `[channel, note]`."""
+        self.pedal = np.zeros(16, dtype=np.bool_)
+        self.bend = np.full(16, 8192, dtype=np.int32)
+        self.modulation = np.zeros(16, dtype=np.int32)
+        self.expression = np.full(16, 127, dtype=np.int32)
+        self.pressure = np.zeros(16, dtype=np.int32)
+        self.program = np.zeros(2, dtype=np.int64)
+        """The last program change's number, and how many have arrived (a control thread polls these)."""
+        self.replayed = np.zeros(REPLAY_CAPACITY, dtype=np.int32)
+        self.track(self.replayed, 0)
+        self.replay()
+
+    def _arrays(self) -> tuple:
+        return self.velocity, self.pedalled, self.pedal, self.bend, self.modulation, self.expression, self.pressure
+
+    def track(self, events: np.ndarray, count: int) -> None:
+        """Follow the first `count` packed messages of `events` (`timbrel.engine.realtime.events.parse_message`)."""
+        _track(events, count, *self._arrays(), self.program)
+
+    def replay(self) -> np.ndarray:
+        """The messages that recreate this state in a fresh instrument: a view of `replayed`."""
+        return self.replayed[: _replay(self.replayed, *self._arrays())]
+
+    def held_notes(self) -> list[tuple[int, int]]:
+        """(channel, note) of every sounding key, held or pedalled (any thread; for UIs and tests)."""
+        return [(int(c), int(n)) for c, n in zip(*np.nonzero(self.velocity))]

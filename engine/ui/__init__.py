@@ -1,5 +1,0 @@
-"""The browser control surface of `timbrel play`: presets, parameters, keyboard and meters.
-
-`engine.ui.server.serve(session)` starts it; see that module for how it keeps off the
-audio thread's way.
-"""

@@ -1,0 +1,195 @@
+"""Playing: live, and offline renders through the live path; devices."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from timbrel.cli.options import apply_settings, block_size, chain_for, resolve_preset
+from timbrel.demo import demo_phrase
+from timbrel.engine.errors import TimbrelError
+from timbrel.engine.io.audio import NO_OUTPUT, list_audio_devices
+from timbrel.engine.io.audiofile import read_audio, write_audio
+from timbrel.engine.io.midi import list_midi_inputs
+from timbrel.engine.render import render_audio, render_midi
+from timbrel.session import Session
+from timbrel.ui.server import serve
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    audio = demo_phrase(args.samplerate)
+    path = write_audio(args.output, audio, args.samplerate)
+    print(f"wrote {path} ({audio.size / args.samplerate:.1f} s at {args.samplerate} Hz)")
+    if args.play:
+        _play(audio, args.samplerate)
+    return 0
+
+
+def _play(audio, sample_rate: int) -> None:
+    try:
+        import sounddevice
+    except OSError as err:
+        raise TimbrelError(f"cannot play: PortAudio is missing ({err}); install libportaudio2") from None
+    try:
+        sounddevice.play(audio, sample_rate, blocking=True)
+    except sounddevice.PortAudioError as err:
+        print(f"timbrel: no audio output to play on ({err}); the file was written instead", file=sys.stderr)
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    import time
+
+    chain = chain_for(args.preset, "midi", args.voices, args.set)
+    began = time.perf_counter()
+    audio = render_midi(args.song, chain, args.samplerate, args.blocksize)
+    _write_rendered(args.output, audio, args.samplerate, time.perf_counter() - began)
+    return 0
+
+
+def _write_rendered(path: str, audio, sample_rate: int, elapsed_s: float) -> None:
+    write_audio(path, audio, sample_rate)
+    seconds = audio.shape[0] / sample_rate
+    print(f"wrote {path} ({seconds:.1f} s, rendered {seconds / elapsed_s:.0f}x faster than real time)")
+
+
+def _cmd_transfer(args: argparse.Namespace) -> int:
+    import time
+
+    import numpy as np
+    import soxr
+
+    plugin = chain_for(args.preset, "transfer", assignments=args.set)
+    audio, rate = read_audio(args.input)
+    mono = audio.mean(axis=1)
+    if rate != args.samplerate:
+        mono = soxr.resample(mono, rate, args.samplerate, quality="HQ")
+    began = time.perf_counter()
+    out = render_audio(np.ascontiguousarray(mono, dtype=np.float32), plugin, args.samplerate, args.blocksize)
+    _write_rendered(args.output, out, args.samplerate, time.perf_counter() - began)
+    return 0
+
+
+def _cmd_play(args: argparse.Namespace) -> int:
+    import time
+
+    if not any(d.outputs for d in list_audio_devices()):
+        raise TimbrelError(NO_OUTPUT)
+    preset = resolve_preset(args.preset)
+    session = Session(sample_rate=args.samplerate, block_size=args.blocksize, voices=args.voices)
+    mode = "transfer" if args.mic is not None else args.mode
+    ui = None
+    try:
+        session.start(str(preset.path) if preset.implicit else preset.name, mode=mode, output_device=args.output,
+                      input_device=args.mic or None, midi_ports=args.midi, midi_backend=args.midi_backend,
+                      latency=args.latency)
+        apply_settings(session, args.set)
+        if args.ui:
+            ui = serve(session, host=args.host, port=args.port)
+            print(f"timbrel: control surface at {ui.url}" + (f"  (token {ui.token})" if ui.token else ""))
+        stream = session.stream
+        source = f"input {stream.input_device}" if session.mode == "transfer" else (
+            f"MIDI port {session.midi.virtual_port}" if session.midi else "nowhere (no MIDI)")
+        print(f"timbrel: {session.preset.name} on {stream.output_device} ({stream.host_api}), "
+              f"{int(stream.sample_rate)} Hz, block {stream.block_size}; playing from {source}. "
+              "MIDI program changes switch presets; Ctrl-C stops.")
+        if session.last_error:
+            print(f"timbrel: {session.last_error}", file=sys.stderr)
+        reported = set()
+        began = time.monotonic()
+        while args.seconds is None or time.monotonic() - began < args.seconds:
+            time.sleep(0.25)
+            for line in [*session.status()["faults"], session.last_error]:
+                if line and line not in reported:
+                    reported.add(line)
+                    print(f"\rtimbrel: {line}", file=sys.stderr)
+            print("\r" + _status_line(session), end="", flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if ui is not None:
+            ui.close()
+        session.close()
+    print("\r" + _status_line(session))
+    return 0
+
+
+def _status_line(session) -> str:
+    """One line: preset, voices, CPU load, xruns, latency, output level."""
+    import math
+
+    s = session.status()
+    level = 20 * math.log10(max(s["output_peak"], 1e-6))
+    return (f"{s['preset']} | voices {s['voices']:2d} | cpu {100 * s['cpu_load']:4.1f}% (peak {100 * s['peak_load']:4.0f}%) | "
+            f"xruns {s['xruns']} | late blocks {s['late_blocks']} | latency {s['latency_ms']:4.1f} ms | "
+            f"out {level:5.1f} dB   ")
+
+
+def _cmd_devices(args: argparse.Namespace) -> int:
+    try:
+        devices = list_audio_devices()
+    except TimbrelError as err:
+        print(f"audio: {err}")
+        devices = []
+    print("audio devices:" if devices else "audio devices: none")
+    for d in devices:
+        marks = "".join((" [default out]" if d.default_output else "", " [default in]" if d.default_input else ""))
+        print(f"  {d.index:3d}  {d.name} ({d.host_api}; {d.inputs} in, {d.outputs} out, "
+              f"{int(d.default_sample_rate)} Hz){marks}")
+    try:
+        ports = list_midi_inputs(args.midi_backend)
+        print("MIDI inputs:" if ports else "MIDI inputs: none (timbrel's own virtual port appears while it plays)")
+        for name in ports:
+            print(f"  {name}")
+    except TimbrelError as err:
+        print(f"MIDI: {err}")
+    return 0
+
+
+def add_commands(commands) -> None:
+    """Register this module's sub-commands."""
+    demo = commands.add_parser("demo", help="render (and play) a phrase through the synthesis kernels")
+    demo.add_argument("-o", "--output", default="timbrel-demo.wav", help="where to write it (default: %(default)s)")
+    demo.add_argument("--samplerate", type=int, default=48000, choices=(44100, 48000, 96000), help="Hz")
+    demo.add_argument("--no-play", dest="play", action="store_false", help="only write the file")
+    demo.set_defaults(run=_cmd_demo)
+
+    rn = commands.add_parser("render", help="render a MIDI file through the live engine path")
+    rn.add_argument("song", help="a standard MIDI file")
+    rn.add_argument("-p", "--preset", help="preset name, .toml preset or .onnx model (default: Violin)")
+    rn.add_argument("--set", action="append", metavar="PARAM=VALUE", help="e.g. --set release_s=1 or delay.mix=0.2")
+    rn.add_argument("-o", "--output", required=True, help="audio file to write (.wav, .flac, .ogg)")
+    rn.add_argument("--voices", type=int, default=16, help="polyphony, 1 to 64")
+    rn.add_argument("--samplerate", type=int, default=48000, choices=(44100, 48000, 96000), help="Hz")
+    rn.add_argument("--blocksize", type=block_size, default=128, help="samples per block, 16 to 2048")
+    rn.set_defaults(run=_cmd_render)
+
+    tf = commands.add_parser("transfer", help="play a recording through a model (offline timbre transfer)")
+    tf.add_argument("input", help="an audio file of singing or a monophonic instrument")
+    tf.add_argument("-p", "--preset", help="preset name, .toml preset or .onnx model (default: Violin)")
+    tf.add_argument("-o", "--output", required=True, help="audio file to write")
+    tf.add_argument("--set", action="append", metavar="PARAM=VALUE", help="e.g. --set pitch_shift_st=12")
+    tf.add_argument("--samplerate", type=int, default=48000, choices=(44100, 48000, 96000), help="Hz")
+    tf.add_argument("--blocksize", type=block_size, default=128, help="samples per block, 16 to 2048")
+    tf.set_defaults(run=_cmd_transfer)
+
+    pl = commands.add_parser("play", help="play live: MIDI in (or a microphone with --mic), audio out")
+    pl.add_argument("-p", "--preset", help="preset name, .toml preset or .onnx model (default: Violin)")
+    pl.add_argument("--mode", choices=("midi", "transfer"), help="play from MIDI or a microphone (default: the preset's)")
+    pl.add_argument("--midi", nargs="*", metavar="PORT", help="MIDI inputs to open by name (default: all)")
+    pl.add_argument("--midi-backend", choices=("auto", "alsa", "jack"), default="auto")
+    pl.add_argument("--mic", nargs="?", const="", metavar="DEVICE", help="live timbre transfer from an input device")
+    pl.add_argument("--output", metavar="DEVICE", help="output device name or index (default: JACK, else the default)")
+    pl.add_argument("--samplerate", type=int, default=48000, choices=(44100, 48000, 96000), help="Hz")
+    pl.add_argument("--blocksize", type=block_size, default=128, help="samples per block, 16 to 2048")
+    pl.add_argument("--latency", default="low", help="'low', 'high' or seconds of device buffering")
+    pl.add_argument("--voices", type=int, default=16, help="polyphony, 1 to 64")
+    pl.add_argument("--set", action="append", metavar="PARAM=VALUE", help="set a parameter, e.g. --set release_s=1")
+    pl.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
+    pl.add_argument("--no-ui", dest="ui", action="store_false", help="do not start the browser control surface")
+    pl.add_argument("--host", default="127.0.0.1", help="address the control surface binds to (LAN needs its token)")
+    pl.add_argument("--port", type=int, default=8750, help="control surface port (0: any free port)")
+    pl.set_defaults(run=_cmd_play)
+
+    dv = commands.add_parser("devices", help="list audio devices and MIDI inputs")
+    dv.add_argument("--midi-backend", choices=("auto", "alsa", "jack"), default="auto")
+    dv.set_defaults(run=_cmd_devices)

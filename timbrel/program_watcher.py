@@ -1,0 +1,53 @@
+"""Following MIDI program changes: program N selects the Nth preset of the library (factory
+first), the way a keyboard's patch buttons would.
+
+The audio thread only counts program changes (`MidiState.program`: the last number and a
+count). This thread looks at that count now and then and asks for the switch; it also does
+the runtime policy's young-generation collections and lets the engine free what it retired,
+so that all of that happens off the audio thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from timbrel.engine.realtime.host import Engine
+from timbrel.runtime_policy import RealtimePolicy
+
+POLL_S = 0.05
+"""How often the count is looked at: a switch starts at most this late after its program change."""
+COLLECT_EVERY = 10
+"""Young-generation collections happen every this many polls (twice a second)."""
+
+
+class ProgramWatcher:
+    """Calls `switch(number)` for each new program change `engine` counted; `stop` ends it."""
+
+    def __init__(self, engine: Engine, switch: Callable[[int], None], policy: RealtimePolicy):
+        self.engine = engine
+        self.switch = switch
+        self.policy = policy
+        self._stopping = threading.Event()
+        self._seen = int(engine.keyboard.program[1])
+        self._thread = threading.Thread(target=self._run, name="timbrel-programs", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 1.0) -> None:
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        ticks = 0
+        while not self._stopping.wait(POLL_S):
+            ticks += 1
+            if ticks % COLLECT_EVERY == 0:
+                self.policy.collect_young()
+            number, count = (int(v) for v in self.engine.keyboard.program)
+            if count != self._seen:
+                self._seen = count
+                self.switch(number)
+            self.engine.collect()

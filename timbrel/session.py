@@ -1,0 +1,327 @@
+"""A live performance: the engine, its audio and MIDI I/O, and the preset being played.
+
+`Session` is the control side that `timbrel play` and the web UI drive. It never runs on
+the audio thread. Switching presets loads the model and prepares the whole chain on a
+background thread, then hands it to the engine, which swaps at a block boundary with a
+20 ms crossfade while held notes and the pedal carry over; until then, and if the new
+preset fails to load, the old one keeps playing. A MIDI program change N selects the Nth
+preset of the library (factory first), the way a keyboard's patch buttons would.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from timbrel.audition import phrase_events, playing_range, polyphonic
+from timbrel.engine.errors import TimbrelError
+from timbrel.engine.io.audio import AudioStream, list_audio_devices
+from timbrel.engine.io.midi import MidiInput, list_midi_inputs
+from timbrel.engine.realtime.events import CONTROL_CHANGE, NOTE_OFF, NOTE_ON
+from timbrel.engine.realtime.host import Engine
+from timbrel.plugin.model import load_model
+from timbrel.presets.build import build_chain
+from timbrel.presets.library import Library
+from timbrel.presets.model_files import model_path
+from timbrel.presets.preset import MODES, EffectSettings
+
+SWITCH_INTERVAL_S = 0.0002
+LOADER_NICENESS = 10
+
+
+def _background() -> None:
+    """Lower the calling thread's CPU priority, so preparing a preset yields the cores to the audio thread."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOADER_NICENESS)
+    except (AttributeError, OSError):
+        pass
+
+
+class Session:
+    """Owns an `Engine`, an `AudioStream` and a `MidiInput`, and loads presets into them.
+
+    `library`: a `timbrel.presets.library.Library` (default: the factory and user presets). Audio
+    and MIDI open in `start`; the engine alone can be driven without them (tests, renders).
+    """
+
+    def __init__(self, library=None, sample_rate: int = 48000, block_size: int = 128, voices: int = 16,
+                 max_block: int = 2048):
+        self.library = library if library is not None else Library()
+        self.sample_rate = int(sample_rate)
+        self.block_size = int(block_size)
+        self.voices = int(voices)
+        self.engine = Engine(self.sample_rate, max(max_block, self.block_size))
+        self.stream = None
+        self.midi = None
+        self.preset = None
+        self.mode = "midi"
+        self.last_error = ""
+        """The latest control-side fault, one line (a preset that failed to load, say)."""
+        self.switches = 0
+        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="timbrel-loader", initializer=_background)
+        self._lock = threading.Lock()
+        self._watch: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._programs_seen = 0
+        self._models: dict = {}
+
+    # Presets ------------------------------------------------------------------------------
+
+    def load(self, name: str, mode: str | None = None, wait: bool = False) -> Future:
+        """Switch to preset `name` (optionally in `mode`): built off the audio thread, then swapped.
+
+        Returns a Future holding the preset; with `wait` blocks until the engine has it. A
+        fault leaves the current sound playing, sets `last_error` and is raised from the
+        Future (TimbrelError, one line).
+        """
+        if mode is not None and mode not in MODES:
+            raise TimbrelError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        future = self._loader.submit(self._load, name, mode)
+        if wait:
+            future.result()
+        return future
+
+    def _load(self, name: str, mode: str | None):
+        try:
+            preset = self.library.get(name)
+            chosen = mode or (self.mode if self.preset is not None else preset.mode)
+            chain = build_chain(preset, chosen, voices=self.voices, model=self._model(preset))
+            self.engine.load(chain)
+            if not gc.isenabled():
+                gc.collect()
+                gc.freeze()
+            stream = self.stream
+            if chosen == "transfer" and stream is not None and stream.input_device is None:
+                self.set_devices(stream.output_device, None, use_input=True)
+        except TimbrelError as err:
+            self.last_error = str(err)
+            raise
+        except Exception as err:  # a broken third-party effect, say: report it, keep playing
+            self.last_error = f"{name}: {type(err).__name__}: {err}"
+            raise TimbrelError(self.last_error) from None
+        with self._lock:
+            self.preset, self.mode = preset, chosen
+            self.switches += 1
+        return preset
+
+    def _model(self, preset):
+        """The preset's model, loaded once per file and content (variations share one session)."""
+        key = (str(model_path(preset)), preset.model_sha256)
+        if key not in self._models:
+            self._models[key] = load_model(preset.model_path)
+        return self._models[key]
+
+    def set_mode(self, mode: str, wait: bool = False) -> Future:
+        """Play the current preset from the keyboard ("midi") or the microphone ("transfer");
+        transfer reopens the audio with the default input when none is open."""
+        if self.preset is None:
+            raise TimbrelError("no preset loaded")
+        return self.load(self.preset.name, mode, wait=wait)
+
+    def current_settings(self):
+        """The current preset with the values now set on the instrument and effects (to save)."""
+        from dataclasses import replace
+
+        chain = self.engine.plugin
+        if self.preset is None or chain is None:
+            raise TimbrelError("no preset loaded")
+        values = chain.instrument.params.as_dict()
+        effects = [EffectSettings(type=s.effect.name, bypass=s.bypassed, parameters=s.effect.params.as_dict())
+                   for s in chain.slots]
+        fields = {"midi": values} if self.mode == "midi" else {"transfer": values}
+        return replace(self.preset, mode=self.mode, effects=effects, **fields)
+
+    def save(self, name: str, force: bool = False):
+        """Save the current settings as user preset `name`; returns its path."""
+        return self.library.save(self.current_settings(), name, force=force)
+
+    # Playing ------------------------------------------------------------------------------
+
+    def set_parameter(self, parameter_id: str, value: float) -> float:
+        """`PARAM` on the instrument or `KEY.PARAM` on an effect; returns the clamped value."""
+        return self.engine.set_parameter(parameter_id, value)
+
+    def note_on(self, note: int, velocity: int = 100, channel: int = 0) -> None:
+        """Play a note as if from a MIDI keyboard (on-screen keys, auditions)."""
+        self._push(NOTE_ON | (channel & 15) | (note & 127) << 8 | max(1, velocity & 127) << 16)
+
+    def note_off(self, note: int, channel: int = 0) -> None:
+        self._push(NOTE_OFF | (channel & 15) | (note & 127) << 8)
+
+    def control_change(self, controller: int, value: int, channel: int = 0) -> None:
+        """Send a MIDI controller as if from a keyboard (64: sustain pedal, 123: all notes off)."""
+        self._push(CONTROL_CHANGE | (channel & 15) | (controller & 127) << 8 | (value & 127) << 16)
+
+    def _push(self, packed: int) -> None:
+        if not self.engine.events.push(packed):
+            raise TimbrelError("the MIDI queue is full")
+
+    def audition(self, name: str | None = None) -> Future:
+        """Load preset `name` (default: the current one) and play its audition phrase through
+        the live engine, from a background thread; returns the Future of the phrase."""
+        if name is not None and (self.preset is None or self.library.get(name).name != self.preset.name):
+            self.load(name, wait=True)
+        return self._loader.submit(self._play_phrase)
+
+    def _play_phrase(self) -> None:
+        low, high = playing_range(self.engine.plugin.instrument.model.info.f0_hz)
+        began = time.monotonic()
+        for at, packed in phrase_events(low, high, polyphonic(self.preset)):
+            delay = began + at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            self._push(packed)
+
+    def devices(self) -> dict:
+        """Audio devices and MIDI inputs, for a device picker."""
+        from dataclasses import asdict
+
+        try:
+            midi = list_midi_inputs()
+        except TimbrelError:
+            midi = []
+        return {"audio": [asdict(d) for d in list_audio_devices()], "midi": midi}
+
+    def set_devices(self, output_device=None, input_device=None, latency: str | float = "low",
+                    use_input: bool | None = None) -> None:
+        """Reopen audio on other devices (a short gap in the sound; MIDI stays open). If the new
+        devices fail to open, the old ones are reopened and the fault is raised in one line."""
+        old = self.stream
+        previous = (old.output_device, old.input_device) if old is not None else (None, None)
+        if old is not None:
+            old.stop()
+            old.close()
+        self.stream = None
+
+        def open_stream(output, inp, wanted):
+            stream = AudioStream(self.engine.process, self.sample_rate, self.block_size, output_device=output,
+                                 input_device=inp or None, use_input=wanted, latency=latency)
+            stream.start()
+            return stream
+
+        try:
+            wanted = use_input if use_input is not None else self.mode == "transfer" or input_device is not None
+            self.stream = open_stream(output_device, input_device, wanted)
+        except TimbrelError:
+            self.stream = open_stream(*previous, previous[1] is not None)
+            raise
+
+    def describe(self) -> dict:
+        """JSON-ready state: preset, mode, the instrument's parameters (with ranges and units)
+        and the effects, for UIs."""
+        chain = self.engine.plugin
+        state = {"preset": self.preset.name if self.preset else None, "mode": self.mode,
+                 "instrument": None, "effects": []}
+        if chain is None:
+            return state
+        instrument = chain.instrument
+        values = instrument.params.as_dict()
+        state["instrument"] = [p.describe() | {"value": values[p.id]} for p in instrument.parameters]
+        for slot in chain.slots:
+            values = slot.effect.params.as_dict()
+            state["effects"].append({
+                "key": slot.key, "type": slot.effect.name, "bypassed": slot.bypassed, "fault": slot.fault,
+                "parameters": [p.describe() | {"value": values[p.id]} for p in slot.effect.parameters]})
+        return state
+
+    def status(self) -> dict:
+        """Meters for displays: CPU load, xruns, latency, voices, levels, faults."""
+        s = self.engine.status()
+        stream = self.stream
+        output_latency = 0.0
+        if stream is not None:
+            output_latency = stream.latency[1] if isinstance(stream.latency, tuple) else stream.latency
+        return {
+            "preset": self.preset.name if self.preset else None, "mode": self.mode, "voices": s.voices,
+            "cpu_load": s.cpu_load, "peak_load": s.peak_load, "late_blocks": s.cpu_overruns,
+            "xruns": stream.xruns if stream is not None else 0, "errors": s.errors,
+            "latency_ms": 1000 * (output_latency + (self.block_size + s.latency_samples) / self.sample_rate),
+            "input_peak": s.input_peak, "output_peak": s.output_peak, "faults": list(s.faults),
+            "last_error": self.last_error, "switches": self.switches,
+            "audio": None if stream is None else {"output": stream.output_device, "input": stream.input_device,
+                                                  "host_api": stream.host_api},
+            "midi_port": self.midi.virtual_port if self.midi is not None else None,
+        }
+
+    # I/O ----------------------------------------------------------------------------------
+
+    def start(self, preset: str | None = None, mode: str | None = None, output_device=None, input_device=None,
+              midi_ports=None, midi_backend: str = "auto", latency: str | float = "low", use_midi: bool = True) -> None:
+        """Load `preset` (default: the first listed), then open audio and MIDI and start playing.
+
+        The input device opens when `mode` is "transfer" or an `input_device` is named;
+        without it transfer mode has nothing to follow.
+        """
+        # The audio callback needs the GIL every block; other threads (the preset loader, the
+        # UI bridge) hand it over after at most this long instead of Python's default 5 ms.
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        first = preset or self.library.list()[0].name
+        self.load(first, mode, wait=True)
+        use_input = self.mode == "transfer" or input_device is not None
+        if use_midi:
+            try:
+                self.midi = MidiInput(self.engine.events, ports=midi_ports, backend=midi_backend)
+            except TimbrelError as err:
+                self.last_error = f"playing without MIDI input: {err}"
+        # The cyclic garbage collector runs on whichever thread allocates, the audio one included,
+        # and a full pass over a freshly loaded preset's objects takes milliseconds. So it is
+        # off while playing: each load ends with a collection on the loader thread, and the
+        # program watcher collects the young generations twice a second.
+        gc.collect()
+        gc.freeze()
+        gc.disable()
+        self.stream = AudioStream(self.engine.process, self.sample_rate, self.block_size, output_device=output_device,
+                                  input_device=input_device or None, use_input=use_input, latency=latency)
+        self.engine.reset_meters()
+        self.stream.start()
+        self._stopping.clear()
+        self._programs_seen = int(self.engine.keyboard.program[1])
+        self._watch = threading.Thread(target=self._watch_programs, name="timbrel-programs", daemon=True)
+        self._watch.start()
+
+    def _watch_programs(self) -> None:
+        """Follow MIDI program changes (the audio thread counts them) and switch presets; collect
+        young garbage now and then."""
+        ticks = 0
+        while not self._stopping.wait(0.02):
+            ticks += 1
+            if ticks % 25 == 0:
+                gc.collect(1)
+            number, count = (int(v) for v in self.engine.keyboard.program)
+            if count != self._programs_seen:
+                self._programs_seen = count
+                presets = self.library.list()
+                if number < len(presets):
+                    self.load(presets[number].name)
+            self.engine.collect()
+
+    def stop(self) -> None:
+        """Stop audio and MIDI (the engine and the loaded preset stay)."""
+        gc.enable()
+        self._stopping.set()
+        if self._watch is not None:
+            self._watch.join(timeout=1.0)
+        if self.stream is not None:
+            self.stream.stop()
+            self.stream.close()
+            self.stream = None
+        if self.midi is not None:
+            self.midi.stop()
+            self.midi = None
+
+    def close(self) -> None:
+        self.stop()
+        self._loader.shutdown(wait=True)
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """Wait until a loaded preset has finished crossfading in (for tests and scripts)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.engine._incoming is None and self.engine._fade_left == 0:
+                return True
+            time.sleep(0.005)
+        return False
