@@ -90,7 +90,7 @@ def time_torch(model_path, voices: int, seconds: float) -> np.ndarray:
     config = ModelConfig(sample_rate=info.sample_rate, frame_rate=info.frame_rate, harmonics=info.harmonics,
                          noise_bands=info.noise_bands, hidden=info.hidden)
     decoder = Decoder(config).eval()
-    hop = info.hop
+    hop = info.model_hop_samples
     matrix = noise_filter_matrix(info.noise_bands, SR).to(torch.float64)
     taps = matrix.shape[0]
     ir = torch.from_numpy(load_model(model_path).reverb_ir.astype(np.float64))

@@ -25,11 +25,11 @@ def time_training(steps: int) -> np.ndarray:
     import torch
 
     from timbrel.export.loss import SpectralLoss
-    from timbrel.export.model import ModelConfig, TimbreModel
+    from timbrel.export.model import ModelConfig, TimbreNetwork
 
     torch.manual_seed(0)
     config = ModelConfig()
-    model = TimbreModel(config)
+    model = TimbreNetwork(config)
     loss_fn = SpectralLoss(config.sample_rate)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
     frames = config.frame_rate

@@ -8,9 +8,9 @@ session runs), plays the shipped model with 16 voices through the same objects a
 and sustain pedal into timbrel's virtual MIDI port. Counts, at the end:
 
 - late blocks: blocks whose processing took longer than the block lasts, by the wall
-  clock (`late_blocks_wall`, which includes the thread being preempted by other
+  clock (`late_blocks_wall_clock`, which includes the thread being preempted by other
   processes on this 2-core machine) and by the thread's own CPU time
-  (`late_blocks_cpu`: the engine's own fault);
+  (`late_blocks`: the engine's own fault);
 - stream xruns: blocks PortAudio flagged (any cause, including the dummy driver's timer
   oversleeping on a shared, non-real-time machine), next to the xruns jackd logged.
 
@@ -127,8 +127,8 @@ def main() -> None:
         "midi_messages": sent,
         "refused_or_dropped": engine.events.refused + engine.events.dropped,
         "most_voices": most_voices,
-        "late_blocks_wall": status.overruns,
-        "late_blocks_cpu": status.cpu_overruns,
+        "late_blocks_wall_clock": status.late_blocks_wall_clock,
+        "late_blocks": status.late_blocks,
         "engine_errors": status.errors,
         "stream_xruns": stats.xruns - stream_xruns_before,
         "jackd_xruns": server_xruns,
@@ -137,7 +137,7 @@ def main() -> None:
         "max_callback_ms": stats.max_callback_ns / 1e6,
     }
     report("soak", [row], sample_rate=SR, block=BLOCK, voices=args.voices,
-           note="late_blocks_cpu: blocks whose own CPU time exceeded the block's duration")
+           note="late_blocks: blocks whose own CPU time exceeded the block's duration")
 
 
 if __name__ == "__main__":

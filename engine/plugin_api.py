@@ -51,6 +51,31 @@ class Parameter:
         if self.scale == "log" and self.minimum <= 0:
             raise ValueError(f"parameter {self.id}: a log scale needs a positive minimum")
 
+    def range_text(self) -> str:
+        """The range as people read it: "-24 to 12 dB"."""
+        unit = f" {self.unit}" if self.unit else ""
+        return f"{self.minimum:g} to {self.maximum:g}{unit}"
+
+    def fault(self, value: float) -> str | None:
+        """What is wrong with `value` for this parameter ("nan is not a finite number (0 to 1)",
+        "2 is out of range (0 to 1)", a switch's fractional index), or None when it is usable.
+        The one rule for preset files, `--set`, the control surface and `Chain.set_parameter`."""
+        if not math.isfinite(value):
+            return f"{value:g} is not a finite number ({self.range_text()})"
+        if not self.minimum <= value <= self.maximum:
+            return f"{value:g} is out of range ({self.range_text()})"
+        if self.choices and value != round(value):
+            return f"{value:g}: expected one of {', '.join(self.choices)} (or 0 to {len(self.choices) - 1})"
+        return None
+
+    def check(self, value: float, name: str | None = None) -> float:
+        """`value` as a float if usable; else TimbrelError "NAME = fault" (NAME: the id)."""
+        value = float(value)
+        fault = self.fault(value)
+        if fault is not None:
+            raise TimbrelError(f"{name or self.id} = {fault}")
+        return value
+
     def clamp(self, value: float) -> float:
         """`value` limited to the range (rounded to a choice index for switches)."""
         value = min(self.maximum, max(self.minimum, float(value)))

@@ -72,7 +72,7 @@ PRESETS = [
      {"voice_mode": "legato", "glide_s": 0.08, "vibrato_cents": 30}, {}, []),
     ("Muted Trumpet", "trumpet", "brass", ["muted", "jazz", "nasal"],
      "The trumpet through a cup-mute EQ: no lows, a nasal bump, softened highs.", "midi",
-     {"loudness_db": -4},
+     {"loudness_shift_db": -4},
      {}, [("eq", {"low_cut": "on", "low_cut_hz": 400, "peak1_hz": 1500, "peak1_db": 8, "peak1_q": 1.5,
                   "high_shelf_hz": 5000, "high_shelf_db": -10})]),
     ("Sax Lead", "alto_sax", "reed", ["sax", "lead", "mono", "delay"],

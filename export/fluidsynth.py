@@ -1,6 +1,6 @@
 """Rendering MIDI with the FluidSynth CLI, and example datasets of rendered phrases.
 
-`render_midi` runs `fluidsynth` offline (fast render, reverb and chorus off, 32-bit float
+`render_with_fluidsynth` runs `fluidsynth` offline (fast render, reverb and chorus off, 32-bit float
 output so nothing is dithered or clipped), mixes to mono, trims trailing silence, normalises
 the peak to `PEAK_DBFS` and writes a 24-bit WAV atomically.
 
@@ -34,7 +34,7 @@ from timbrel.engine.errors import TimbrelError
 from timbrel.engine.io.audiofile import write_audio
 from timbrel.export.phrases import MIN_PHRASE_S, make_phrase, phrase_to_midi
 
-__all__ = ["DEFAULT_SOUNDFONT", "PEAK_DBFS", "generate_dataset", "phrase_seed", "render_midi"]
+__all__ = ["DEFAULT_SOUNDFONT", "PEAK_DBFS", "generate_dataset", "phrase_seed", "render_with_fluidsynth"]
 
 DEFAULT_SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 PEAK_DBFS = -3.0
@@ -76,7 +76,7 @@ def _with_tail(midi: mido.MidiFile, tail_s: float) -> mido.MidiFile:
     return out
 
 
-def render_midi(
+def render_with_fluidsynth(
     midi: mido.MidiFile | str | os.PathLike,
     out_wav: str | os.PathLike,
     sample_rate: int = 48000,
@@ -154,7 +154,7 @@ def generate_dataset(
     for i in range(count):
         phrase = make_phrase(instrument, length, phrase_seed(seed, i))
         wav = out_dir / f"{instrument}-{seed}-{i:03d}.wav"
-        render_midi(phrase_to_midi(phrase), wav, sample_rate=sample_rate, soundfont=soundfont)
+        render_with_fluidsynth(phrase_to_midi(phrase), wav, sample_rate=sample_rate, soundfont=soundfont)
         sidecar = phrase.to_dict() | {
             "dataset_seed": int(seed), "index": i, "sample_rate": int(sample_rate), "audio": wav.name,
         }

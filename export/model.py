@@ -1,7 +1,7 @@
 """The timbre model: a DDSP RnnFcDecoder-style network and the synth it drives.
 
 `Decoder` maps pitch and loudness, frame by frame, to raw synth controls; it is what gets
-exported to ONNX and runs live. `TimbreModel` adds the learned reverb and renders audio
+exported to ONNX and runs live. `TimbreNetwork` adds the learned reverb and renders audio
 with the torch twin of the engine's kernels, for training.
 """
 
@@ -112,7 +112,7 @@ class Decoder(nn.Module):
         return torch.zeros(voices, self.config.hidden)
 
 
-class TimbreModel(nn.Module):
+class TimbreNetwork(nn.Module):
     """Decoder plus synth plus learned reverb: pitch and loudness in, audio out (training)."""
 
     def __init__(self, config: ModelConfig):

@@ -26,9 +26,8 @@ from timbrel.engine.atomic import write_bytes
 from timbrel.engine.dsp import white_noise
 from timbrel.engine.errors import TimbrelError
 from timbrel.export import synth
-from timbrel.export.model import TimbreModel
-from timbrel.plugin.model import FORMAT_VERSION, INPUTS, IR_KEY, METADATA_KEY, OUTPUTS, load_model
-from timbrel.plugin.model import TimbreModel as OnnxModel  # the playback side's model, not timbrel.export.model's
+from timbrel.export.model import TimbreNetwork
+from timbrel.plugin.model import FORMAT_VERSION, INPUTS, IR_KEY, METADATA_KEY, OUTPUTS, TimbreModel, load_model
 from timbrel.plugin.model_synth import resynthesise
 
 PARITY_TOLERANCE = 1e-5
@@ -43,7 +42,7 @@ def _timbrel_version() -> str:
         return "unknown"
 
 
-def metadata_record(model: TimbreModel, name: str, f0_stats: dict, loudness_stats: dict, provenance: dict) -> dict:
+def metadata_record(model: TimbreNetwork, name: str, f0_stats: dict, loudness_stats: dict, provenance: dict) -> dict:
     """The JSON record stored under the `timbrel` metadata key."""
     c = model.config
     return {
@@ -64,7 +63,7 @@ def metadata_record(model: TimbreModel, name: str, f0_stats: dict, loudness_stat
     }
 
 
-def export_onnx(model: TimbreModel, path: str | os.PathLike, *, name: str, f0_stats: dict, loudness_stats: dict,
+def export_onnx(model: TimbreNetwork, path: str | os.PathLike, *, name: str, f0_stats: dict, loudness_stats: dict,
                 provenance: dict) -> Path:
     """Write the model's decoder step, metadata and reverb IR to `path`, atomically."""
     import onnx
@@ -96,7 +95,7 @@ def export_onnx(model: TimbreModel, path: str | os.PathLike, *, name: str, f0_st
     return path
 
 
-def check_export(model: TimbreModel, path: str | os.PathLike, f0_hz: np.ndarray, loudness_db: np.ndarray,
+def check_export(model: TimbreNetwork, path: str | os.PathLike, f0_hz: np.ndarray, loudness_db: np.ndarray,
                  seed: int = 0, shown_as: str | os.PathLike | None = None) -> dict:
     """Prove an export: each ONNX step equals the torch step within 1e-5 (relative RMS per
     output), and the engine render equals the torch render within -60 dB.
@@ -143,7 +142,7 @@ def check_export(model: TimbreModel, path: str | os.PathLike, f0_hz: np.ndarray,
     return figures
 
 
-def _stepwise_difference(decoder: torch.nn.Module, runtime: OnnxModel, inputs: list[np.ndarray]) -> tuple[float, float]:
+def _stepwise_difference(decoder: torch.nn.Module, runtime: TimbreModel, inputs: list[np.ndarray]) -> tuple[float, float]:
     """ONNX against torch one frame at a time, both starting each frame from torch's state.
 
     Returns the worst relative RMS over the outputs (each pooled over all frames) and the
@@ -177,7 +176,7 @@ def _relative_rms(got: np.ndarray, expected: np.ndarray) -> float:
     return float(np.sqrt(np.mean((got.astype(np.float64) - expected) ** 2))) / max(scale, 1e-30)
 
 
-def _render_with_torch(model: TimbreModel, f0_hz: np.ndarray, loudness_db: np.ndarray, seed: int) -> np.ndarray:
+def _render_with_torch(model: TimbreNetwork, f0_hz: np.ndarray, loudness_db: np.ndarray, seed: int) -> np.ndarray:
     """The torch model and torch synth, fed the engine's noise stream so the two can agree."""
     c = model.config
     f0 = torch.from_numpy(np.asarray(f0_hz, dtype=np.float32))[None]

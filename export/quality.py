@@ -7,7 +7,7 @@ import torch
 
 from timbrel.export.dataset import Recording, analyse, find_audio, load_mono
 from timbrel.export.loss import SpectralLoss
-from timbrel.export.model import TimbreModel
+from timbrel.export.model import TimbreNetwork
 from timbrel.plugin.model import load_model
 from timbrel.plugin.model_synth import resynthesise
 
@@ -50,7 +50,7 @@ def pooled(figures: list[dict]) -> dict:
 
 
 @torch.no_grad()
-def resynthesis_quality(model: TimbreModel, recordings: list[Recording]) -> dict:
+def resynthesis_quality(model: TimbreNetwork, recordings: list[Recording]) -> dict:
     """`pooled` quality of the torch model resynthesising each recording from its own features."""
     c = model.config
     model.eval()
@@ -75,10 +75,10 @@ def heldout_quality(model_path, folder) -> tuple[list[dict], dict]:
     rows, figures = [], []
     for path in find_audio(folder):
         audio = load_mono(path, info.sample_rate)
-        audio = audio[: audio.size // info.hop * info.hop]
-        recording = Recording(path.name, "", audio, *analyse(audio, info.sample_rate, info.hop))
+        audio = audio[: audio.size // info.model_hop_samples * info.model_hop_samples]
+        recording = Recording(path.name, "", audio, *analyse(audio, info.sample_rate, info.model_hop_samples))
         f = recording_quality(recording, resynthesise(model, recording.f0_hz, recording.loudness_db),
-                              info.sample_rate, info.hop)
+                              info.sample_rate, info.model_hop_samples)
         figures.append(f)
         rows.append({"file": path.name, "seconds": audio.size / info.sample_rate, **pooled([f]),
                      "f0_p95_cents": float(np.percentile(f["cents"], 95)) if f["cents"].size else float("nan"),

@@ -26,7 +26,7 @@ from timbrel.engine.atomic import atomic_path, write_text
 from timbrel.engine.errors import TimbrelError
 from timbrel.export.dataset import Dataset, Recording, prepare_dataset, sample_batch
 from timbrel.export.loss import SpectralLoss
-from timbrel.export.model import ModelConfig, TimbreModel
+from timbrel.export.model import ModelConfig, TimbreNetwork
 
 
 @dataclass(frozen=True)
@@ -101,15 +101,15 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     return checkpoint
 
 
-def model_from_checkpoint(checkpoint: dict) -> TimbreModel:
-    """The TimbreModel a checkpoint holds, on the CPU, in eval mode."""
-    model = TimbreModel(ModelConfig.from_dict(checkpoint["model_config"]))
+def model_from_checkpoint(checkpoint: dict) -> TimbreNetwork:
+    """The TimbreNetwork a checkpoint holds, on the CPU, in eval mode."""
+    model = TimbreNetwork(ModelConfig.from_dict(checkpoint["model_config"]))
     model.load_state_dict(checkpoint["model"])
     return model.eval()
 
 
 @torch.no_grad()
-def validation_loss(model: TimbreModel, data: list[Recording], loss_fn: SpectralLoss, clip_frames: int,
+def validation_loss(model: TimbreNetwork, data: list[Recording], loss_fn: SpectralLoss, clip_frames: int,
                     device: torch.device) -> float:
     """Mean spectral loss over fixed clips covering every validation segment."""
     hop = model.config.hop
@@ -176,7 +176,7 @@ def train(folder: str | os.PathLike, workdir: str | os.PathLike, *, name: str,
         dataset = prepare_dataset(folder, model_config.sample_rate, model_config.hop, cache_dir=cache_dir, seed=config.seed)
     f0_stats, loudness_stats = dataset.statistics()
 
-    model = TimbreModel(model_config).to(device)
+    model = TimbreNetwork(model_config).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     history = History()
     rng = np.random.default_rng([config.seed, rank])

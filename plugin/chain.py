@@ -30,7 +30,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from timbrel.engine.errors import TimbrelError
-from timbrel.engine.plugin_api import Effect, Plugin
+from timbrel.engine.plugin_api import Effect, Parameter, Plugin
 from timbrel.engine.realtime.kernels.mixing import all_finite, wet_mix
 
 FADE_S = 0.02
@@ -200,23 +200,43 @@ class Chain(Effect):
         slot.bypassed = bool(bypassed)
         slot.target = 0.0 if bypassed else 1.0
 
-    def set_parameter(self, parameter_id: str, value: float) -> float:
-        """Set `KEY.PARAM` on an effect, or a bare `PARAM` on the instrument; returns the clamped value."""
-        key, dot, param = parameter_id.rpartition(".")
+    def parameter(self, parameter_id: str) -> Parameter:
+        """The `Parameter` that `KEY.PARAM` (an effect's) or a bare `PARAM` (the instrument's)
+        names; TimbrelError listing the ids there are when there is none."""
+        key, dot, name = parameter_id.rpartition(".")
         if dot:
-            return self._slot(key).effect.params.set(param, value)
-        if self.instrument is None:
+            owner, what = self._slot(key).effect, f"effect '{key}'"
+        elif self.instrument is not None:
+            owner, what = self.instrument, "instrument"
+        else:
             raise TimbrelError(f"no parameter '{parameter_id}': name an effect, as in 'eq.{parameter_id}'")
-        return self.instrument.params.set(param, value)
+        for parameter in owner.params.parameters:
+            if parameter.id == name:
+                return parameter
+        known = ", ".join(p.id for p in owner.params.parameters)
+        raise TimbrelError(f"no parameter '{parameter_id}' (the {what} has: {known})")
+
+    def set_parameter(self, parameter_id: str, value: float) -> float:
+        """Set `KEY.PARAM` on an effect, or a bare `PARAM` on the instrument, to `value` in the
+        parameter's unit. A value outside its range, or not finite, is a one-line TimbrelError
+        naming the range (the rule preset files and `--set` follow); returns the value set."""
+        parameter = self.parameter(parameter_id)
+        value = parameter.check(value, parameter_id)
+        key, dot, name = parameter_id.rpartition(".")
+        owner = self._slot(key).effect if dot else self.instrument
+        return owner.params.set(name, value)
 
     def describe(self) -> dict:
-        """JSON-ready state: instrument parameters, and each effect's key, name, bypass, fault, parameters."""
+        """JSON-ready state for control surfaces: the instrument's parameters and each effect's
+        key, type, bypass, fault and parameters, every parameter with its range, unit and value."""
+        def parameters(plugin: Plugin) -> list[dict]:
+            values = plugin.params.as_dict()
+            return [p.describe() | {"value": values[p.id]} for p in plugin.parameters]
+
         return {
-            "instrument": None if self.instrument is None else {
-                "name": self.instrument.name, "parameters": self.instrument.params.as_dict()},
-            "effects": [{"key": s.key, "name": s.effect.name, "bypassed": s.bypassed, "fault": s.fault,
-                         "latency_samples": s.effect.latency_samples, "parameters": s.effect.params.as_dict()}
-                        for s in self._layout],
+            "instrument": None if self.instrument is None else parameters(self.instrument),
+            "effects": [{"key": s.key, "type": s.effect.name, "bypassed": s.bypassed, "fault": s.fault,
+                         "parameters": parameters(s.effect)} for s in self._layout],
             "latency_samples": self.latency_samples,
         }
 

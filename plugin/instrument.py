@@ -39,7 +39,7 @@ PARAMETERS = (
     Parameter("vibrato_hz", "Vibrato rate", "Hz", 0.5, 12.0, 5.5, scale="log"),
     Parameter("pressure_db", "Aftertouch", "dB", 0.0, 24.0, 6.0, smoothing_ms=0),
     Parameter("transpose_st", "Transpose", "st", -24.0, 24.0, 0.0, smoothing_ms=0),
-    Parameter("loudness_db", "Loudness shift", "dB", -24.0, 24.0, 0.0),
+    Parameter("loudness_shift_db", "Loudness shift", "dB", -24.0, 24.0, 0.0),
     Parameter("voice_mode", "Voice mode", "", 0.0, 2.0, 0.0, smoothing_ms=0, choices=VOICE_MODES),
     Parameter("glide_s", "Glide", "s", 0.0, 2.0, 0.05, smoothing_ms=0),
     Parameter("channel", "MIDI channel", "", 0.0, 16.0, 0.0, smoothing_ms=0),
@@ -66,14 +66,14 @@ class MidiInstrument(ModelPlugin):
     @property
     def latency_samples(self) -> int:
         """A note sounds from the next hop boundary: at most one hop late."""
-        return self.synth.hop if self.sample_rate else 0
+        return self.synth.host_hop_samples if self.sample_rate else 0
 
     def prepare(self, sample_rate: int, max_block: int) -> None:
         super().prepare(sample_rate, max_block)
         info = self.model.info
         v = self.voices
         self.synth = ModelSynth(self.model, v, sample_rate, max_block, self.seed)
-        self.hop = self.synth.hop
+        self.host_hop_samples = self.synth.host_hop_samples
         self._frame_params = np.zeros(vk.FRAME_PARAMS)
         self._state = np.zeros(v, dtype=np.int64)
         self._note = np.zeros(v, dtype=np.int64)
@@ -103,7 +103,7 @@ class MidiInstrument(ModelPlugin):
         silence = np.zeros(m, dtype=np.float32)
         note = np.array([NOTE_ON | 60 << 8 | 100 << 16, NOTE_OFF | 60 << 8], dtype=np.int32)
         for out in (wide[:, :m].copy(), wide[:, :m]):
-            for i in range(2 * self.hop // m + 2):
+            for i in range(2 * self.host_hop_samples // m + 2):
                 self.process(silence, out, note[:1] if i == 0 else note[1:] if i == 1 else note[:0])
             self.reset()
 
@@ -288,12 +288,12 @@ class MidiInstrument(ModelPlugin):
         p[vk.P_DECAY_S] = values[_I["decay_s"]]
         p[vk.P_SUSTAIN_DB] = values[_I["sustain_db"]]
         p[vk.P_RELEASE_S] = values[_I["release_s"]]
-        p[vk.P_FRAME_S] = self.hop / self.sample_rate
+        p[vk.P_FRAME_S] = self.host_hop_samples / self.sample_rate
         p[vk.P_BEND_ST] = self._bend * values[_I["bend_range_st"]]
         p[vk.P_VIBRATO_CENTS] = self._mod * values[_I["vibrato_cents"]]
         p[vk.P_VIBRATO_HZ] = values[_I["vibrato_hz"]]
         p[vk.P_GLIDE_S] = values[_I["glide_s"]] if mono else 0.0
-        p[vk.P_LEVEL_DB] = values[_I["loudness_db"]] + self._expression_db
+        p[vk.P_LEVEL_DB] = values[_I["loudness_shift_db"]] + self._expression_db
         p[vk.P_PRESSURE_DB] = self._pressure * values[_I["pressure_db"]]
         p[vk.P_TRANSPOSE_ST] = values[_I["transpose_st"]]
         p[vk.P_LOUDNESS_LO], p[vk.P_LOUDNESS_HI] = self._lo_db, self._hi_db

@@ -43,8 +43,8 @@ class ModelInfo:
     timbrel_version: str = ""
 
     @property
-    def hop(self) -> int:
-        """Samples per frame at the model's own rate."""
+    def model_hop_samples(self) -> int:
+        """Samples per frame at the model's own rate (`sample_rate`); `hop_at` gives a host's."""
         return self.sample_rate // self.frame_rate
 
     @property

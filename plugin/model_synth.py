@@ -35,8 +35,8 @@ class ModelSynth:
 
         info = model.info
         self.model = model
-        self.hop = info.hop_at(sample_rate)
-        self.bank = SynthBank(voices, info.harmonics, info.noise_bands, sample_rate, self.hop, seed=seed,
+        self.host_hop_samples = info.hop_at(sample_rate)
+        self.bank = SynthBank(voices, info.harmonics, info.noise_bands, sample_rate, self.host_hop_samples, seed=seed,
                               band_nyquist_hz=info.sample_rate / 2)
         ir = model.reverb_ir.astype(np.float64)
         if sample_rate != info.sample_rate:
@@ -98,7 +98,7 @@ class ModelSynth:
         """
         mix = self._mix[:n]
         mix[:] = 0.0
-        frame, hop, bank = self.frame, self.hop, self.bank
+        frame, hop, bank = self.frame, self.host_hop_samples, self.bank
         pos = 0
         while pos < n:
             remaining = bank.remaining
@@ -141,13 +141,13 @@ def resynthesise(model: TimbreModel, f0_hz: np.ndarray, loudness_db: np.ndarray,
     frame, the numba kernels, the learned reverb. Returns float64 audio `[frames * hop]` at the
     model's rate (voice 0's noise stream of `seed`)."""
     info = model.info
-    bank = SynthBank(1, info.harmonics, info.noise_bands, info.sample_rate, info.hop, seed=seed)
+    bank = SynthBank(1, info.harmonics, info.noise_bands, info.sample_rate, info.model_hop_samples, seed=seed)
     bank.start_voice(0)
     state = np.zeros((1, info.hidden), dtype=np.float32)
-    out = np.zeros(f0_hz.size * info.hop)
+    out = np.zeros(f0_hz.size * info.model_hop_samples)
     for i in range(f0_hz.size):
         f = np.array([[f0_hz[i]]], dtype=np.float32)
         ld = np.array([[loudness_db[i]]], dtype=np.float32)
         amp, dist, noise, state = model.step(f, ld, state)
-        bank.process(out[i * info.hop : (i + 1) * info.hop], f[:, 0], amp[:, 0], dist[:, 0], noise[:, 0])
+        bank.process(out[i * info.model_hop_samples : (i + 1) * info.model_hop_samples], f[:, 0], amp[:, 0], dist[:, 0], noise[:, 0])
     return reverb(out, model.reverb_ir, 1.0).astype(np.float64)

@@ -57,15 +57,15 @@ class TimbreTransfer(ModelPlugin):
     @property
     def latency_samples(self) -> int:
         """Half the pitch window (its centre) plus the hop over which the synth ramps."""
-        return self.tracker.latency_samples // 2 + self.hop if self.sample_rate else 0
+        return self.tracker.latency_samples // 2 + self.host_hop_samples if self.sample_rate else 0
 
     def prepare(self, sample_rate: int, max_block: int) -> None:
         super().prepare(sample_rate, max_block)
         info = self.model.info
         self.synth = ModelSynth(self.model, 1, sample_rate, max_block, self.seed)
-        self.hop = self.synth.hop
-        self.tracker = PitchTracker(sample_rate, self.hop, fmin=PITCH_FLOOR_HZ, max_block=max_block)
-        self.meter = LoudnessMeter(sample_rate, self.hop, max_block=max_block)
+        self.host_hop_samples = self.synth.host_hop_samples
+        self.tracker = PitchTracker(sample_rate, self.host_hop_samples, fmin=PITCH_FLOOR_HZ, max_block=max_block)
+        self.meter = LoudnessMeter(sample_rate, self.host_hop_samples, max_block=max_block)
         self._f0, self._loudness, self._scale = np.zeros(1), np.zeros(1), np.zeros(1)
         self._order = np.zeros(1, dtype=np.int64)
         self._dry = np.zeros(max_block, dtype=np.float32)
@@ -75,7 +75,7 @@ class TimbreTransfer(ModelPlugin):
             for pc in range(12):
                 self._scale_table[row, pc] = min((s - pc for s in (*steps, steps[0] + 12, steps[-1] - 12)), key=abs)
         self.reset()
-        warm = min(max_block, 2 * self.hop)
+        warm = min(max_block, 2 * self.host_hop_samples)
         wide = np.zeros((2, 2 * warm), np.float32)
         for out in (wide[:, :warm].copy(), wide[:, :warm]):
             self.process(np.zeros(warm, np.float32), out, np.zeros(0, np.int32))

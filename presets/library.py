@@ -42,7 +42,7 @@ from timbrel.presets.model_files import (
 )
 from timbrel.presets.names import check_name, fold, slug
 from timbrel.presets.preset import CATEGORIES, Preset, parse_preset, read_preset
-from timbrel.presets.search import search_presets
+from timbrel.presets.search import matching, search_presets
 from timbrel.presets.settings import apply_settings
 from timbrel.presets.writing import preset_to_toml
 
@@ -116,10 +116,7 @@ class Library:
         program change N selects the Nth of the full list."""
         if category is not None and category not in CATEGORIES:
             raise TimbrelError(f"no category {category!r} (categories: {', '.join(CATEGORIES)})")
-        wanted = None if tag is None else fold(tag.strip())
-        found = [p for p in self._scan().presets
-                 if (category is None or p.category == category)
-                 and (wanted is None or wanted in (fold(t) for t in p.tags))]
+        found = matching(self._scan().presets, category, tag)
         rank = {c: i for i, c in enumerate(CATEGORIES)}
         return sorted(found, key=lambda p: (not p.factory, rank.get(p.category, len(rank)), fold(p.name)))
 

@@ -43,7 +43,6 @@ a `TimbrelError` of one line naming the file and what is wrong with it.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import sys
@@ -287,10 +286,19 @@ def effect_parameters(kind: str, where: str = "effect") -> tuple[Parameter, ...]
         raise PresetFault(f"{where}: effect {kind!r} cannot be loaded ({type(err).__name__}: {err})") from None
 
 
+RENAMED_PARAMETERS = {"loudness_db": "loudness_shift_db"}
+"""Parameter ids of earlier timbrel versions -> today's, so that older preset files still load.
+The MIDI instrument's loudness offset was `loudness_db`; transfer's was already `loudness_shift_db`."""
+
+
 def parameter_values(table: dict, parameters: tuple[Parameter, ...], where: str, text: bool = False) -> dict[str, float]:
+    """`table`'s values checked against `parameters` (ids -> values in their units); renamed ids
+    (`RENAMED_PARAMETERS`) are read under today's id. Raises `PresetFault` naming `where`."""
     by_id = {p.id: p for p in parameters}
     values = {}
     for key, raw in table.items():
+        if key not in by_id and RENAMED_PARAMETERS.get(key) in by_id:
+            key = RENAMED_PARAMETERS[key]
         if key not in by_id:
             raise PresetFault(f"{where} has no parameter {key!r}{suggestion(key, by_id)} (parameters: {', '.join(by_id)})")
         values[key] = _parameter_value(by_id[key], raw, f"{where} {key}", text)
@@ -305,7 +313,7 @@ def _parameter_value(parameter: Parameter, raw: object, where: str, text: bool =
     """
     choices = parameter.choices
     expected = (f"one of {', '.join(choices)} (or 0 to {len(choices) - 1})" if choices
-                else f"a number from {_range(parameter)}")
+                else f"a number from {parameter.range_text()}")
     value: float | None = None
     if isinstance(raw, str):
         folded = raw.strip().casefold()
@@ -321,18 +329,10 @@ def _parameter_value(parameter: Parameter, raw: object, where: str, text: bool =
         value = float(raw)
     if value is None:
         raise PresetFault(f"{where} = {shown(raw)}: expected {expected}")
-    if not math.isfinite(value):
-        raise PresetFault(f"{where} = {shown(raw)} is not a finite number ({_range(parameter)})")
-    if not parameter.minimum <= value <= parameter.maximum:
-        raise PresetFault(f"{where} = {value:g} is out of range ({_range(parameter)})")
-    if choices and value != round(value):
-        raise PresetFault(f"{where} = {value:g}: expected {expected}")
+    fault = parameter.fault(value)
+    if fault is not None:
+        raise PresetFault(f"{where} = {fault}")
     return value
-
-
-def _range(parameter: Parameter) -> str:
-    unit = f" {parameter.unit}" if parameter.unit else ""
-    return f"{parameter.minimum:g} to {parameter.maximum:g}{unit}"
 
 
 def table(parent: dict, key: str, where: str, required: bool = False) -> dict:

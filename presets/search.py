@@ -69,3 +69,10 @@ def _score(preset: Preset, query: str, words: list[str]) -> tuple | None:
         total += best
     exact = fold(query.strip()) == fold(preset.name) or slug(query) == preset.slug
     return (not exact, -in_name, -total, len(fields["name"]))
+
+
+def matching(presets: list[Preset], category: str | None = None, tag: str | None = None) -> list[Preset]:
+    """`presets` of `category` (exactly) that carry `tag` (accents and case folded), in order."""
+    wanted = None if tag is None else fold(tag.strip())
+    return [p for p in presets
+            if (category is None or p.category == category) and (wanted is None or wanted in (fold(t) for t in p.tags))]

@@ -12,6 +12,7 @@ from timbrel.plugin.chain import slot_key
 from timbrel.presets.faults import PresetFault, kind_of, one_line
 from timbrel.presets.preset import (
     MODES,
+    RENAMED_PARAMETERS,
     EffectSettings,
     Preset,
     check_category,
@@ -22,17 +23,20 @@ from timbrel.presets.preset import (
 )
 
 _SETTINGS = ("mode", "category", "tags", "description", "author", "licence",
-             "midi.PARAM", "transfer.PARAM", "effects.N.PARAM", "effects.TYPE.PARAM", "effects.N.bypass", "PARAM")
+             "midi.PARAM", "transfer.PARAM", "KEY.PARAM", "KEY.bypass", "effects.N.PARAM", "effects.N.bypass", "PARAM")
 
 
 def apply_settings(preset: Preset, settings: Mapping[str, object]) -> Preset:
     """A copy of `preset` with `settings` applied, each checked as a preset file's value would be.
 
     Keys: `mode`, `category`, `description`, `author`, `licence`, `tags` (a comma list),
-    `midi.PARAM`, `transfer.PARAM`, `effects.N.PARAM` or `effects.KEY.PARAM` (N counts from 0;
-    KEY is the effect type, `type-2` for its second one, as chain keys go), `effects.N.bypass`
-    (true/false, on/off, yes/no, 1/0), and a bare `PARAM` for the instrument of the preset's
-    mode (after any `mode` setting). Values may be strings as typed on a command line.
+    `midi.PARAM`, `transfer.PARAM`, `KEY.PARAM` as a chain names an effect's parameter (KEY is
+    the effect type, `type-2` for its second one), `effects.N.PARAM` (N counts from 0) or
+    `effects.KEY.PARAM`, `KEY.bypass` or `effects.N.bypass` (true/false, on/off, yes/no, 1/0),
+    and a bare `PARAM` for the instrument of the preset's mode (after any `mode` setting).
+    Values are numbers in the parameter's unit, or a switch's choice name (`voice_mode=legato`),
+    and may be strings as typed on a command line. This is the one `--set` grammar: `play`,
+    `render`, `transfer` and `presets save` all read it.
     """
     new = copy.deepcopy(replace(preset, path=None, factory=False, implicit=False))
     for key, raw in sorted(settings.items(), key=lambda item: item[0].strip() != "mode"):
@@ -61,7 +65,9 @@ def _apply(preset: Preset, key: str, raw: object) -> None:
         preset.tags = clean_tags(tags)
         return
     parts = key.split(".")
-    if len(parts) == 1 and parts[0] not in (p.id for p in instrument_parameters(preset.mode)):
+    if len(parts) == 2 and parts[0] not in MODES:
+        parts = ["effects", *parts]
+    if len(parts) == 1 and RENAMED_PARAMETERS.get(key, key) not in (p.id for p in instrument_parameters(preset.mode)):
         known = ", ".join(p.id for p in instrument_parameters(preset.mode))
         raise PresetFault(f"unknown setting {key!r} (settings: {', '.join(_SETTINGS)}; "
                      f"PARAM of the {preset.mode} instrument: {known})")

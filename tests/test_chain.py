@@ -269,12 +269,16 @@ def test_parameters_are_addressed_by_effect_key_and_bad_names_fail_in_one_line()
     engine = Engine(SR, 1024)
     chain = Chain(Sine(), [Gain(1.0), Gain(1.0)])
     engine.load(chain)
-    assert engine.set_parameter("gain-2.gain", 9.0) == 4.0
-    assert chain["gain-2"].params.get("gain") == 4.0
+    assert engine.set_parameter("gain-2.gain", 3.5) == 3.5
+    assert chain["gain-2"].params.get("gain") == 3.5
+    for bad in (9.0, float("nan")):
+        with pytest.raises(TimbrelError, match=r"^gain-2\.gain = (9 is out of range|nan is not a finite number) \(0 to 4\)$"):
+            engine.set_parameter("gain-2.gain", bad)
+    assert chain["gain-2"].params.get("gain") == 3.5
     assert engine.set_parameter("hz", 220.0) == 220.0
     with pytest.raises(TimbrelError, match="no effect 'eq' in the chain"):
         engine.set_parameter("eq.gain", 1.0)
-    with pytest.raises(TimbrelError, match="no parameter 'q'"):
+    with pytest.raises(TimbrelError, match=r"^no parameter 'gain.q' \(the effect 'gain' has: gain\)$"):
         engine.set_parameter("gain.q", 1.0)
     with pytest.raises(TimbrelError, match="cannot play alone"):
         engine.load(Gain())

@@ -96,7 +96,7 @@ def test_transfer_writes_the_instrument_following_the_input(tmp_path):
         (["render", "{tmp}/song.mid", "-p", "{tmp}/absent.onnx", "-o", "{tmp}/x.wav"], "absent.onnx: no such model file"),
         (["render", "{tmp}/song.mid", "-p", "{tmp}/garbage.mid", "-o", "{tmp}/x.wav"], "not a loadable ONNX model"),
         (["transfer", "{tmp}/garbage.mid", "-o", "{tmp}/x.wav"], "garbage.mid: not a readable audio file"),
-        (["transfer", "{tmp}/song.mid", "-o", "{tmp}/x.wav", "--set", "gain_db"], "expected PARAM=NUMBER"),
+        (["transfer", "{tmp}/song.mid", "-o", "{tmp}/x.wav", "--set", "gain_db"], "--set gain_db: expected KEY=VALUE"),
         (["render", "{tmp}/song.mid", "-o", "{tmp}/x.wav", "--blocksize", "4"], "block size must be 16 to 2048"),
     ],
 )

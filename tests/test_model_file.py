@@ -8,7 +8,7 @@ import torch
 from onnx import TensorProto, helper
 
 from timbrel.engine.errors import TimbrelError
-from timbrel.export.model import ModelConfig, TimbreModel
+from timbrel.export.model import ModelConfig, TimbreNetwork
 from timbrel.export.onnx_export import PARITY_TOLERANCE, check_export, export_onnx
 from timbrel.plugin.model import IR_KEY, METADATA_KEY, load_model
 
@@ -20,7 +20,7 @@ STATS = dict(f0_stats=dict(mean=300.0, std=40.0, min=150.0, max=700.0),
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     torch.manual_seed(0)
-    model = TimbreModel(SMALL)
+    model = TimbreNetwork(SMALL)
     path = export_onnx(model, tmp_path_factory.mktemp("m") / "small.onnx", name="small", provenance={"steps": 0}, **STATS)
     return model, path
 
@@ -42,7 +42,7 @@ def test_exported_model_loads_with_its_metadata_and_dynamic_axes(exported):
     _, path = exported
     model = load_model(path)
     assert model.info.name == "small" and model.info.harmonics == 8 and model.info.hidden == 12
-    assert model.info.hop == 160 and model.info.hop_at(44100) == 147
+    assert model.info.model_hop_samples == 160 and model.info.hop_at(44100) == 147
     assert model.info.f0_hz["max"] == 700.0
     assert model.reverb_ir.size == int(0.05 * 48000) and model.reverb_ir[0] == 1.0
     for voices, frames in ((1, 1), (16, 1), (3, 7)):
@@ -55,7 +55,7 @@ def test_exported_model_loads_with_its_metadata_and_dynamic_axes(exported):
 
 def test_every_export_in_a_process_keeps_voices_and_frames_dynamic(exported, tmp_path):
     bigger = ModelConfig(harmonics=16, noise_bands=17, units=24, hidden=20, layers=1, reverb_seconds=0.05)
-    path = export_onnx(TimbreModel(bigger), tmp_path / "second.onnx", name="second", provenance={}, **STATS)
+    path = export_onnx(TimbreNetwork(bigger), tmp_path / "second.onnx", name="second", provenance={}, **STATS)
     model = load_model(path)
     amp, *_ = model.step(np.full((5, 9), 300, np.float32), np.full((5, 9), -30, np.float32), np.zeros((5, 20), np.float32))
     assert amp.shape == (5, 9)
@@ -87,7 +87,7 @@ def test_export_checks_pass_and_catch_a_tampered_graph(exported, tmp_path):
 
 def test_rounding_amplified_by_the_recurrence_passes_and_a_weight_off_by_a_thousandth_fails(tmp_path):
     torch.manual_seed(0)
-    model = TimbreModel(SMALL)
+    model = TimbreNetwork(SMALL)
     with torch.no_grad():
         model.decoder.gru.weight_hh_l0.mul_(12.0)
     path = export_onnx(model, tmp_path / "touchy.onnx", name="touchy", provenance={"steps": 0}, **STATS)

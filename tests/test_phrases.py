@@ -9,7 +9,7 @@ import pytest
 import soundfile
 
 from timbrel.engine.errors import TimbrelError
-from timbrel.export.fluidsynth import PEAK_DBFS, generate_dataset, render_midi
+from timbrel.export.fluidsynth import PEAK_DBFS, generate_dataset, render_with_fluidsynth
 from timbrel.export.phrases import (
     BEND_RANGE_SEMITONES,
     INSTRUMENTS,
@@ -47,7 +47,7 @@ def timed_messages(midi: mido.MidiFile) -> list[tuple[float, mido.Message]]:
 @pytest.fixture(scope="module")
 def flute_render(tmp_path_factory):
     phrase = make_phrase("flute", 5.0, 2)
-    path = render_midi(phrase_to_midi(phrase), tmp_path_factory.mktemp("render") / "flute.wav")
+    path = render_with_fluidsynth(phrase_to_midi(phrase), tmp_path_factory.mktemp("render") / "flute.wav")
     return phrase, path
 
 
@@ -168,9 +168,9 @@ def test_render_is_mono_48k_trimmed_and_normalised(flute_render):
 
 def test_render_is_deterministic_and_seed_dependent(flute_render, tmp_path):
     phrase, first = flute_render
-    again = render_midi(phrase_to_midi(make_phrase("flute", 5.0, 2)), tmp_path / "again.wav")
+    again = render_with_fluidsynth(phrase_to_midi(make_phrase("flute", 5.0, 2)), tmp_path / "again.wav")
     assert first.read_bytes() == again.read_bytes()
-    other = render_midi(phrase_to_midi(make_phrase("flute", 5.0, 3)), tmp_path / "other.wav")
+    other = render_with_fluidsynth(phrase_to_midi(make_phrase("flute", 5.0, 3)), tmp_path / "other.wav")
     a, b = soundfile.read(str(first))[0], soundfile.read(str(other))[0]
     n = min(a.size, b.size)
     assert np.mean(np.abs(a[:n] - b[:n])) > 0.01
@@ -225,7 +225,7 @@ def test_rendered_pitch_follows_wide_bends(tmp_path):
     bend = np.where(t < 2.0, 1.5 * np.sin(2 * np.pi * (t - 0.2)), -3.0)
     phrase.bend = np.round(bend / BEND_RANGE_SEMITONES * 8192) * BEND_RANGE_SEMITONES / 8192
     phrase.expression = np.full(phrase.bend.size, 110.0)
-    audio, _ = soundfile.read(str(render_midi(phrase_to_midi(phrase), tmp_path / "bend.wav")))
+    audio, _ = soundfile.read(str(render_with_fluidsynth(phrase_to_midi(phrase), tmp_path / "bend.wav")))
     errors = pitch_errors(phrase, audio, phrase.notes)
     assert errors.size >= 40 and np.max(errors) < 30
     phrase.bend = np.zeros_like(phrase.bend)
@@ -250,18 +250,18 @@ def test_missing_soundfont_fluidsynth_or_instrument_is_a_one_line_error(tmp_path
     midi = phrase_to_midi(make_phrase("flute", 3.0, 0))
     missing = tmp_path / "nowhere" / "missing.sf2"
     with pytest.raises(TimbrelError, match=re.escape(str(missing))):
-        render_midi(midi, tmp_path / "x.wav", soundfont=missing)
+        render_with_fluidsynth(midi, tmp_path / "x.wav", soundfont=missing)
     junk = tmp_path / "junk.sf2"
     junk.write_bytes(b"not a soundfont")
     with pytest.raises(TimbrelError, match=re.escape(f"{junk}: not a SoundFont")):
-        render_midi(midi, tmp_path / "x.wav", soundfont=junk)
+        render_with_fluidsynth(midi, tmp_path / "x.wav", soundfont=junk)
     with pytest.raises(TimbrelError, match="no such MIDI file"):
-        render_midi(tmp_path / "missing.mid", tmp_path / "x.wav")
+        render_with_fluidsynth(tmp_path / "missing.mid", tmp_path / "x.wav")
     with pytest.raises(TimbrelError, match="unknown instrument"):
         make_phrase("kazoo", 5.0, 0)
     with pytest.raises(TimbrelError, match="at least"):
         make_phrase("flute", 1.0, 0)
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(TimbrelError, match="fluidsynth"):
-        render_midi(midi, tmp_path / "x.wav")
+        render_with_fluidsynth(midi, tmp_path / "x.wav")
     assert not (tmp_path / "x.wav").exists()

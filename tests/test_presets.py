@@ -12,6 +12,7 @@ import pytest
 
 from timbrel.engine.errors import TimbrelError
 from timbrel.engine.realtime.events import NOTE_ON
+from timbrel.plugin.effects import create_effect
 from timbrel.plugin.instrument import MidiInstrument
 from timbrel.plugin.model import load_model
 from timbrel.plugin.transfer import TimbreTransfer
@@ -117,6 +118,24 @@ def test_minimal_file_takes_defaults(tmp_path: Path, model_copy: Path, sha: str)
     path.write_text(f'format = 1\n[preset]\nname = "Plain"\n[model]\nfile = "violin.onnx"\nsha256 = "{sha}"\n')
     preset = read_preset(path, model_dirs=[model_copy.parent])
     assert (preset.category, preset.mode, preset.midi, preset.effects, preset.tags) == ("user", "midi", {}, [], [])
+
+
+def test_a_preset_written_with_an_earlier_parameter_id_still_loads(tmp_path: Path, model_copy: Path, sha: str,
+                                                                   loaded):
+    """The MIDI instrument's loudness offset was `loudness_db`; it is `loudness_shift_db`, as on transfer."""
+    path = tmp_path / "older.toml"
+    path.write_text(f'format = 1\n[preset]\nname = "Older"\n[model]\nfile = "violin.onnx"\nsha256 = "{sha}"\n'
+                    '[instrument.midi]\nloudness_db = -4.0\n')
+    preset = read_preset(path, model_dirs=[model_copy.parent])
+    assert preset.midi == {"loudness_shift_db": -4.0}
+    assert "loudness_shift_db = -4.0" in preset_to_toml(preset) and "loudness_db =" not in preset_to_toml(preset)
+    assert build_chain(preset, model=loaded).instrument.params.get("loudness_shift_db") == -4.0
+    assert apply_settings(preset, {"loudness_db": "-2"}).midi == {"loudness_shift_db": -2.0}
+
+
+def test_the_learned_reverb_names_the_model_it_needs():
+    with pytest.raises(TimbrelError, match=r"^the learned reverb plays a model's room: give it one"):
+        create_effect("reverb")
 
 
 def test_switches_read_by_name_or_index(tmp_path: Path, model_copy: Path, sha: str):

@@ -84,8 +84,15 @@ def test_a_corrupt_user_preset_is_one_line_and_the_rest_still_lists(timbrel):
     assert "Violin" in result.stdout and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("setting", ["gain_db", "=3", "gain_db=loud"])
-def test_a_malformed_set_is_one_line_and_writes_nothing(timbrel, tmp_path, setting):
+@pytest.mark.parametrize(("setting", "expected"), [
+    ("gain_db", "timbrel: --set gain_db: expected KEY=VALUE"),
+    ("=3", "timbrel: --set =3: expected KEY=VALUE"),
+    ("gain_db=loud", "timbrel: setting gain_db=loud: [instrument.midi] gain_db = 'loud': expected a number"),
+    ("voice_mode=chordal", "timbrel: setting voice_mode=chordal: [instrument.midi] voice_mode = 'chordal': "
+                           "expected one of poly, mono, legato"),
+    ("delay.mix=0.2", "timbrel: setting delay.mix=0.2: the preset has no effect 'delay'"),
+])
+def test_a_malformed_set_is_one_line_and_writes_nothing(timbrel, tmp_path, setting, expected):
     import mido
 
     song = tmp_path / "song.mid"
@@ -94,7 +101,26 @@ def test_a_malformed_set_is_one_line_and_writes_nothing(timbrel, tmp_path, setti
     out = tmp_path / "out.wav"
     result = timbrel("render", str(song), "-p", "Violin", "-o", str(out), "--set", setting)
     assert result.returncode == 2
-    assert result.stderr.startswith("timbrel: --set ") and "expected PARAM=NUMBER" in result.stderr
+    assert result.stderr.startswith(expected), result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert not out.exists()
 
+
+
+def test_every_set_example_the_commands_print_is_accepted(timbrel, tmp_path):
+    """One `--set` grammar for play, render, transfer and presets save: the examples in its
+    hints (numbers, a switch by name, an effect's parameter) all render."""
+    import mido
+
+    from timbrel.cli.options import SET_EXAMPLE
+
+    examples = [word for word in SET_EXAMPLE.replace(",", " ").split() if "=" in word and word != "KEY=VALUE"]
+    assert examples == ["gain_db=-6", "voice_mode=legato", "delay.mix=0.2"]
+    song = tmp_path / "song.mid"
+    track = mido.MidiTrack([mido.Message("note_on", note=60, velocity=90), mido.Message("note_off", note=60, time=240)])
+    mido.MidiFile(tracks=[track]).save(song)
+    out = tmp_path / "out.wav"
+    arguments = [item for example in examples for item in ("--set", example)]
+    result = timbrel("render", str(song), "-p", "Sax Lead", "-o", str(out), *arguments)
+    assert result.returncode == 0, result.stderr
+    assert out.is_file()

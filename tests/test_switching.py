@@ -7,15 +7,14 @@ import time
 import numpy as np
 import pytest
 
+from bench.bench_live import CHORD, switching
+from bench.bench_live import QUIET as LOAD
 from tests.conftest import wait_until
 from tests.test_io import playback_sources
 from timbrel.presets.library import Library
 from timbrel.session import Session
 
 SR = 48000
-CHORD = (60, 64, 67)
-LOAD = tuple(range(69, 82))
-"""13 more quiet notes, so that switching happens with all 16 voices sounding."""
 
 
 @pytest.fixture
@@ -61,35 +60,19 @@ def test_a_hundred_switches_with_sixteen_voices_held_and_the_pedal_down(session)
             session.control_change(123, 0)
 
         references[name] = largest_step(recording(peer, 1.0, play))
-    session.engine.reset_meters()
     switched_at = session.switches
-
-    def perform():
-        for note in CHORD:
-            session.note_on(note, 100)
-        for note in LOAD:
-            session.note_on(note, 30)
-        session.control_change(64, 127)
-        session.note_off(64)
-        time.sleep(0.3)
-        for i in range(100):
-            session.load(names[(i + 1) % len(names)], wait=True)
-            session.wait_idle()
-            time.sleep(0.03)
-
-    audio = recording(peer, 14.0, perform)
-    status = session.engine.status()
-    stream = session.stream
-    assert session.switches - switched_at == 100
-    assert status.cpu_overruns == 0 and status.errors == 0, (status, f"stream xruns {stream.xruns}")
-    assert session.last_error == ""
+    rows = []
+    audio = recording(peer, 14.0, lambda: rows.append(switching(session, names, 100)))
+    (row,) = rows
+    assert row["preset_switches"] - switched_at == 100 and session.last_error == ""
+    assert row["late_blocks"] == 0 and row["engine_errors"] == 0, row
     # Every preset crossfades into the next: the mix never moves faster than the faster of the
     # two sounds does on its own (a click would jump by a good part of the signal's amplitude).
-    switching = audio[int(0.35 * SR) :]
-    print(f"switches 100, engine late blocks {status.cpu_overruns}, stream xruns {stream.xruns}, largest step "
-          f"{largest_step(switching):.4f} against {max(references.values()):.4f} for the presets alone")
-    assert largest_step(switching) <= 1.25 * max(references.values()), (largest_step(switching), references)
-    assert np.sqrt(np.mean(switching[-SR // 4 :] ** 2)) > 0.01
+    mixed = audio[int(0.35 * SR) :]
+    print(f"switches 100, engine late blocks {row['late_blocks']}, stream xruns {row['stream_xruns']}, largest step "
+          f"{largest_step(mixed):.4f} against {max(references.values()):.4f} for the presets alone")
+    assert largest_step(mixed) <= 1.25 * max(references.values()), (largest_step(mixed), references)
+    assert np.sqrt(np.mean(mixed[-SR // 4 :] ** 2)) > 0.01
     # Every note is still held in the last preset: 64 by the pedal, the others by their keys.
     assert session.engine.keyboard.held_notes() == [(0, n) for n in CHORD + LOAD]
     poly = session.preset.values("midi").get("voice_mode", 0) == 0

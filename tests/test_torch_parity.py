@@ -14,6 +14,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from tests.streaming import random_blocks, render_in_blocks  # noqa: E402
 from timbrel.engine.dsp import (  # noqa: E402
     FilteredNoise,
     HarmonicOscillator,
@@ -34,28 +35,11 @@ def relative_rms(y: np.ndarray, ref: np.ndarray) -> float:
 
 
 def stream(kernel, controls: list[np.ndarray], hop: int, rng: np.random.Generator) -> np.ndarray:
-    """Render `[voices, frames * hop]` float32 from per-frame `controls` `[voices, frames, ...]`.
-
-    Host blocks of 1 … 2*hop samples are split at segment ends; frame i is pushed when
-    segment i starts.
-    """
-    voices, frames = controls[0].shape[:2]
-    total = frames * hop
-    out = np.zeros((voices, total))
-    pos = frame = 0
-    while pos < total:
-        end = min(total, pos + int(rng.integers(1, 2 * hop + 1)))
-        while pos < end:
-            if kernel.remaining == 0:
-                kernel.push(*(np.ascontiguousarray(c[:, frame], dtype=np.float64) for c in controls))
-                frame += 1
-            n = min(end - pos, kernel.remaining)
-            part = np.zeros((voices, n))
-            kernel.render(part)
-            out[:, pos : pos + n] = part
-            pos += n
-    assert frame == frames
-    return out.astype(np.float32)
+    """Render `[voices, frames * hop]` float32 from per-frame `controls` `[voices, frames, ...]`
+    in host blocks of 1 … 2*hop samples (`tests.streaming.render_in_blocks`)."""
+    frames = controls[0].shape[1]
+    wide = [np.asarray(c, dtype=np.float64) for c in controls]
+    return render_in_blocks(kernel, wide, frames * hop, random_blocks(rng, 1, 2 * hop)).astype(np.float32)
 
 
 def harmonic_controls(

@@ -445,13 +445,13 @@ def test_hammering_the_surface_leaves_sixteen_voices_on_time(page, session, surf
     report = (f"{row['requests']} requests in {seconds:g} s ({row['requests_per_s']:.0f}/s; {row['by_path']}), "
               f"{row['failed']} failed, {row['engine_requests']} reached the engine process; "
               f"engine: {row['blocks']} blocks in {row['seconds']:.1f} s, cpu load {row['mean_cpu_load']:.1%}, "
-              f"{row['late_blocks_cpu']} late by CPU time, {row['late_blocks_wall']} by the wall clock, "
+              f"{row['late_blocks']} late by CPU time, {row['late_blocks_wall_clock']} by the wall clock, "
               f"{row['engine_errors']} errors; stream xruns {row['stream_xruns']}, jackd xruns {row['jackd_xruns']}; "
               f"voices {row['voices']}")
     print("\n" + report)
     assert row["failed"] == 0, report
     assert row["requests"] > 500 and min(row["by_path"].values()) > 50, report
-    assert row["late_blocks_cpu"] == 0 and row["engine_errors"] == 0, report
+    assert row["late_blocks"] == 0 and row["engine_errors"] == 0, report
     assert row["voices"] == 16, report
     assert row["blocks"] > 0.5 * row["seconds"] * SR / 128, report
     # The relay's contract, whatever the request rate: shared status and scope reads, batched
@@ -465,5 +465,3 @@ def test_the_static_files_ship_with_the_package():
 
     static = Path(timbrel.ui.__file__).parent / "static"
     assert {p.name for p in static.iterdir()} >= {"index.html", "app.js", "style.css"}
-    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
-    assert '"ui/static/*"' in pyproject

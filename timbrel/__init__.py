@@ -39,7 +39,6 @@ _EXPORTS = {
     "Chorus": "timbrel.plugin.effects.chorus",
     "LearnedReverb": "timbrel.plugin.effects.reverb",
     "Effect": "timbrel.engine.plugin_api",
-    "Instrument": "timbrel.engine.plugin_api",
     "Parameter": "timbrel.engine.plugin_api",
     "Plugin": "timbrel.engine.plugin_api",
     "TimbrelError": "timbrel.engine.errors",
@@ -49,13 +48,15 @@ _EXPORTS = {
     "Library": "timbrel.presets.library",
     "default_model": "timbrel.presets",
     "load_preset": "timbrel.presets.build",
+    "write_demo_midi": "timbrel.demo",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # noqa: F401 (names for type checkers; loaded lazily below)
+    from timbrel.demo import write_demo_midi
     from timbrel.engine.errors import TimbrelError
-    from timbrel.engine.plugin_api import Effect, Instrument, Parameter, Plugin
+    from timbrel.engine.plugin_api import Effect, Parameter, Plugin
     from timbrel.engine.render import render_audio, render_midi
     from timbrel.plugin.chain import Chain
     from timbrel.plugin.effects import create_effect

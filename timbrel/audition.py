@@ -8,6 +8,8 @@ legato ones). Transfer presets hear a sung-like glide, with vibrato, through the
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -63,6 +65,18 @@ def sung_glide(low: int, high: int, sample_rate: int, seconds: float = SECONDS -
 def polyphonic(preset) -> bool:
     """Whether `preset` plays chords from MIDI (voice mode "poly")."""
     return preset.values("midi").get("voice_mode", 0.0) == 0.0
+
+
+def play_audition(push: Callable[[int], None], f0_stats: dict, polyphonic: bool) -> None:
+    """Play the audition phrase live, in real time: each packed MIDI message goes to `push` at
+    its time. `f0_stats` are the model's training pitch statistics (Hz). Blocks for the phrase."""
+    low, high = playing_range(f0_stats)
+    began = time.monotonic()
+    for at, packed in phrase_events(low, high, polyphonic):
+        delay = began + at - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        push(packed)
 
 
 def render_audition(preset, sample_rate: int = 48000, block: int = 128, voices: int = 16) -> np.ndarray:

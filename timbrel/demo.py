@@ -1,10 +1,19 @@
-"""A short phrase rendered through the synthesis kernels, to hear timbrel with no model."""
+"""Something to play at once: a phrase rendered through the synthesis kernels with no model,
+and the same melody as a small MIDI file for any preset."""
 
 from __future__ import annotations
 
+import io
+import os
+from pathlib import Path
+
+import mido
 import numpy as np
 
+from timbrel.engine.atomic import write_bytes
 from timbrel.engine.dsp import FilteredNoise, HarmonicOscillator, reverb
+
+TICKS_PER_BEAT = 480
 
 _PHRASE = [(67, 0.5), (71, 0.5), (74, 0.75), (72, 0.25), (71, 0.5), (69, 0.5), (67, 1.5)]
 
@@ -49,3 +58,20 @@ def demo_phrase(sample_rate: int = 48000, frame_rate: int = 300, harmonics: int 
     ir *= 0.5 / np.sqrt(np.sum(ir**2))
     ir[0] = 1.0
     return reverb(dry, ir, 0.35)
+
+
+def write_demo_midi(path: str | os.PathLike, bass: bool = True) -> Path:
+    """Write the demo melody (and, with `bass`, a held lower line) as a type-1 MIDI file at
+    120 beats a minute, atomically; returns the path. Each beat is half a second."""
+    melody = mido.MidiTrack()
+    for note, beats in _PHRASE:
+        melody.append(mido.Message("note_on", note=note, velocity=90, time=0))
+        melody.append(mido.Message("note_off", note=note, velocity=0, time=int(beats * TICKS_PER_BEAT)))
+    song = mido.MidiFile(ticks_per_beat=TICKS_PER_BEAT, tracks=[melody])
+    if bass:
+        total = int(sum(beats for _, beats in _PHRASE) * TICKS_PER_BEAT)
+        song.tracks.append(mido.MidiTrack([mido.Message("note_on", channel=1, note=43, velocity=70, time=0),
+                                           mido.Message("note_off", channel=1, note=43, velocity=0, time=total)]))
+    data = io.BytesIO()
+    song.save(file=data)
+    return write_bytes(path, data.getvalue())

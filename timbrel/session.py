@@ -10,26 +10,28 @@ preset of the library (factory first), the way a keyboard's patch buttons would.
 
 from __future__ import annotations
 
-import gc
 import os
-import sys
 import threading
 import time
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, replace
 
-from timbrel.audition import phrase_events, playing_range, polyphonic
+from timbrel.audition import play_audition, polyphonic
 from timbrel.engine.errors import TimbrelError
 from timbrel.engine.io.audio import AudioStream, list_audio_devices
 from timbrel.engine.io.midi import MidiInput, list_midi_inputs
 from timbrel.engine.realtime.events import CONTROL_CHANGE, NOTE_OFF, NOTE_ON
 from timbrel.engine.realtime.host import Engine
-from timbrel.plugin.model import load_model
+from timbrel.model_cache import ModelCache
 from timbrel.presets.build import build_chain
 from timbrel.presets.library import Library
 from timbrel.presets.model_files import model_path
 from timbrel.presets.preset import MODES, EffectSettings
+from timbrel.presets.settings import apply_settings
+from timbrel.program_watcher import ProgramWatcher
+from timbrel.runtime_policy import RealtimePolicy
 
-SWITCH_INTERVAL_S = 0.0002
 LOADER_NICENESS = 10
 
 
@@ -46,10 +48,11 @@ class Session:
 
     `library`: a `timbrel.presets.library.Library` (default: the factory and user presets). Audio
     and MIDI open in `start`; the engine alone can be driven without them (tests, renders).
+    `start` enters the `RealtimePolicy` (switch interval, garbage collector) and `stop` leaves it.
     """
 
-    def __init__(self, library=None, sample_rate: int = 48000, block_size: int = 128, voices: int = 16,
-                 max_block: int = 2048):
+    def __init__(self, library: Library | None = None, sample_rate: int = 48000, block_size: int = 128,
+                 voices: int = 16, max_block: int = 2048):
         self.library = library if library is not None else Library()
         self.sample_rate = int(sample_rate)
         self.block_size = int(block_size)
@@ -64,15 +67,17 @@ class Session:
         self.switches = 0
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="timbrel-loader", initializer=_background)
         self._lock = threading.Lock()
-        self._watch: threading.Thread | None = None
-        self._stopping = threading.Event()
-        self._programs_seen = 0
-        self._models: dict = {}
+        self.policy = RealtimePolicy()
+        self.models = ModelCache()
+        """Models loaded so far, reused when a preset of the same model is loaded again."""
+        self._watcher: ProgramWatcher | None = None
 
     # Presets ------------------------------------------------------------------------------
 
-    def load(self, name: str, mode: str | None = None, wait: bool = False) -> Future:
-        """Switch to preset `name` (optionally in `mode`): built off the audio thread, then swapped.
+    def load(self, name: str, mode: str | None = None, wait: bool = False,
+             settings: Mapping[str, str | float] | None = None) -> Future:
+        """Switch to preset `name` (optionally in `mode`, with `--set` style `settings` applied):
+        built off the audio thread, then swapped.
 
         Returns a Future holding the preset; with `wait` blocks until the engine has it. A
         fault leaves the current sound playing, sets `last_error` and is raised from the
@@ -80,20 +85,21 @@ class Session:
         """
         if mode is not None and mode not in MODES:
             raise TimbrelError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-        future = self._loader.submit(self._load, name, mode)
+        future = self._loader.submit(self._load, name, mode, dict(settings or {}))
         if wait:
             future.result()
         return future
 
-    def _load(self, name: str, mode: str | None):
+    def _load(self, name: str, mode: str | None, settings: dict[str, str | float]):
         try:
             preset = self.library.get(name)
+            if settings:
+                preset = replace(apply_settings(preset, settings), path=preset.path, factory=preset.factory)
             chosen = mode or (self.mode if self.preset is not None else preset.mode)
-            chain = build_chain(preset, chosen, voices=self.voices, model=self._model(preset))
+            model = self.models.get(model_path(preset), preset.model_sha256)
+            chain = build_chain(preset, chosen, voices=self.voices, model=model)
             self.engine.load(chain)
-            if not gc.isenabled():
-                gc.collect()
-                gc.freeze()
+            self.policy.settle()
             stream = self.stream
             if chosen == "transfer" and stream is not None and stream.input_device is None:
                 self.set_devices(stream.output_device, None, use_input=True)
@@ -108,13 +114,6 @@ class Session:
             self.switches += 1
         return preset
 
-    def _model(self, preset):
-        """The preset's model, loaded once per file and content (variations share one session)."""
-        key = (str(model_path(preset)), preset.model_sha256)
-        if key not in self._models:
-            self._models[key] = load_model(preset.model_path)
-        return self._models[key]
-
     def set_mode(self, mode: str, wait: bool = False) -> Future:
         """Play the current preset from the keyboard ("midi") or the microphone ("transfer");
         transfer reopens the audio with the default input when none is open."""
@@ -124,8 +123,6 @@ class Session:
 
     def current_settings(self):
         """The current preset with the values now set on the instrument and effects (to save)."""
-        from dataclasses import replace
-
         chain = self.engine.plugin
         if self.preset is None or chain is None:
             raise TimbrelError("no preset loaded")
@@ -165,21 +162,11 @@ class Session:
         the live engine, from a background thread; returns the Future of the phrase."""
         if name is not None and (self.preset is None or self.library.get(name).name != self.preset.name):
             self.load(name, wait=True)
-        return self._loader.submit(self._play_phrase)
-
-    def _play_phrase(self) -> None:
-        low, high = playing_range(self.engine.plugin.instrument.model.info.f0_hz)
-        began = time.monotonic()
-        for at, packed in phrase_events(low, high, polyphonic(self.preset)):
-            delay = began + at - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            self._push(packed)
+        f0_stats = self.engine.plugin.instrument.model.info.f0_hz
+        return self._loader.submit(play_audition, self._push, f0_stats, polyphonic(self.preset))
 
     def devices(self) -> dict:
         """Audio devices and MIDI inputs, for a device picker."""
-        from dataclasses import asdict
-
         try:
             midi = list_midi_inputs()
         except TimbrelError:
@@ -210,24 +197,6 @@ class Session:
             self.stream = open_stream(*previous, previous[1] is not None)
             raise
 
-    def describe(self) -> dict:
-        """JSON-ready state: preset, mode, the instrument's parameters (with ranges and units)
-        and the effects, for UIs."""
-        chain = self.engine.plugin
-        state = {"preset": self.preset.name if self.preset else None, "mode": self.mode,
-                 "instrument": None, "effects": []}
-        if chain is None:
-            return state
-        instrument = chain.instrument
-        values = instrument.params.as_dict()
-        state["instrument"] = [p.describe() | {"value": values[p.id]} for p in instrument.parameters]
-        for slot in chain.slots:
-            values = slot.effect.params.as_dict()
-            state["effects"].append({
-                "key": slot.key, "type": slot.effect.name, "bypassed": slot.bypassed, "fault": slot.fault,
-                "parameters": [p.describe() | {"value": values[p.id]} for p in slot.effect.parameters]})
-        return state
-
     def status(self) -> dict:
         """Meters for displays: CPU load, xruns, latency, voices, levels, faults."""
         s = self.engine.status()
@@ -237,7 +206,7 @@ class Session:
             output_latency = stream.latency[1] if isinstance(stream.latency, tuple) else stream.latency
         return {
             "preset": self.preset.name if self.preset else None, "mode": self.mode, "voices": s.voices,
-            "cpu_load": s.cpu_load, "peak_load": s.peak_load, "late_blocks": s.cpu_overruns,
+            "cpu_load": s.cpu_load, "peak_load": s.peak_load, "late_blocks": s.late_blocks,
             "xruns": stream.xruns if stream is not None else 0, "errors": s.errors,
             "latency_ms": 1000 * (output_latency + (self.block_size + s.latency_samples) / self.sample_rate),
             "input_peak": s.input_peak, "output_peak": s.output_peak, "faults": list(s.faults),
@@ -250,61 +219,42 @@ class Session:
     # I/O ----------------------------------------------------------------------------------
 
     def start(self, preset: str | None = None, mode: str | None = None, output_device=None, input_device=None,
-              midi_ports=None, midi_backend: str = "auto", latency: str | float = "low", use_midi: bool = True) -> None:
-        """Load `preset` (default: the first listed), then open audio and MIDI and start playing.
+              midi_ports=None, midi_backend: str = "auto", latency: str | float = "low", use_midi: bool = True,
+              settings: Mapping[str, str | float] | None = None) -> None:
+        """Load `preset` (default: the first listed) with `settings` applied (the `--set`
+        grammar of `timbrel.presets.settings`), then open audio and MIDI and start playing.
 
         The input device opens when `mode` is "transfer" or an `input_device` is named;
         without it transfer mode has nothing to follow.
         """
-        # The audio callback needs the GIL every block; other threads (the preset loader, the
-        # UI bridge) hand it over after at most this long instead of Python's default 5 ms.
-        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        self.policy.__enter__()
         first = preset or self.library.list()[0].name
-        self.load(first, mode, wait=True)
+        self.load(first, mode, wait=True, settings=settings)
         use_input = self.mode == "transfer" or input_device is not None
         if use_midi:
             try:
                 self.midi = MidiInput(self.engine.events, ports=midi_ports, backend=midi_backend)
             except TimbrelError as err:
                 self.last_error = f"playing without MIDI input: {err}"
-        # The cyclic garbage collector runs on whichever thread allocates, the audio one included,
-        # and a full pass over a freshly loaded preset's objects takes milliseconds. So it is
-        # off while playing: each load ends with a collection on the loader thread, and the
-        # program watcher collects the young generations twice a second.
-        gc.collect()
-        gc.freeze()
-        gc.disable()
+        self.policy.settle()
         self.stream = AudioStream(self.engine.process, self.sample_rate, self.block_size, output_device=output_device,
                                   input_device=input_device or None, use_input=use_input, latency=latency)
         self.engine.reset_meters()
         self.stream.start()
-        self._stopping.clear()
-        self._programs_seen = int(self.engine.keyboard.program[1])
-        self._watch = threading.Thread(target=self._watch_programs, name="timbrel-programs", daemon=True)
-        self._watch.start()
+        self._watcher = ProgramWatcher(self.engine, self._switch_to_program, self.policy)
+        self._watcher.start()
 
-    def _watch_programs(self) -> None:
-        """Follow MIDI program changes (the audio thread counts them) and switch presets; collect
-        young garbage now and then."""
-        ticks = 0
-        while not self._stopping.wait(0.02):
-            ticks += 1
-            if ticks % 25 == 0:
-                gc.collect(1)
-            number, count = (int(v) for v in self.engine.keyboard.program)
-            if count != self._programs_seen:
-                self._programs_seen = count
-                presets = self.library.list()
-                if number < len(presets):
-                    self.load(presets[number].name)
-            self.engine.collect()
+    def _switch_to_program(self, number: int) -> None:
+        """MIDI program `number` selects the library's preset of that index (factory first)."""
+        presets = self.library.list()
+        if number < len(presets):
+            self.load(presets[number].name)
 
     def stop(self) -> None:
-        """Stop audio and MIDI (the engine and the loaded preset stay)."""
-        gc.enable()
-        self._stopping.set()
-        if self._watch is not None:
-            self._watch.join(timeout=1.0)
+        """Stop audio and MIDI (the engine and the loaded preset stay); leave the runtime policy."""
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
         if self.stream is not None:
             self.stream.stop()
             self.stream.close()
@@ -312,6 +262,7 @@ class Session:
         if self.midi is not None:
             self.midi.stop()
             self.midi = None
+        self.policy.__exit__(None, None, None)
 
     def close(self) -> None:
         self.stop()

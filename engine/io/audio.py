@@ -168,7 +168,7 @@ class AudioStats:
     input_underflows: int
     output_underflows: int
     output_overflows: int
-    overruns: int
+    late_callbacks_wall_clock: int
     callback_errors: int
     max_callback_ns: int
     last_callback_ns: int
@@ -184,7 +184,7 @@ class AudioStream:
 
     Counters (audio thread writes, any thread reads): `blocks`, `xruns` (blocks flagged by
     PortAudio with an input/output under- or overflow; JACK reports every server xrun this
-    way), the per-flag counts, `overruns` (callbacks that took longer than the block lasts),
+    way), the per-flag counts, `late_callbacks_wall_clock` (callbacks that took longer than the block lasts),
     `callback_errors` and `last_error` (the engine's callback raised; that block is silent),
     `max_callback_ns`, `last_callback_ns`.
     """
@@ -211,7 +211,7 @@ class AudioStream:
         self.input_underflows = 0
         self.output_underflows = 0
         self.output_overflows = 0
-        self.overruns = 0
+        self.late_callbacks_wall_clock = 0
         self.callback_errors = 0
         self.last_error: BaseException | None = None
         self.max_callback_ns = 0
@@ -288,7 +288,7 @@ class AudioStream:
             if elapsed > self.max_callback_ns:
                 self.max_callback_ns = elapsed
             if elapsed > frames * self._ns_per_sample:
-                self.overruns += 1
+                self.late_callbacks_wall_clock += 1
         except BaseException:
             pass
 
@@ -306,7 +306,7 @@ class AudioStream:
     def stats(self) -> AudioStats:
         """The counters, copied (from any thread)."""
         return AudioStats(self.blocks, self.xruns, self.input_overflows, self.input_underflows,
-                          self.output_underflows, self.output_overflows, self.overruns, self.callback_errors,
+                          self.output_underflows, self.output_overflows, self.late_callbacks_wall_clock, self.callback_errors,
                           self.max_callback_ns, self.last_callback_ns)
 
     def start(self) -> None:

@@ -47,9 +47,9 @@ class EngineStatus:
     input_peak: float
     output_peak: float
     blocks: int
-    overruns: int
+    late_blocks_wall_clock: int
     """Blocks whose processing took longer than the block lasts, by the wall clock."""
-    cpu_overruns: int
+    late_blocks: int
     """Blocks whose processing used more CPU time than the block lasts: the engine's own fault,
     as opposed to the thread being preempted by other work."""
     errors: int
@@ -91,8 +91,8 @@ class Engine:
         self._busy_peak = 0.0
         self._load_sum = 0.0
         self.blocks = 0
-        self.overruns = 0
-        self.cpu_overruns = 0
+        self.late_blocks_wall_clock = 0
+        self.late_blocks = 0
         self.errors = 0
         self.input_peak = 0.0
         self.output_peak = 0.0
@@ -141,14 +141,16 @@ class Engine:
             collect()
 
     def set_parameter(self, parameter_id: str, value: float) -> float:
-        """Set a parameter of the playing plugin (`KEY.PARAM` for an effect in a chain);
-        returns the clamped value."""
+        """Set a parameter of the playing plugin (`KEY.PARAM` for an effect in a chain) to `value`
+        in its unit; returns it. A value out of range or not finite is a one-line TimbrelError
+        (`Parameter.check`), and nothing changes."""
         plugin = self.plugin
         if plugin is None:
             raise TimbrelError("no instrument loaded")
         if hasattr(plugin, "set_parameter"):
             return plugin.set_parameter(parameter_id, value)
-        return plugin.params.set(parameter_id, value)
+        parameter = plugin.params.parameters[plugin.params.index(parameter_id)]
+        return plugin.params.set(parameter_id, parameter.check(value))
 
     def status(self) -> EngineStatus:
         """Meters and counters, read without disturbing the audio thread."""
@@ -158,7 +160,7 @@ class Engine:
             sample_rate=self.sample_rate, block_size=self._last_block,
             voices=int(getattr(plugin, "active_voices", 0)), cpu_load=self._load_sum / blocks,
             peak_load=self._busy_peak, input_peak=self.input_peak, output_peak=self.output_peak, blocks=self.blocks,
-            overruns=self.overruns, cpu_overruns=self.cpu_overruns, errors=self.errors,
+            late_blocks_wall_clock=self.late_blocks_wall_clock, late_blocks=self.late_blocks, errors=self.errors,
             latency_samples=plugin.latency_samples if plugin else 0, plugin=plugin.name if plugin else "",
             faults=tuple(getattr(plugin, "faults", ())),
         )
@@ -171,7 +173,7 @@ class Engine:
 
     def reset_meters(self) -> None:
         """Zero the counters and peaks (e.g. after warm-up)."""
-        self.blocks = self.overruns = self.cpu_overruns = self.errors = 0
+        self.blocks = self.late_blocks_wall_clock = self.late_blocks = self.errors = 0
         self._load_sum = self._busy_peak = 0.0
         self.input_peak = self.output_peak = 0.0
 
@@ -210,9 +212,9 @@ class Engine:
         self._load_sum += load
         self._busy_peak = max(self._busy_peak, load)
         if load > 1.0:
-            self.overruns += 1
+            self.late_blocks_wall_clock += 1
             if (time.thread_time_ns() - start_cpu) * per_second > 1.0:
-                self.cpu_overruns += 1
+                self.late_blocks += 1
 
     def _run(self, plugin: Plugin | None, inp: np.ndarray, bus: np.ndarray, events: np.ndarray) -> None:
         if plugin is None:

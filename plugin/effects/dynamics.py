@@ -36,14 +36,10 @@ LIMITER_PARAMETERS = (
 )
 
 
-class Compressor(Effect):
-    """Feed-forward stereo-linked compressor with a soft knee and parallel mix.
-
-    `gain_reduction_db` (>= 0) is the largest reduction of the last block, for meters.
-    """
-
-    name = "compressor"
-    parameters = COMPRESSOR_PARAMETERS
+class DynamicsEffect(Effect):
+    """What the compressor and the limiter share: a gain computer in a numba kernel that
+    reads the parameters at the block's start (`_previous`) and end, and reports
+    `gain_reduction_db` (>= 0), the largest reduction of the last block, for meters."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -54,19 +50,37 @@ class Compressor(Effect):
         super().prepare(sample_rate, max_block)
         self._previous = self.params.values.copy()
         self._rate = float(self.sample_rate)
+        self.reset()
         self.warm_up()
 
     def reset(self) -> None:
-        self._state[:] = 0.0
         self._previous[:] = self.params.values
         self.gain_reduction_db = 0.0
 
     def process(self, inp: np.ndarray, out: np.ndarray, events: np.ndarray) -> None:
         self.params.advance(out.shape[1] / self.sample_rate)
-        self.gain_reduction_db = dk.compress(out, self._state, self._previous, self.params.values, self._rate)
+        self.gain_reduction_db = self._reduce(out)
+
+    def _reduce(self, bus: np.ndarray) -> float:
+        """Apply the gain to `bus` `[2, n]` in place; returns the largest reduction in dB."""
+        raise NotImplementedError
 
 
-class Limiter(Effect):
+class Compressor(DynamicsEffect):
+    """Feed-forward stereo-linked compressor with a soft knee and parallel mix."""
+
+    name = "compressor"
+    parameters = COMPRESSOR_PARAMETERS
+
+    def reset(self) -> None:
+        self._state[:] = 0.0
+        super().reset()
+
+    def _reduce(self, bus: np.ndarray) -> float:
+        return dk.compress(bus, self._state, self._previous, self.params.values, self._rate)
+
+
+class Limiter(DynamicsEffect):
     """Look-ahead peak limiter: no output sample exceeds `ceiling_db`.
 
     The output is `latency_samples` late (the look-ahead), and the gain glides down across
@@ -81,7 +95,6 @@ class Limiter(Effect):
 
     def __init__(self) -> None:
         super().__init__()
-        self.gain_reduction_db = 0.0
         self._lookahead = 0
 
     @property
@@ -89,18 +102,13 @@ class Limiter(Effect):
         return self._lookahead
 
     def prepare(self, sample_rate: int, max_block: int) -> None:
-        super().prepare(sample_rate, max_block)
-        window = math.ceil(MAX_LOOKAHEAD_MS * self.sample_rate / 1000) + 1
+        window = math.ceil(MAX_LOOKAHEAD_MS * sample_rate / 1000) + 1
         self._line = np.zeros((3, window))
         self._queue_gain = np.zeros(window)
         self._queue_at = np.zeros(window, dtype=np.int64)
         self._smooth = np.zeros(window)
         self._counters = np.zeros(4, dtype=np.int64)
-        self._state = np.zeros(2)
-        self._previous = self.params.values.copy()
-        self._rate = float(self.sample_rate)
-        self.reset()
-        self.warm_up()
+        super().prepare(sample_rate, max_block)
 
     def reset(self) -> None:
         lookahead_ms = self.params.get("lookahead_ms")
@@ -112,11 +120,8 @@ class Limiter(Effect):
         self._counters[3] = window
         self._state[0] = 1.0
         self._state[1] = window
-        self._previous[:] = self.params.values
-        self.gain_reduction_db = 0.0
+        super().reset()
 
-    def process(self, inp: np.ndarray, out: np.ndarray, events: np.ndarray) -> None:
-        self.params.advance(out.shape[1] / self.sample_rate)
-        self.gain_reduction_db = dk.limit_ahead(out, self._line, self._queue_gain, self._queue_at, self._smooth,
-                                                self._counters, self._state, self._previous, self.params.values,
-                                                self._rate)
+    def _reduce(self, bus: np.ndarray) -> float:
+        return dk.limit_ahead(bus, self._line, self._queue_gain, self._queue_at, self._smooth, self._counters,
+                              self._state, self._previous, self.params.values, self._rate)

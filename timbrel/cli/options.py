@@ -5,46 +5,42 @@ from __future__ import annotations
 import argparse
 
 from timbrel.engine.errors import TimbrelError
+from timbrel.plugin.chain import Chain
 from timbrel.presets.build import build_chain
 from timbrel.presets.library import Library
+from timbrel.presets.preset import Preset
+from timbrel.presets.settings import apply_settings
 
 DEFAULT_PRESET = "Violin"
 
 
-def resolve_preset(spec: str | None):
+def resolve_preset(spec: str | None) -> Preset:
     """The preset `-p` names: a preset name (forgiving), a `.toml` preset file or a `.onnx`
     model file; without one, the factory violin."""
     return Library().get(spec or DEFAULT_PRESET)
 
 
-def chain_for(spec: str | None, mode: str, voices: int = 16, assignments: list[str] | None = None):
+SET_EXAMPLE = "KEY=VALUE, e.g. --set gain_db=-6, --set voice_mode=legato or --set delay.mix=0.2"
+"""What `--set` takes (`timbrel.presets.settings`); every example here is one it accepts."""
+
+
+def chain_for(spec: str | None, mode: str, voices: int = 16, texts: list[str] | None = None) -> Chain:
     """The chain `-p` names, built for `mode` ("midi" or "transfer"), with `--set` applied."""
-    chain = build_chain(resolve_preset(spec), mode, voices=voices)
-    apply_settings(chain, assignments)
-    return chain
+    preset = resolve_preset(spec)
+    if texts:
+        preset = apply_settings(preset, {"mode": mode, **assignments(texts)})
+    return build_chain(preset, mode, voices=voices)
 
 
-def assignments(texts: list[str] | None, expected: str) -> dict[str, str]:
-    """`--set KEY=VALUE` options as a dict; a malformed one is a one-line TimbrelError saying `expected`."""
+def assignments(texts: list[str] | None) -> dict[str, str]:
+    """`--set KEY=VALUE` options as a dict; a malformed one is a one-line TimbrelError."""
     settings = {}
     for text in texts or []:
         key, sep, value = text.partition("=")
         if not sep or not key.strip():
-            raise TimbrelError(f"--set {text}: expected {expected}")
+            raise TimbrelError(f"--set {text}: expected {SET_EXAMPLE}")
         settings[key.strip()] = value.strip()
     return settings
-
-
-def apply_settings(target, texts: list[str] | None) -> None:
-    """Apply `--set PARAM=VALUE` (instrument) or `--set KEY.PARAM=VALUE` (effect) to a chain or
-    session; a bad one is a one-line TimbrelError."""
-    expected = "PARAM=NUMBER, e.g. --set gain_db=-6"
-    for key, value in assignments(texts, expected).items():
-        try:
-            number = float(value)
-        except ValueError:
-            raise TimbrelError(f"--set {key}={value}: expected {expected}") from None
-        target.set_parameter(key, number)
 
 
 def block_size(text: str) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from timbrel.cli.options import apply_settings, block_size, chain_for, resolve_preset
+from timbrel.cli.options import assignments, block_size, chain_for, resolve_preset
 from timbrel.demo import demo_phrase
 from timbrel.engine.errors import TimbrelError
 from timbrel.engine.io.audio import NO_OUTPUT, list_audio_devices
@@ -58,7 +58,7 @@ def _cmd_transfer(args: argparse.Namespace) -> int:
     import numpy as np
     import soxr
 
-    plugin = chain_for(args.preset, "transfer", assignments=args.set)
+    plugin = chain_for(args.preset, "transfer", texts=args.set)
     audio, rate = read_audio(args.input)
     mono = audio.mean(axis=1)
     if rate != args.samplerate:
@@ -81,8 +81,7 @@ def _cmd_play(args: argparse.Namespace) -> int:
     try:
         session.start(str(preset.path) if preset.implicit else preset.name, mode=mode, output_device=args.output,
                       input_device=args.mic or None, midi_ports=args.midi, midi_backend=args.midi_backend,
-                      latency=args.latency)
-        apply_settings(session, args.set)
+                      latency=args.latency, settings=assignments(args.set))
         if args.ui:
             ui = serve(session, host=args.host, port=args.port)
             print(f"timbrel: control surface at {ui.url}" + (f"  (token {ui.token})" if ui.token else ""))
@@ -156,7 +155,7 @@ def add_commands(commands) -> None:
     rn = commands.add_parser("render", help="render a MIDI file through the live engine path")
     rn.add_argument("song", help="a standard MIDI file")
     rn.add_argument("-p", "--preset", help="preset name, .toml preset or .onnx model (default: Violin)")
-    rn.add_argument("--set", action="append", metavar="PARAM=VALUE", help="e.g. --set release_s=1 or delay.mix=0.2")
+    rn.add_argument("--set", action="append", metavar="KEY=VALUE", help="e.g. --set release_s=1, voice_mode=legato or delay.mix=0.2")
     rn.add_argument("-o", "--output", required=True, help="audio file to write (.wav, .flac, .ogg)")
     rn.add_argument("--voices", type=int, default=16, help="polyphony, 1 to 64")
     rn.add_argument("--samplerate", type=int, default=48000, choices=(44100, 48000, 96000), help="Hz")
@@ -167,7 +166,7 @@ def add_commands(commands) -> None:
     tf.add_argument("input", help="an audio file of singing or a monophonic instrument")
     tf.add_argument("-p", "--preset", help="preset name, .toml preset or .onnx model (default: Violin)")
     tf.add_argument("-o", "--output", required=True, help="audio file to write")
-    tf.add_argument("--set", action="append", metavar="PARAM=VALUE", help="e.g. --set pitch_shift_st=12")
+    tf.add_argument("--set", action="append", metavar="KEY=VALUE", help="e.g. --set pitch_shift_st=12")
     tf.add_argument("--samplerate", type=int, default=48000, choices=(44100, 48000, 96000), help="Hz")
     tf.add_argument("--blocksize", type=block_size, default=128, help="samples per block, 16 to 2048")
     tf.set_defaults(run=_cmd_transfer)
@@ -183,7 +182,7 @@ def add_commands(commands) -> None:
     pl.add_argument("--blocksize", type=block_size, default=128, help="samples per block, 16 to 2048")
     pl.add_argument("--latency", default="low", help="'low', 'high' or seconds of device buffering")
     pl.add_argument("--voices", type=int, default=16, help="polyphony, 1 to 64")
-    pl.add_argument("--set", action="append", metavar="PARAM=VALUE", help="set a parameter, e.g. --set release_s=1")
+    pl.add_argument("--set", action="append", metavar="KEY=VALUE", help="set a parameter, e.g. --set release_s=1 or reverb.mix=0.5")
     pl.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
     pl.add_argument("--no-ui", dest="ui", action="store_false", help="do not start the browser control surface")
     pl.add_argument("--host", default="127.0.0.1", help="address the control surface binds to (LAN needs its token)")

@@ -87,7 +87,7 @@ def _cmd_audition(args: argparse.Namespace) -> int:
 
 def _cmd_save(args: argparse.Namespace) -> int:
     path = _library().derive(args.source, args.name,
-                              assignments(args.set, "KEY=VALUE, e.g. --set gain_db=-6 or --set delay.mix=0.2"), force=args.force)
+                              assignments(args.set), force=args.force)
     print(f"saved {args.name!r} to {path}")
     return 0
 

@@ -120,10 +120,14 @@ class Bridge:
     def _status(self, _args: dict) -> dict:
         session, engine = self.session, self.session.engine
         return session.status() | {"sample_rate": session.sample_rate, "block_size": session.block_size,
-                                   "blocks": engine.blocks, "overruns": engine.overruns}
+                                   "blocks": engine.blocks, "late_blocks_wall_clock": engine.late_blocks_wall_clock}
 
     def _describe(self, _args: dict) -> dict:
-        return self.session.describe() | {"switches": self.session.switches}
+        session = self.session
+        chain = session.engine.plugin
+        state = {"preset": session.preset.name if session.preset else None, "mode": session.mode,
+                 "switches": session.switches, "instrument": None, "effects": []}
+        return state | (chain.describe() if chain is not None else {})
 
     def _scope(self, args: dict) -> dict:
         samples = whole_number(args.get("samples", 2048), "samples", 16, SCOPE_MAX_SAMPLES)
@@ -144,16 +148,6 @@ class Bridge:
         known = ", ".join(s.key for s in slots) or "none"
         raise RequestError(404, f"no effect '{key}' in this preset (effects: {known})")
 
-    def _parameter(self, parameter_id: str):
-        key, dot, name = parameter_id.rpartition(".")
-        plugin = self._slot(key).effect if dot else getattr(self._chain(), "instrument", None) or self._chain()
-        for parameter in plugin.params.parameters:
-            if parameter.id == name:
-                return parameter
-        known = ", ".join(p.id for p in plugin.params.parameters)
-        owner = "effect" if dot else "instrument"
-        raise RequestError(404, f"no parameter '{parameter_id}' (this {owner} has: {known})")
-
     def _set_parameters(self, args: dict) -> dict:
         """`{"values": {id: value}}`: set each (the server process checked them against the last
         description); returns the ones refused, a line each."""
@@ -171,12 +165,12 @@ class Bridge:
     def _set_parameter(self, parameter_id: object, value: object) -> float:
         parameter_id = text(parameter_id, "the parameter id")
         value = finite_number(value, f"the value of {parameter_id}")
-        parameter = self._parameter(parameter_id)
-        if not parameter.minimum <= value <= parameter.maximum:
-            unit = f" {parameter.unit}" if parameter.unit else ""
-            raise RequestError(400, f"{parameter_id}: {value:g} is outside {parameter.minimum:g} to "
-                                    f"{parameter.maximum:g}{unit}")
-        return self.session.set_parameter(parameter_id, value)
+        chain = self._chain()
+        try:
+            chain.parameter(parameter_id)
+        except TimbrelError as err:
+            raise RequestError(404, str(err)) from None
+        return chain.set_parameter(parameter_id, value)
 
     def _bypass(self, args: dict) -> dict:
         key = text(args.get("key"), "the effect key")

@@ -27,6 +27,7 @@ import numpy as np
 from timbrel.engine.errors import TimbrelError
 from timbrel.presets.library import CATEGORIES, Library
 from timbrel.presets.names import check_name, fold
+from timbrel.presets.search import matching
 from timbrel.ui.access import Access
 from timbrel.ui.bridge import RequestError, finite_number, text
 from timbrel.ui.favourites import Favourites
@@ -101,10 +102,7 @@ class Surface:
         everything = self.library.list()
         found = self.library.search(words) if words else everything
         favourites = self.favourites.names()
-        if category is not None:
-            found = [p for p in found if p.category == category]
-        if tag is not None:
-            found = [p for p in found if tag.casefold() in (t.casefold() for t in p.tags)]
+        found = matching(found, category, tag)
         if query.get("favourites", ["0"])[0] == "1":
             found = [p for p in found if p.name in favourites]
         return {

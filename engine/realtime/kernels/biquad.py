@@ -13,6 +13,8 @@ import math
 
 import numba
 
+from timbrel.engine.realtime.kernels.mixing import finite_or_zero
+
 PEAK, LOW_SHELF, HIGH_SHELF, HIGH_PASS, LOW_PASS = 0, 1, 2, 3, 4
 """Band kinds, the values of `kinds` in `cascade`."""
 
@@ -189,12 +191,8 @@ def cascade(bus, kinds, start, end, state, mix, coeffs, sample_rate, fade_step, 
                 for k in range(5):
                     coeffs[b, _STEP + k] = (coeffs[b, _TARGET + k] - coeffs[b, k]) / (j1 - j0)
         for j in range(j0, j1):
-            x0 = float(bus[0, j])
-            x1 = float(bus[1, j])
-            if not math.isfinite(x0):
-                x0 = 0.0
-            if not math.isfinite(x1):
-                x1 = 0.0
+            x0 = finite_or_zero(float(bus[0, j]))
+            x1 = finite_or_zero(float(bus[1, j]))
             for b in range(bands):
                 mode = coeffs[b, _MODE]
                 if mode == _IDLE:

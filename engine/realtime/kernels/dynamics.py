@@ -13,7 +13,7 @@ import math
 
 import numba
 
-from timbrel.engine.realtime.kernels.mixing import time_coefficient
+from timbrel.engine.realtime.kernels.mixing import finite_or_zero, time_coefficient
 
 COMPRESSOR_THRESHOLD_DB, COMPRESSOR_RATIO, COMPRESSOR_KNEE_DB = 0, 1, 2
 COMPRESSOR_ATTACK_MS, COMPRESSOR_RELEASE_MS, COMPRESSOR_MAKEUP_DB = 3, 4, 5
@@ -137,9 +137,7 @@ def limit_ahead(bus, line, queue_gain, queue_at, smooth, counters, state, previo
         peak = 0.0
         slot = t % size
         for c in range(channels):
-            x = float(bus[c, j])
-            if not math.isfinite(x):
-                x = 0.0
+            x = finite_or_zero(float(bus[c, j]))
             line[c, slot] = x
             peak = max(peak, abs(x))
         line[channels, slot] = ceiling * _BELOW_FLOAT32_ROUNDING

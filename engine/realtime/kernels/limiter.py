@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import numba
+
+from timbrel.engine.realtime.kernels.mixing import finite_or_zero
 
 
 @numba.njit(nogil=True, cache=True)
@@ -22,10 +22,8 @@ def limit(bus, state, ceiling, release):
     for j in range(n):
         loudest = 0.0
         for c in range(channels):
-            x = bus[c, j]
-            if not math.isfinite(x):
-                bus[c, j] = 0.0
-                x = 0.0
+            x = finite_or_zero(bus[c, j])
+            bus[c, j] = x
             loudest = max(loudest, abs(x))
         peak = max(peak, loudest)
         gain += (1.0 - gain) * release

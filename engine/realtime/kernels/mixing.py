@@ -7,6 +7,12 @@ import math
 import numba
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def finite_or_zero(x: float) -> float:
+    """`x`, or 0.0 when it is NaN or infinite: the guard every kernel applies to its input."""
+    return x if math.isfinite(x) else 0.0
+
+
 @numba.njit(nogil=True, cache=True)
 def mono_to_bus(mono, bus, gain_from, gain_to):
     """Write mono `[n]` to both rows of the float32 bus `[2, n]`, the gain ramping linearly
@@ -14,9 +20,7 @@ def mono_to_bus(mono, bus, gain_from, gain_to):
     n = bus.shape[1]
     step = (gain_to - gain_from) / n
     for j in range(n):
-        x = mono[j] * (gain_from + step * (j + 1))
-        if not math.isfinite(x):
-            x = 0.0
+        x = finite_or_zero(mono[j] * (gain_from + step * (j + 1)))
         bus[0, j] = x
         bus[1, j] = x
 

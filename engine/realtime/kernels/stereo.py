@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import numba
+
+from timbrel.engine.realtime.kernels.mixing import finite_or_zero
 
 
 @numba.njit(nogil=True, cache=True)
@@ -25,11 +25,7 @@ def stereo_matrix(bus, start, end):
         lr = start[1] + (end[1] - start[1]) * t
         rl = start[2] + (end[2] - start[2]) * t
         rr = start[3] + (end[3] - start[3]) * t
-        x0 = float(bus[0, j])
-        x1 = float(bus[1, j])
-        if not math.isfinite(x0):
-            x0 = 0.0
-        if not math.isfinite(x1):
-            x1 = 0.0
+        x0 = finite_or_zero(float(bus[0, j]))
+        x1 = finite_or_zero(float(bus[1, j]))
         bus[0, j] = ll * x0 + lr * x1
         bus[1, j] = rl * x0 + rr * x1
