@@ -32,6 +32,7 @@ import numpy as np
 from timbrel.engine.errors import TimbrelError
 from timbrel.engine.plugin_api import Effect, Parameter, Plugin
 from timbrel.engine.realtime.kernels.mixing import all_finite, wet_mix
+from timbrel.engine.realtime.stages import EFFECT_0, MAX_EFFECTS, TIMES
 
 FADE_S = 0.02
 OVER_BUDGET_BLOCKS = 8
@@ -288,7 +289,8 @@ class Chain(Effect):
         if self.instrument is not None:
             self.instrument.process(inp, out, events)
         n = out.shape[1]
-        for slot in self._slots:
+        times = TIMES
+        for index, slot in enumerate(self._slots):
             if slot.fault:
                 continue
             if slot.mix == 0.0 and slot.target == 0.0:
@@ -297,6 +299,7 @@ class Chain(Effect):
                     slot.reset_pending = False
                 continue
             self._run(slot, inp, out, events, n)
+            times.mark(EFFECT_0 + min(index, MAX_EFFECTS - 1))
 
     def _adopt(self, layout: _Layout) -> None:
         for slot in layout.waiting:

@@ -19,6 +19,7 @@ import numpy as np
 
 from timbrel.engine.plugin_api import Parameter
 from timbrel.engine.realtime.events import CHANNEL_PRESSURE, CONTROL_CHANGE, NOTE_OFF, NOTE_ON, PITCH_BEND
+from timbrel.engine.realtime.stages import INSTRUMENT_TAIL, MODEL, TIMES, VOICES
 from timbrel.plugin import voices as vk
 from timbrel.plugin.model import TimbreModel
 from timbrel.plugin.model_synth import ModelPlugin, ModelSynth
@@ -307,7 +308,9 @@ class MidiInstrument(ModelPlugin):
             if self._pending[v, 0] >= 0:
                 self._start(v, self._pending[v, 0], self._pending[v, 1])
                 self._pending[v] = -1
+        TIMES.mark(VOICES)
         self.synth.run(self._order, count, self._f0, self._loudness, self._scale)
+        TIMES.mark(MODEL)
         self.active_voices = count
 
     def process(self, inp: np.ndarray, out: np.ndarray, events: np.ndarray) -> None:
@@ -315,8 +318,10 @@ class MidiInstrument(ModelPlugin):
         self.params.advance(n / self.sample_rate)
         for packed in events:
             self.handle(int(packed))
+        TIMES.mark(VOICES)
         mix = self.synth.render(n, self._control_frame)
         values = self.params.values
         gain = 10.0 ** (values[_I["gain_db"]] / 20.0)
         self.synth.finish(mix, out, float(values[_I["reverb_mix"]]), self._gain, gain)
         self._gain = gain
+        TIMES.mark(INSTRUMENT_TAIL)

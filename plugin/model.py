@@ -88,6 +88,8 @@ class TimbreModel:
         self.session = _open_session(self.path)
         self.info, self.reverb_ir = _read_metadata(self.path, self.session)
         _check_signature(self.path, self.session, self.info)
+        self.planned_batches: set[int] = set()
+        """Voice counts the session has run with, so onnxruntime has planned their memory."""
 
     def step(self, f0_hz: np.ndarray, loudness_db: np.ndarray, state: np.ndarray) -> list[np.ndarray]:
         """Amplitude `[V, T]`, distribution `[V, T, K]`, noise `[V, T, N]`, new state `[V, H]`."""

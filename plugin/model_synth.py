@@ -19,6 +19,7 @@ from timbrel.engine.plugin_api import Plugin
 from timbrel.engine.realtime.kernels.convolution import Convolver
 from timbrel.engine.realtime.kernels.mixing import mono_to_bus
 from timbrel.engine.realtime.kernels.synth import SynthBank
+from timbrel.engine.realtime.stages import SYNTH, TIMES
 from timbrel.plugin import voices as vk
 from timbrel.plugin.model import INPUTS, OUTPUTS, TimbreModel, load_model
 
@@ -52,9 +53,12 @@ class ModelSynth:
                       np.zeros((voices, info.harmonics), np.float32), np.zeros((voices, info.noise_bands), np.float32))
         """The synth's next frame per voice: f0 (Hz), amplitude, distribution, noise magnitudes."""
         self._bindings = [None] + [self._bind(count) for count in range(1, voices + 1)]
-        for binding in self._bindings[1:]:
-            # onnxruntime plans memory for each new batch size on its first run: do that now.
-            model.session.run_with_iobinding(binding)
+        for count in range(1, voices + 1):
+            # onnxruntime plans memory for each new batch size on its first run: do that now,
+            # once per session (presets of one model share it, and its plans).
+            if count not in model.planned_batches:
+                model.session.run_with_iobinding(self._bindings[count])
+                model.planned_batches.add(count)
         for array in self._out:
             array[:] = 0.0
         self._mix = np.zeros(max_block)
@@ -106,6 +110,7 @@ class ModelSynth:
             if m > remaining:
                 on_boundary(pos + remaining)
             bank.process(mix[pos : pos + m], frame[0], frame[1], frame[2], frame[3])
+            TIMES.mark(SYNTH)
             pos += m
         return mix
 

@@ -18,6 +18,7 @@ import numpy as np
 from timbrel.engine.plugin_api import Parameter
 from timbrel.engine.realtime.features import LoudnessMeter, PitchTracker
 from timbrel.engine.realtime.features.loudness import FLOOR_DB
+from timbrel.engine.realtime.stages import FEATURES, INSTRUMENT_TAIL, MODEL, TIMES, VOICES
 from timbrel.plugin.model_synth import ModelPlugin, ModelSynth
 
 SCALES = {
@@ -116,7 +117,9 @@ class TimbreTransfer(ModelPlugin):
         f0_hz, loudness_db, sounding = self.map_frame(*self._latest)
         self._f0[0], self._loudness[0] = f0_hz, loudness_db
         self._scale[0] = 1.0 if sounding else 0.0
+        TIMES.mark(VOICES)
         self.synth.run(self._order, 1, self._f0, self._loudness, self._scale)
+        TIMES.mark(MODEL)
         self.active_voices = int(sounding)
 
     def process(self, inp: np.ndarray, out: np.ndarray, events: np.ndarray) -> None:
@@ -124,6 +127,7 @@ class TimbreTransfer(ModelPlugin):
         self.params.advance(n / self.sample_rate)
         self._frames = self.tracker.process(inp)
         self.meter.process(inp)
+        TIMES.mark(FEATURES)
         self._used = 0
         mix = self.synth.render(n, self._on_boundary)
         if self._used < self._frames:
@@ -138,3 +142,4 @@ class TimbreTransfer(ModelPlugin):
             dry = self._dry[:n]
             np.multiply(inp, 1.0 - balance, out=dry)
             out += dry
+        TIMES.mark(INSTRUMENT_TAIL)

@@ -43,6 +43,7 @@ a `TimbrelError` of one line naming the file and what is wrong with it.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import sys
@@ -125,10 +126,11 @@ class Preset:
         return dict(self.transfer if (mode or self.mode) == "transfer" else self.midi)
 
 
-# Names, files, hashes ---------------------------------------------------------------------
-
-
 # Reading ----------------------------------------------------------------------------------
+
+_parsed: dict[tuple[str, int, int, int], Preset] = {}
+"""Presets parsed so far, by (path, mtime in ns, size, inode): a library lists every preset on
+each look-up, and parsing TOML is most of that cost. A changed file has a new key."""
 
 
 def read_preset(
@@ -146,13 +148,20 @@ def read_preset(
     """
     path = Path(path)
     try:
-        data = path.read_bytes()
+        stat = os.stat(path)
+        key = (str(path), stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        parsed = _parsed.get(key)
+        if parsed is None:
+            data = path.read_bytes()
     except OSError as err:
         raise TimbrelError(f"{path}: cannot read the preset ({err.strerror or err})") from None
-    try:
-        preset = _parse_bytes(data)
-    except PresetFault as fault:
-        raise TimbrelError(one_line(f"{path}: {fault}")) from None
+    if parsed is None:
+        try:
+            parsed = _parse_bytes(data)
+        except PresetFault as fault:
+            raise TimbrelError(one_line(f"{path}: {fault}")) from None
+        _parsed[key] = parsed
+    preset = copy.deepcopy(parsed)
     preset.path, preset.factory = path, bool(factory)
     folders = model_dirs_for(path, default_model_dirs() if model_dirs is None else model_dirs)
     preset.model_path = find_model(preset.model_file, folders)

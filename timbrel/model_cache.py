@@ -13,7 +13,8 @@ from pathlib import Path
 
 from timbrel.plugin.model import TimbreModel, load_model
 
-CAPACITY = 8
+CAPACITY = 32
+"""More than the factory's 13 models, so cycling through every preset never reloads one."""
 
 
 class ModelCache:

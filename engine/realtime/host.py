@@ -26,6 +26,7 @@ from timbrel.engine.realtime.events import EventQueue
 from timbrel.engine.realtime.kernels.limiter import limit
 from timbrel.engine.realtime.kernels.mixing import crossfade, peak, ring_write
 from timbrel.engine.realtime.midi_state import MidiState
+from timbrel.engine.realtime.stages import CROSSFADE, DRAIN, LIMITER, METERS, SWAP, TIMES
 
 CROSSFADE_S = 0.02
 LIMIT_CEILING = 0.98
@@ -180,9 +181,13 @@ class Engine:
     # Audio thread -------------------------------------------------------------------------
 
     def process(self, inp: np.ndarray | None, out: np.ndarray) -> None:
-        """Render one block into `out` float32 `[n, channels]` from mono input `inp` `[n]` (or None)."""
+        """Render one block into `out` float32 `[n, channels]` from mono input `inp` `[n]` (or None).
+
+        Each stage's time goes to `timbrel.engine.realtime.stages.TIMES`."""
         start = time.perf_counter_ns()
         start_cpu = time.thread_time_ns()
+        times = TIMES
+        times.begin()
         n = out.shape[0]
         self._last_block = n
         if inp is None:
@@ -192,29 +197,36 @@ class Engine:
         count = self.events.pop_into(self._events)
         events = self._events[:count]
         self.keyboard.track(self._events, count)
+        times.mark(DRAIN)
         if self._incoming is not None and self._fade_left == 0:
             self._outgoing, self._current, self._incoming = self._current, self._incoming, None
             if self._outgoing is not None:
                 self._fade_left = self._fade_len
                 events = self.keyboard.replay()
+            times.mark(SWAP)
         bus = self._bus[:, :n]
         self._run(self._current, inp, bus, events)
         if self._fade_left:
             self._crossfade(inp, bus, n)
+            times.mark(CROSSFADE)
         self.output_peak = max(self.output_peak * 0.95, limit(bus, self._limiter, LIMIT_CEILING, self._release))
+        times.mark(LIMITER)
         self.scope_position = ring_write(self.scope, self.scope_position, bus[0])
         channels = out.shape[1]
         for c in range(channels):
             out[:, c] = bus[min(c, 1)]
         per_second = self.sample_rate / max(n, 1) * 1e-9
+        cpu_ns = time.thread_time_ns() - start_cpu
         load = (time.perf_counter_ns() - start) * per_second
         self.blocks += 1
         self._load_sum += load
         self._busy_peak = max(self._busy_peak, load)
         if load > 1.0:
             self.late_blocks_wall_clock += 1
-            if (time.thread_time_ns() - start_cpu) * per_second > 1.0:
+            if cpu_ns * per_second > 1.0:
                 self.late_blocks += 1
+        times.mark(METERS)
+        times.end(cpu_ns)
 
     def _run(self, plugin: Plugin | None, inp: np.ndarray, bus: np.ndarray, events: np.ndarray) -> None:
         if plugin is None:
