@@ -11,6 +11,7 @@ from timbrel.engine.realtime.events import CHANNEL_PRESSURE, CONTROL_CHANGE, NOT
 from timbrel.engine.realtime.features import estimate_pitch
 from timbrel.engine.realtime.host import LIMIT_CEILING, Engine
 from timbrel.engine.render import render_events
+from timbrel.plugin import voice_allocation as va
 from timbrel.plugin import voices as vk
 from timbrel.plugin.instrument import MidiInstrument
 from timbrel.plugin.model import load_model
@@ -289,3 +290,20 @@ def test_a_plugin_is_a_plain_callable_on_a_buffer(model):
     out = MidiInstrument(model)(np.zeros(SR // 2, np.float32), SR, events=np.array([on(69)], np.int32))
     assert out.shape == (2, SR // 2) and out.dtype == np.float32
     assert abs(cents(median_pitch(out[0].astype(np.float64), 0.15, 0.5), 440.0)) < 20
+
+
+@pytest.mark.parametrize(("number", "silent_after_s"), [(120, 2 * BLOCK / SR + 3 * HOP / SR), (123, 0.25 + 0.05)])
+def test_all_sound_off_and_all_notes_off_silence_every_channel(model, number, silent_after_s):
+    """CC 120 and 123 act whatever channel the instrument listens to and whatever channel they
+    come on, also with the pedal down; CC 120 also drops a note waiting for a stolen voice."""
+    events = [(0.0, cc(64, 127)), *((0.0, on(n)) for n in (60, 64, 67)), (0.05, on(72)),
+              (0.5, cc(number, 0, channel=9))]
+    audio, instrument, _ = play(model, events, 1.5, voices=3, channel=1, release_s=0.25, reverb_mix=0.0)
+    assert rms_db(audio, 0.3, 0.5) > -40
+    assert np.abs(audio[int((0.5 + silent_after_s) * SR) :]).max() == 0.0
+    assert instrument.active_voices == 0 and (instrument._ints[va.WAITING_NOTE] == -1).all()
+
+
+def test_a_channel_filter_still_ignores_notes_from_other_channels(model):
+    audio, instrument, _ = play(model, [(0.0, on(60, channel=3))], 0.5, channel=1)
+    assert np.abs(audio).max() == 0.0 and instrument.active_voices == 0

@@ -27,6 +27,7 @@ from timbrel.engine.realtime.features import estimate_pitch
 from timbrel.presets.library import Library
 from timbrel.session import Session
 from timbrel.ui import relay
+from timbrel.ui.bridge import HEARTBEAT_TIMEOUT_S
 from timbrel.ui.server import serve
 
 CHROMIUM = "/usr/bin/chromium"
@@ -427,6 +428,31 @@ def test_loopback_refuses_foreign_hosts_and_cross_site_changes(surface, fresh):
     assert request(url, "/api/note", note, headers={"Origin": f"http://127.0.0.1:{port}"})[0] == 200
     assert wait_until(lambda: fresh.engine.keyboard.velocity[0, 61] > 0, timeout=2.0)
     assert request(url, "/api/note", {"note": 61, "velocity": 0})[0] == 200
+
+
+def test_notes_from_a_surface_that_goes_quiet_are_released_within_a_second(surface, fresh):
+    url = surface.url
+    assert request(url, "/api/note", {"note": 62, "velocity": 100})[0] == 200
+    assert wait_until(lambda: fresh.engine.keyboard.velocity[0, 62] > 0, timeout=2.0)
+    for _ in range(8):  # a page holding the key says so four times a second
+        time.sleep(0.25)
+        assert request(url, "/api/heartbeat", {})[0] == 200
+    assert fresh.engine.keyboard.velocity[0, 62] > 0
+    went_quiet = time.monotonic()
+    assert wait_until(lambda: fresh.engine.keyboard.velocity[0, 62] == 0, timeout=3.0)
+    assert time.monotonic() - went_quiet < HEARTBEAT_TIMEOUT_S + 0.5
+
+
+def test_the_panic_button_silences_every_channel_and_lifts_the_pedal(page, fresh):
+    fresh.control_change(64, 127, channel=3)
+    for channel, note in ((0, 60), (3, 64), (9, 67)):
+        fresh.note_on(note, 90, channel)
+    fresh.note_off(64, channel=3)
+    assert wait_until(lambda: int((fresh.engine.keyboard.velocity > 0).sum()) == 3, timeout=2.0)
+    page.click("#panic")
+    assert wait_until(lambda: int((fresh.engine.keyboard.velocity > 0).sum()) == 0, timeout=2.0)
+    assert not fresh.engine.keyboard.pedal.any()
+    assert wait_until(lambda: fresh.engine.plugin.active_voices == 0, timeout=3.0)
 
 
 # Real time --------------------------------------------------------------------------------------

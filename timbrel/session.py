@@ -153,6 +153,14 @@ class Session:
         """Send a MIDI controller as if from a keyboard (64: sustain pedal, 123: all notes off)."""
         self._push(CONTROL_CHANGE | (channel & 15) | (controller & 127) << 8 | (value & 127) << 16)
 
+    def panic(self) -> None:
+        """Silence everything now: the pedal up on every channel, then all sound off and all
+        notes off (which the instrument and the keyboard state apply to every channel)."""
+        for channel in range(16):
+            self.control_change(64, 0, channel)
+        self.control_change(120, 0)
+        self.control_change(123, 0)
+
     def _push(self, packed: int) -> None:
         if not self.engine.events.push(packed):
             raise TimbrelError("the MIDI queue is full")

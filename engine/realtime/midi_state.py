@@ -55,9 +55,9 @@ def _track(events, count, velocity, pedalled, pedal, bend, modulation, expressio
             elif d1 == 11:
                 expression[ch] = d2
             elif d1 == 120 or d1 == 123:
-                for note in range(128):
-                    velocity[ch, note] = 0
-                    pedalled[ch, note] = False
+                # all sound off and all notes off clear every channel, as the instrument does
+                velocity[:, :] = 0
+                pedalled[:, :] = False
             elif d1 == 121:
                 modulation[ch] = 0
                 expression[ch] = 127

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
@@ -20,6 +21,9 @@ from multiprocessing.connection import Connection
 from timbrel.engine.errors import TimbrelError
 from timbrel.presets.preset import MODES
 
+HEARTBEAT_TIMEOUT_S = 1.0
+"""Notes played from the surface are released when no request has come from it for this long."""
+WATCH_S = 0.2
 SCOPE_MAX_SAMPLES = 8192
 """`timbrel.engine.realtime.host.SCOPE_SAMPLES`, written out: the server process imports this module, not the engine."""
 
@@ -70,7 +74,15 @@ class Bridge:
         self._fast: dict[str, Callable[[dict], object]] = {
             "status": self._status, "describe": self._describe, "scope": self._scope,
             "parameters": self._set_parameters, "bypass": self._bypass, "note": self._note, "load": self._load,
+            "heartbeat": self._heartbeat, "panic": self._panic,
         }
+        self._notes_lock = threading.Lock()
+        self._sounding: set[int] = set()
+        """Notes the surface turned on and has not turned off."""
+        self._heard = time.monotonic()
+        self.released_by_watchdog = 0
+        """Notes released because the surface went quiet while holding them."""
+        self._watchdog = threading.Thread(target=self._watch, name="timbrel-ui-watchdog", daemon=True)
         self._slow: dict[str, Callable[[dict], object]] = {
             "audition": self._audition, "mode": self._mode, "save": self._save,
             "devices": self._devices, "set_devices": self._set_devices,
@@ -78,6 +90,7 @@ class Bridge:
 
     def start(self) -> None:
         self._thread.start()
+        self._watchdog.start()
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for the bridge thread to end (after the connection closed); drop queued slow commands."""
@@ -92,6 +105,7 @@ class Bridge:
                 return
             except Exception:  # a garbled message: drop it, keep serving
                 continue
+            self._heard = time.monotonic()
             if command in self._slow:
                 self._worker.submit(self._answer, request_id, self._slow[command], args)
             else:
@@ -184,11 +198,41 @@ class Bridge:
     def _note(self, args: dict) -> dict:
         note = whole_number(args.get("note"), "note", 0, 127)
         velocity = whole_number(args.get("velocity", 100), "velocity", 0, 127)
+        with self._notes_lock:
+            if velocity:
+                self._sounding.add(note)
+            else:
+                self._sounding.discard(note)
         if velocity:
             self.session.note_on(note, velocity)
         else:
             self.session.note_off(note)
         return {"note": note, "velocity": velocity}
+
+    def _heartbeat(self, _args: dict) -> dict:
+        """The page is there and holds `sounding` keys (every request counts as a heartbeat)."""
+        return {"sounding": sorted(self._sounding)}
+
+    def _panic(self, _args: dict) -> dict:
+        with self._notes_lock:
+            self._sounding.clear()
+        self.session.panic()
+        return {"panic": True}
+
+    def _watch(self) -> None:
+        """Release the surface's notes when it has been silent for `HEARTBEAT_TIMEOUT_S` (a tab
+        closed or a network gone while keys were down); ends with the bridge thread."""
+        while self._thread.is_alive() or not self._thread.ident:
+            time.sleep(WATCH_S)
+            if self._sounding and time.monotonic() - self._heard > HEARTBEAT_TIMEOUT_S:
+                with self._notes_lock:
+                    stuck, self._sounding = sorted(self._sounding), set()
+                for note in stuck:
+                    try:
+                        self.session.note_off(note)
+                    except TimbrelError:
+                        continue
+                    self.released_by_watchdog += 1
 
     def _load(self, args: dict) -> dict:
         name = text(args.get("name"), "the preset name")

@@ -76,6 +76,8 @@ class Surface:
             ("POST", "/api/parameter"): self.parameter,
             ("POST", "/api/bypass"): lambda q, b: call("bypass", b),
             ("POST", "/api/note"): lambda q, b: call("note", b),
+            ("POST", "/api/heartbeat"): lambda q, b: call("heartbeat"),
+            ("POST", "/api/panic"): lambda q, b: call("panic"),
             ("POST", "/api/mode"): lambda q, b: call("mode", b, SLOW_TIMEOUT_S),
             ("POST", "/api/save"): self.save,
             ("POST", "/api/favourite"): self.favourite,

@@ -112,22 +112,40 @@ class SynthBank:
                         self._nyquist, self._rad_per_hz)
             self._pos = n - split
 
+    @property
+    def voice_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """`(flags, hstate, rng, tails)`: what `start_voice` and `stop_voice` take, for kernels
+        that start and stop voices themselves."""
+        return self._flags, self._hstate, self._rng, self._pending
+
     def start_voice(self, voice: int) -> None:
         """Make a voice sound from the next frame on, with fresh phase and noise."""
-        self._flags[_PRIMED, voice] = False
-        self._flags[_ACTIVE, voice] = True
-        self._hstate[_PHASE, voice] = 0.0
-        self._rng[_COUNTER, voice] = 0
-        self._pending[voice] = 0.0
+        start_voice(*self.voice_arrays, voice)
 
     def stop_voice(self, voice: int) -> None:
         """Silence a voice at once (the engine fades it out first)."""
-        self._flags[_ACTIVE, voice] = False
+        stop_voice(self._flags, voice)
 
     def reset(self) -> None:
         """Silence every voice and wait for a frame."""
         self._flags[:] = False
         self._pos = self.hop
+
+
+@numba.njit(nogil=True, cache=True)
+def start_voice(flags, hstate, rng, tails, voice):
+    """Make `voice` sound from the next frame on, with fresh phase and noise (`SynthBank.voice_arrays`)."""
+    flags[_PRIMED, voice] = False
+    flags[_ACTIVE, voice] = True
+    hstate[_PHASE, voice] = 0.0
+    rng[_COUNTER, voice] = 0
+    tails[voice, :] = 0.0
+
+
+@numba.njit(nogil=True, cache=True)
+def stop_voice(flags, voice):
+    """Silence `voice` at once (the instrument fades it out first)."""
+    flags[_ACTIVE, voice] = False
 
 
 _NO_F0 = np.zeros(1, dtype=np.float32)

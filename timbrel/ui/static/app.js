@@ -395,6 +395,11 @@ function drawSpectrum() {
 
 // Keyboard -----------------------------------------------------------------------------------
 
+// While keys are down the page says so every HEARTBEAT_MS; the engine releases the surface's
+// notes itself when it hears nothing for a second (a closed tab, a lost connection).
+const HEARTBEAT_MS = 250;
+setInterval(() => { if (state.sounding.size) api("/api/heartbeat", {}).catch(() => {}); }, HEARTBEAT_MS);
+
 let noteChain = Promise.resolve();
 function sendNote(note, velocity) {
   noteChain = noteChain.then(() => api("/api/note", { note, velocity })).catch((e) => say(e.message));
@@ -525,6 +530,11 @@ function setupKeyboard() {
   });
   window.addEventListener("blur", releaseAll);
   document.addEventListener("visibilitychange", () => { if (document.hidden) releaseAll(); });
+  $("panic").addEventListener("click", () => {
+    state.sounding.clear();
+    board.querySelectorAll(".key.down").forEach((k) => k.classList.remove("down"));
+    api("/api/panic", {}).then(() => say("all notes off")).catch((e) => say(e.message));
+  });
   $("octave-down").addEventListener("click", () => shiftOctave(-1));
   $("octave-up").addEventListener("click", () => shiftOctave(1));
   new ResizeObserver(() => buildKeyboard()).observe(board);

@@ -1,0 +1,251 @@
+"""Voice allocation for the MIDI instrument (numba): which voice a note takes, which one is
+stolen, what the pedal, the mono stack and the all-notes messages do.
+
+One call per block applies every MIDI message of the block (`apply_events`), and one call
+per control frame frees the voices whose fade ended and starts the notes that waited for
+them (`finish_voices`). Both run on the audio thread and touch only preallocated arrays:
+
+- `ints` `[INT_FIELDS, voices]` int64: state, note, envelope stage, age (the clock at its
+  start), and the note and velocity waiting for the voice while it fades (-1: none);
+- `floats` `[FLOAT_FIELDS, voices]` float64: velocity, envelope (dB), pitch (MIDI note),
+  glide start (MIDI note), vibrato phase (cycles);
+- `stack` `[128]` int64: the keys held in a mono mode, oldest first;
+- `controls` `[CONTROLS]` float64: pitch bend (-1 … 1), mod wheel and pressure (0 … 1),
+  expression (dB);
+- `counters` `[COUNTERS]` int64: keys on the mono stack, the note clock, the pedal (0/1);
+- the synth bank's voice arrays and the GRU state `[voices, hidden]`, so a started voice
+  sounds afresh.
+
+Rules: a note already sounding is retriggered in place; otherwise it takes a free voice;
+with none free it steals the quietest releasing voice, else the oldest held one, which
+fades over one frame before the new note starts in it. CC 64 holds released keys, CC 120
+(all sound off) fades every voice, CC 121 resets the controllers, CC 123 (all notes off)
+releases every key; CC 120 and 123 act on every channel, whatever channel the instrument
+listens to, so a panic always silences it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+
+from timbrel.engine.realtime.events import CHANNEL_PRESSURE, CONTROL_CHANGE, NOTE_OFF, NOTE_ON, PITCH_BEND
+from timbrel.engine.realtime.kernels.synth import start_voice, stop_voice
+from timbrel.plugin.voices import ATTACK, ENVELOPE_FLOOR_DB, FADING, HELD, IDLE, RELEASE, RELEASED, SUSTAINED
+
+POLY, MONO, LEGATO = 0, 1, 2
+"""Voice modes, as `MidiInstrument`'s `voice_mode` switch numbers them."""
+STATE, NOTE, STAGE, AGE, WAITING_NOTE, WAITING_VELOCITY = range(6)
+INT_FIELDS = 6
+VELOCITY, ENV_DB, PITCH, GLIDE_FROM, VIBRATO_PHASE = range(5)
+FLOAT_FIELDS = 5
+BEND, MOD, PRESSURE, EXPRESSION_DB = range(4)
+CONTROLS = 4
+HELD_KEYS, CLOCK, SUSTAIN = range(3)
+COUNTERS = 3
+
+
+@numba.njit(nogil=True, cache=True)
+def _start(v, note, velocity, ints, floats, counters, flags, hstate, rng, tails, gru):
+    start_voice(flags, hstate, rng, tails, v)
+    gru[v, :] = 0.0
+    ints[STATE, v] = HELD
+    ints[STAGE, v] = ATTACK
+    ints[NOTE, v] = note
+    floats[ENV_DB, v] = ENVELOPE_FLOOR_DB
+    floats[VELOCITY, v] = velocity
+    floats[PITCH, v] = note
+    floats[GLIDE_FROM, v] = note
+    floats[VIBRATO_PHASE, v] = 0.0
+    counters[CLOCK] += 1
+    ints[AGE, v] = counters[CLOCK]
+
+
+@numba.njit(nogil=True, cache=True)
+def _retrigger(v, velocity, ints, floats):
+    ints[STATE, v] = HELD
+    ints[STAGE, v] = ATTACK
+    floats[VELOCITY, v] = velocity
+
+
+@numba.njit(nogil=True, cache=True)
+def _release(v, ints):
+    ints[STATE, v] = RELEASED
+    ints[STAGE, v] = RELEASE
+
+
+@numba.njit(nogil=True, cache=True)
+def _fade(v, ints, floats):
+    """Silence a voice over the next frame (its model frame gets amplitude 0)."""
+    ints[STATE, v] = RELEASED
+    ints[STAGE, v] = RELEASE
+    floats[ENV_DB, v] = ENVELOPE_FLOOR_DB
+
+
+@numba.njit(nogil=True, cache=True)
+def _victim(ints, floats):
+    """The voice to steal: the quietest releasing voice, else the oldest one; -1 when none can be."""
+    best = -1
+    best_rank = 2
+    best_key = 0.0
+    for v in range(ints.shape[1]):
+        s = ints[STATE, v]
+        if ints[WAITING_NOTE, v] >= 0 or s == IDLE or s == FADING:
+            continue
+        rank = 0 if s == RELEASED else 1
+        key = floats[ENV_DB, v] if rank == 0 else float(ints[AGE, v])
+        if rank < best_rank or (rank == best_rank and key < best_key):
+            best, best_rank, best_key = v, rank, key
+    return best
+
+
+@numba.njit(nogil=True, cache=True)
+def _poly_on(note, velocity, ints, floats, counters, flags, hstate, rng, tails, gru):
+    voices = ints.shape[1]
+    for v in range(voices):
+        s = ints[STATE, v]
+        if (s == HELD or s == SUSTAINED or s == RELEASED) and ints[NOTE, v] == note and ints[WAITING_NOTE, v] < 0:
+            _retrigger(v, velocity, ints, floats)
+            return
+    for v in range(voices):
+        if ints[STATE, v] == IDLE and ints[WAITING_NOTE, v] < 0:
+            _start(v, note, velocity, ints, floats, counters, flags, hstate, rng, tails, gru)
+            return
+    victim = _victim(ints, floats)
+    if victim >= 0:
+        _fade(victim, ints, floats)
+        ints[WAITING_NOTE, victim] = note
+        ints[WAITING_VELOCITY, victim] = velocity
+
+
+@numba.njit(nogil=True, cache=True)
+def _poly_off(note, ints, counters):
+    for v in range(ints.shape[1]):
+        if ints[WAITING_NOTE, v] == note:
+            ints[WAITING_NOTE, v] = -1
+            ints[WAITING_VELOCITY, v] = -1
+        elif ints[STATE, v] == HELD and ints[NOTE, v] == note:
+            if counters[SUSTAIN]:
+                ints[STATE, v] = SUSTAINED
+            else:
+                _release(v, ints)
+
+
+@numba.njit(nogil=True, cache=True)
+def _mono_on(note, velocity, mode, ints, floats, stack, counters, flags, hstate, rng, tails, gru):
+    if counters[HELD_KEYS] < stack.shape[0]:
+        stack[counters[HELD_KEYS]] = note
+        counters[HELD_KEYS] += 1
+    s = ints[STATE, 0]
+    if s == IDLE:
+        _start(0, note, velocity, ints, floats, counters, flags, hstate, rng, tails, gru)
+    elif s == FADING:
+        ints[WAITING_NOTE, 0] = note
+        ints[WAITING_VELOCITY, 0] = velocity
+    else:
+        legato = mode == LEGATO and (s == HELD or s == SUSTAINED) and counters[HELD_KEYS] > 1
+        ints[NOTE, 0] = note
+        floats[PITCH, 0] = note
+        if legato:
+            ints[STATE, 0] = HELD
+        else:
+            _retrigger(0, velocity, ints, floats)
+
+
+@numba.njit(nogil=True, cache=True)
+def _mono_off(note, ints, floats, stack, counters):
+    kept = 0
+    for i in range(counters[HELD_KEYS]):
+        if stack[i] != note:
+            stack[kept] = stack[i]
+            kept += 1
+    counters[HELD_KEYS] = kept
+    if ints[WAITING_NOTE, 0] == note:
+        ints[WAITING_NOTE, 0] = -1
+        ints[WAITING_VELOCITY, 0] = -1
+    if ints[NOTE, 0] != note or ints[STATE, 0] != HELD:
+        return
+    if kept:
+        ints[NOTE, 0] = stack[kept - 1]
+        floats[PITCH, 0] = stack[kept - 1]
+    elif counters[SUSTAIN]:
+        ints[STATE, 0] = SUSTAINED
+    else:
+        _release(0, ints)
+
+
+@numba.njit(nogil=True, cache=True)
+def _control(number, value, ints, floats, controls, counters):
+    if number == 1:
+        controls[MOD] = value / 127.0
+    elif number == 11:
+        controls[EXPRESSION_DB] = 40.0 * math.log10(max(value, 1) / 127.0)
+    elif number == 64:
+        counters[SUSTAIN] = 1 if value >= 64 else 0
+        if not counters[SUSTAIN]:
+            for v in range(ints.shape[1]):
+                if ints[STATE, v] == SUSTAINED:
+                    _release(v, ints)
+    elif number == 120:
+        for v in range(ints.shape[1]):
+            s = ints[STATE, v]
+            if s == HELD or s == SUSTAINED or s == RELEASED:
+                _fade(v, ints, floats)
+            ints[WAITING_NOTE, v] = -1
+            ints[WAITING_VELOCITY, v] = -1
+        counters[HELD_KEYS] = 0
+    elif number == 121:
+        controls[BEND] = controls[MOD] = controls[PRESSURE] = controls[EXPRESSION_DB] = 0.0
+    elif number == 123:
+        for v in range(ints.shape[1]):
+            s = ints[STATE, v]
+            if s == HELD or s == SUSTAINED:
+                _release(v, ints)
+        counters[HELD_KEYS] = 0
+
+
+@numba.njit(nogil=True, cache=True)
+def apply_events(events, channel, mode, ints, floats, stack, controls, counters, flags, hstate, rng, tails, gru):
+    """Apply packed MIDI messages `events` `[n]` int32 (`timbrel.engine.realtime.events`), in
+    order. `channel` 1 to 16 listens to that channel alone (0: every channel); `mode` is
+    POLY, MONO or LEGATO."""
+    for i in range(events.shape[0]):
+        packed = events[i]
+        status = packed & 0xFF
+        kind = status & 0xF0
+        d1 = (packed >> 8) & 0x7F
+        d2 = (packed >> 16) & 0x7F
+        panic = kind == CONTROL_CHANGE and (d1 == 120 or d1 == 123)
+        if channel and (status & 0x0F) + 1 != channel and not panic:
+            continue
+        if kind == NOTE_ON and d2 > 0:
+            if mode == POLY:
+                _poly_on(d1, d2, ints, floats, counters, flags, hstate, rng, tails, gru)
+            else:
+                _mono_on(d1, d2, mode, ints, floats, stack, counters, flags, hstate, rng, tails, gru)
+        elif kind == NOTE_OFF or kind == NOTE_ON:
+            if mode == POLY:
+                _poly_off(d1, ints, counters)
+            else:
+                _mono_off(d1, ints, floats, stack, counters)
+        elif kind == CONTROL_CHANGE:
+            _control(d1, d2, ints, floats, controls, counters)
+        elif kind == PITCH_BEND:
+            controls[BEND] = ((d1 | d2 << 7) - 8192) / 8192.0
+        elif kind == CHANNEL_PRESSURE:
+            controls[PRESSURE] = d1 / 127.0
+
+
+@numba.njit(nogil=True, cache=True)
+def finish_voices(finished, ints, floats, counters, flags, hstate, rng, tails, gru):
+    """Stop the voices `voice_frame` listed in `finished` (count in its last cell), and start
+    in each the note that waited for it."""
+    for i in range(finished[finished.shape[0] - 1]):
+        v = finished[i]
+        stop_voice(flags, v)
+        if ints[WAITING_NOTE, v] >= 0:
+            _start(v, ints[WAITING_NOTE, v], ints[WAITING_VELOCITY, v], ints, floats, counters, flags, hstate, rng,
+                   tails, gru)
+            ints[WAITING_NOTE, v] = -1
+            ints[WAITING_VELOCITY, v] = -1

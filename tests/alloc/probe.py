@@ -1,0 +1,113 @@
+"""Run under LD_PRELOAD=counter.so: count the heap calls the audio thread's work makes.
+
+Prints one JSON object: for each scenario, the heap calls made while `Engine.process` ran
+its blocks (malloc, calloc, realloc, free, aligned) and how many onnxruntime runs those
+blocks made; and the heap calls of one onnxruntime run on its own, to tell onnxruntime's
+share from the engine's. Everything is prepared (and warmed up) before counting starts,
+as `Engine.load` prepares a preset off the audio thread.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import sys
+
+import numpy as np
+
+from timbrel.engine.numba_cache import configure_numba_cache
+
+configure_numba_cache()
+
+from timbrel.engine.realtime.events import CONTROL_CHANGE, NOTE_OFF, NOTE_ON  # noqa: E402
+from timbrel.engine.realtime.host import Engine  # noqa: E402
+from timbrel.plugin.instrument import MidiInstrument  # noqa: E402
+from timbrel.plugin.model import load_model  # noqa: E402
+from timbrel.plugin.transfer import TimbreTransfer  # noqa: E402
+from timbrel.presets import default_model  # noqa: E402
+from timbrel.presets.build import load_preset  # noqa: E402
+
+SR, BLOCK = 48000, 128
+KINDS = ("malloc", "calloc", "realloc", "free", "aligned")
+counter = ctypes.CDLL(sys.argv[1])
+counts = (ctypes.c_long * len(KINDS))()
+
+
+def counted(work) -> dict:
+    counter.timbrel_alloc_start()
+    work()
+    counter.timbrel_alloc_stop(counts)
+    return dict(zip(KINDS, counts))
+
+
+def runs_of(plugin) -> int:
+    instrument = getattr(plugin, "instrument", plugin)
+    return instrument.synth.runs
+
+
+def blocks(engine: Engine, count: int, events: dict[int, list[int]], voice: np.ndarray | None = None):
+    out = np.zeros((BLOCK, 2), dtype=np.float32)
+
+    def run():
+        for i in range(count):
+            for packed in events.get(i, ()):
+                engine.events.push(packed)
+            engine.process(None if voice is None else voice[i * BLOCK:(i + 1) * BLOCK], out)
+    return run
+
+
+def scenario(engine: Engine, plugin, count: int, events: dict[int, list[int]], voice=None) -> dict:
+    blocks(engine, 200, {}, voice)()  # settle: the first blocks after a load
+    before = runs_of(engine.plugin)
+    found = counted(blocks(engine, count, events, voice))
+    return found | {"onnxruntime_runs": runs_of(engine.plugin) - before, "blocks": count}
+
+
+def main() -> None:
+    model = load_model(default_model())
+    results = {}
+    engine = Engine(SR, 2048)
+
+    plain = MidiInstrument(model, voices=16)
+    engine.load(plain)
+    notes = {i * 20: [NOTE_ON | (48 + 3 * i) << 8 | 90 << 16] for i in range(8)}
+    notes.update({200 + i * 20: [NOTE_OFF | (48 + 3 * i) << 8] for i in range(8)})
+    results["notes"] = scenario(engine, plain, 400, notes)
+
+    stealing = MidiInstrument(model, voices=4)
+    engine.load(stealing)
+    results["stealing"] = scenario(engine, stealing, 300, {i * 10: [NOTE_ON | (40 + i) << 8 | 100 << 16]
+                                                          for i in range(20)})
+
+    chain = load_preset("Sax Lead")
+    engine.load(chain)
+    played = {0: [CONTROL_CHANGE | 64 << 8 | 127 << 16, *(NOTE_ON | n << 8 | 80 << 16 for n in (50, 54, 57, 61))],
+              150: [CONTROL_CHANGE | 64 << 8], 160: [CONTROL_CHANGE | 123 << 8]}
+    results["full_chain"] = scenario(engine, chain, 400, played)
+
+    second = load_preset("Cello")
+    engine.events.push(NOTE_ON | 48 << 8 | 90 << 16)
+    blocks(engine, 5, {})()
+    engine.load(second)  # prepared here, as the loader thread does; swapped on the next block
+    before = runs_of(chain) + runs_of(second)
+    found = counted(blocks(engine, 60, {}))
+    results["preset_switch"] = found | {"onnxruntime_runs": runs_of(chain) + runs_of(second) - before,
+                                        "blocks": 60}
+
+    transfer = TimbreTransfer(model)
+    engine.load(transfer)
+    t = np.arange(600 * BLOCK) / SR
+    voice = (0.3 * np.sin(2 * np.pi * 220 * t) * np.clip(t / 0.2, 0, 1)).astype(np.float32)
+    results["transfer"] = scenario(engine, transfer, 400, {}, voice[200 * BLOCK:])
+
+    synth = plain.synth
+    order = np.arange(16)
+    f0, loud, scale = np.full(16, 220.0), np.full(16, -20.0), np.ones(16)
+    synth.run(order, 16, f0, loud, scale)
+    results["onnxruntime_run"] = counted(lambda: [synth.run(order, 16, f0, loud, scale) for _ in range(100)]) | {
+        "onnxruntime_runs": 100}
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
