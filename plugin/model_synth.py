@@ -65,6 +65,8 @@ class ModelSynth:
         self._mono = np.zeros(max_block, dtype=np.float32)
         self.muted_frames = 0
         """Voice-frames muted because the model produced NaN or inf."""
+        self.runs = 0
+        """onnxruntime calls made by `run` so far."""
 
     def _bind(self, count: int):
         """An onnxruntime IO binding for `count` voices over the preallocated buffers (no copies)."""
@@ -91,6 +93,7 @@ class ModelSynth:
             return
         vk.gather_inputs(order, count, f0_hz, loudness_db, self.gru, *self._in)
         self.model.session.run_with_iobinding(self._bindings[count])
+        self.runs += 1
         frame = self.frame
         self.muted_frames += vk.scatter_outputs(order, count, scale, *self._out, frame[1], frame[2], frame[3], self.gru)
         np.copyto(frame[0], f0_hz, casting="same_kind")

@@ -46,7 +46,7 @@ HELD_KEYS, CLOCK, SUSTAIN = range(3)
 COUNTERS = 3
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def _start(v, note, velocity, ints, floats, counters, flags, hstate, rng, tails, gru):
     start_voice(flags, hstate, rng, tails, v)
     gru[v, :] = 0.0
@@ -62,20 +62,20 @@ def _start(v, note, velocity, ints, floats, counters, flags, hstate, rng, tails,
     ints[AGE, v] = counters[CLOCK]
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def _retrigger(v, velocity, ints, floats):
     ints[STATE, v] = HELD
     ints[STAGE, v] = ATTACK
     floats[VELOCITY, v] = velocity
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def _release(v, ints):
     ints[STATE, v] = RELEASED
     ints[STAGE, v] = RELEASE
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def _fade(v, ints, floats):
     """Silence a voice over the next frame (its model frame gets amplitude 0)."""
     ints[STATE, v] = RELEASED
@@ -83,7 +83,7 @@ def _fade(v, ints, floats):
     floats[ENV_DB, v] = ENVELOPE_FLOOR_DB
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def _victim(ints, floats):
     """The voice to steal: the quietest releasing voice, else the oldest one; -1 when none can be."""
     best = -1
@@ -100,7 +100,7 @@ def _victim(ints, floats):
     return best
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def _poly_on(note, velocity, ints, floats, counters, flags, hstate, rng, tails, gru):
     voices = ints.shape[1]
     for v in range(voices):
@@ -119,7 +119,7 @@ def _poly_on(note, velocity, ints, floats, counters, flags, hstate, rng, tails, 
         ints[WAITING_VELOCITY, victim] = velocity
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def _poly_off(note, ints, counters):
     for v in range(ints.shape[1]):
         if ints[WAITING_NOTE, v] == note:
@@ -132,7 +132,7 @@ def _poly_off(note, ints, counters):
                 _release(v, ints)
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def _mono_on(note, velocity, mode, ints, floats, stack, counters, flags, hstate, rng, tails, gru):
     if counters[HELD_KEYS] < stack.shape[0]:
         stack[counters[HELD_KEYS]] = note
@@ -153,7 +153,7 @@ def _mono_on(note, velocity, mode, ints, floats, stack, counters, flags, hstate,
             _retrigger(0, velocity, ints, floats)
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def _mono_off(note, ints, floats, stack, counters):
     kept = 0
     for i in range(counters[HELD_KEYS]):
@@ -175,7 +175,7 @@ def _mono_off(note, ints, floats, stack, counters):
         _release(0, ints)
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def _control(number, value, ints, floats, controls, counters):
     if number == 1:
         controls[MOD] = value / 127.0
@@ -205,7 +205,7 @@ def _control(number, value, ints, floats, controls, counters):
         counters[HELD_KEYS] = 0
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def apply_events(events, channel, mode, ints, floats, stack, controls, counters, flags, hstate, rng, tails, gru):
     """Apply packed MIDI messages `events` `[n]` int32 (`timbrel.engine.realtime.events`), in
     order. `channel` 1 to 16 listens to that channel alone (0: every channel); `mode` is
@@ -237,7 +237,7 @@ def apply_events(events, channel, mode, ints, floats, stack, controls, counters,
             controls[PRESSURE] = d1 / 127.0
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def finish_voices(finished, ints, floats, counters, flags, hstate, rng, tails, gru):
     """Stop the voices `voice_frame` listed in `finished` (count in its last cell), and start
     in each the note that waited for it."""

@@ -21,7 +21,7 @@ ENVELOPE_FLOOR_DB = -60.0
 FRAME_PARAMS = 15
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def voice_frame(state, note, velocity, env_db, stage, pitch, glide_from, vibrato_phase, params,
                 f0_out, loudness_out, scale_out, order, finished):
     """Advance every sounding voice by one frame and compute its model inputs.
@@ -76,17 +76,18 @@ def voice_frame(state, note, velocity, env_db, stage, pitch, glide_from, vibrato
     return count
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def gather_inputs(order, count, f0, loudness, gru_state, f0_in, loudness_in, state_in):
     """Pack the voices in `order[:count]` into the model's batch inputs `[count, 1]`, `[count, H]`."""
     for i in range(count):
         v = order[i]
         f0_in[i, 0] = f0[v]
         loudness_in[i, 0] = loudness[v]
-        state_in[i, :] = gru_state[v, :]
+        for k in range(state_in.shape[1]):
+            state_in[i, k] = gru_state[v, k]
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def scatter_outputs(order, count, scale, amp_out, dist_out, noise_out, state_out,
                     frame_amp, frame_dist, frame_noise, gru_state):
     """Unpack the model's batch outputs into per-voice synth frames and GRU states.
@@ -118,5 +119,6 @@ def scatter_outputs(order, count, scale, amp_out, dist_out, noise_out, state_out
             frame_dist[v, k] = dist_out[i, 0, k]
         for k in range(noise_out.shape[2]):
             frame_noise[v, k] = noise_out[i, 0, k] * g
-        gru_state[v, :] = state_out[i, :]
+        for k in range(state_out.shape[1]):
+            gru_state[v, k] = state_out[i, k]
     return bad

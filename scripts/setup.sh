@@ -6,8 +6,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 EXTRAS="${TIMBREL_EXTRAS:-}"
 SYSTEM_PACKAGES=(libportaudio2 libsndfile1 jackd2 libjack-jackd2-0 fluidsynth fluid-soundfont-gm sox espeak-ng python3-venv)
-# The browser tests drive Debian's chromium; playing needs no browser of timbrel's own.
-case ",$EXTRAS," in *,dev,*) SYSTEM_PACKAGES+=(chromium) ;; esac
+# The browser tests drive Debian's chromium, and the allocation test builds its counter with gcc;
+# playing needs neither.
+case ",$EXTRAS," in *,dev,*) SYSTEM_PACKAGES+=(chromium gcc libc6-dev) ;; esac
 
 say() { printf 'timbrel setup: %s\n' "$*" >&2; }
 

@@ -25,7 +25,7 @@ REPLAY_CAPACITY = 16 * (2 * 128 + 5)
 """The most messages a replay can need: every note on (and off, if pedalled) on every channel, plus 5 controllers."""
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def _track(events, count, velocity, pedalled, pedal, bend, modulation, expression, pressure, program):
     for i in range(count):
         packed = events[i]
@@ -72,7 +72,7 @@ def _track(events, count, velocity, pedalled, pedal, bend, modulation, expressio
             program[1] += 1
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def _replay(out, velocity, pedalled, pedal, bend, modulation, expression, pressure):
     n = 0
     for ch in range(16):

@@ -62,7 +62,7 @@ def sos_response(sos: np.ndarray, sample_rate: float, f_hz: np.ndarray) -> np.nd
     return h
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def _meter(block, sos, zi, ring, weights, istate, hop, floor_power, out) -> int:
     """A-weight `block [n]`, keep `y^2` in `ring`, write one dB value per completed hop.
 

@@ -55,7 +55,7 @@ _DIP_THRESHOLD = 0.1
 _MAX_FMAX_HZ = 0.8 * _SEARCH_CUTOFF_HZ
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def _parabola(ym: float, y0: float, yp: float) -> tuple[float, float]:
     """Vertex offset (in steps, within +-1) and value of the parabola through three points."""
     curvature = ym - 2.0 * y0 + yp
@@ -69,7 +69,7 @@ def _parabola(ym: float, y0: float, yp: float) -> tuple[float, float]:
     return delta, y0 - 0.25 * (ym - yp) * delta
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def _mean_difference(x: np.ndarray, length: int, tau: int) -> float:
     """`mean((x[j] - x[j - tau])^2)` over the pairs inside `x[:length]`."""
     total = 0.0
@@ -79,7 +79,7 @@ def _mean_difference(x: np.ndarray, length: int, tau: int) -> float:
     return total / (length - tau)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def _analyse_frame(x, xd, diff, cmndf, fine, decimation, tau_lo, tau_hi, sample_rate,
                    dip_threshold, threshold, gate_power):
     """f0 (Hz, 0 when unvoiced) and confidence of one frame.
@@ -128,7 +128,7 @@ def _analyse_frame(x, xd, diff, cmndf, fine, decimation, tau_lo, tau_hi, sample_
     return sample_rate / lag, 1.0 - max(best_value, 0.0)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def _track(block, ring, dring, fir, x, xd, diff, cmndf, fine, istate, fstate, iparams,
            fparams, f0_out, conf_out) -> int:
     """Push `block [n]` through the tracker; write one f0/confidence per completed hop.

@@ -37,13 +37,13 @@ _STEP, _TARGET, _MODE = 5, 10, 15
 _IDLE, _STEADY, _GLIDING = 0.0, 1.0, 2.0
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def _angle(freq_hz, sample_rate):
     """Normalised angular frequency (rad/sample) of `freq_hz`, kept inside (0, 0.49 * sample_rate)."""
     return 2.0 * math.pi * min(max(freq_hz, 1e-4 * sample_rate), 0.49 * sample_rate) / sample_rate
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def peaking(freq_hz, q, gain_db, sample_rate):
     """Peaking EQ: `gain_db` at `freq_hz`, bandwidth set by `q`. Returns `(b0, b1, b2, a1, a2)`."""
     w0 = _angle(freq_hz, sample_rate)
@@ -55,7 +55,7 @@ def peaking(freq_hz, q, gain_db, sample_rate):
     return (1.0 + alpha * amp) / a0, b1, (1.0 - alpha * amp) / a0, b1, (1.0 - alpha / amp) / a0
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def low_shelf(freq_hz, q, gain_db, sample_rate):
     """Low shelf: `gain_db` below `freq_hz` (the midpoint, at half the gain in dB). `q` = 1/sqrt(2) is slope 1."""
     w0 = _angle(freq_hz, sample_rate)
@@ -72,7 +72,7 @@ def low_shelf(freq_hz, q, gain_db, sample_rate):
     )
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def high_shelf(freq_hz, q, gain_db, sample_rate):
     """High shelf: `gain_db` above `freq_hz` (the midpoint). `q` = 1/sqrt(2) is slope 1."""
     w0 = _angle(freq_hz, sample_rate)
@@ -89,7 +89,7 @@ def high_shelf(freq_hz, q, gain_db, sample_rate):
     )
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def high_pass(freq_hz, q, sample_rate):
     """Second-order high-pass with corner `freq_hz` (-3 dB there when `q` = 1/sqrt(2), Butterworth)."""
     w0 = _angle(freq_hz, sample_rate)
@@ -100,7 +100,7 @@ def high_pass(freq_hz, q, sample_rate):
     return b0, -2.0 * b0, b0, -2.0 * cosw / a0, (1.0 - alpha) / a0
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def low_pass(freq_hz, q, sample_rate):
     """Second-order low-pass with corner `freq_hz` (-3 dB there when `q` = 1/sqrt(2), Butterworth)."""
     w0 = _angle(freq_hz, sample_rate)
@@ -111,7 +111,7 @@ def low_pass(freq_hz, q, sample_rate):
     return b0, 2.0 * b0, b0, -2.0 * cosw / a0, (1.0 - alpha) / a0
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def coefficients(kind, freq_hz, q, gain_db, sample_rate):
     """`(b0, b1, b2, a1, a2)` of a band of `kind` (`PEAK` … `LOW_PASS`); filters ignore `gain_db`."""
     if kind == PEAK:
@@ -125,7 +125,7 @@ def coefficients(kind, freq_hz, q, gain_db, sample_rate):
     return low_pass(freq_hz, q, sample_rate)
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def _idle(kind, start, end, mix, b):
     """Whether band `b` passes audio unchanged for the whole block."""
     if kind <= HIGH_SHELF and abs(start[b, DB]) < UNITY_DB and abs(end[b, DB]) < UNITY_DB:
@@ -133,7 +133,7 @@ def _idle(kind, start, end, mix, b):
     return mix[b] == 0.0 and end[b, ON] < 0.5
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def _set_coefficients(coeffs, b, column, kind, start, end, t, sample_rate):
     """Write band `b`'s coefficients at fraction `t` of the block's glide into `coeffs[b, column:column + 5]`."""
     if t >= 1.0:
@@ -150,7 +150,7 @@ def _set_coefficients(coeffs, b, column, kind, start, end, t, sample_rate):
     coeffs[b, column + 4] = a2
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def cascade(bus, kinds, start, end, state, mix, coeffs, sample_rate, fade_step, gain_from, gain_to):
     """Run the biquads in series over the float32 stereo bus `[2, n]` in place (rows contiguous).
 

@@ -112,12 +112,12 @@ def _extending_is_cheaper(size: int, regular: int, beyond: int) -> bool:
 _PHASES = 9
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def _early_butterflies(n, log_m):
     return min(4, log_m) * (n // 2)
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def _units(phase, n, log_m):
     """Units of work in `phase` for partition `n` (FFT size `2n`, `m = n` complex points)."""
     if phase == 0 or phase == 5:
@@ -133,7 +133,7 @@ def _units(phase, n, log_m):
     return n // 2
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def _weight(phase, partitions):
     """Time of one unit in ~0.1 ns, measured for N = 2048 … 32768 (x86-64 AVX2), so that
     spreading by cost gives even time per tick."""
@@ -155,7 +155,7 @@ def _task_cost(n: int, log_m: int, partitions: int) -> int:
     return sum(_units(p, n, log_m) * _weight(p, partitions) for p in range(_PHASES))
 
 
-@numba.njit(nogil=True, cache=True, fastmath=FASTMATH)
+@numba.njit(nogil=True, cache=True, _nrt=False, fastmath=FASTMATH)
 def _multiply_accumulate(spectra, acc, h_off, fdl_off, bins, partitions, chunk, b0, b1):
     """Bins `b0 … b1-1` of `acc = sum_p H_p X_(chunk-p)`, the FDL slot of chunk k being k mod P."""
     count = b1 - b0
@@ -175,7 +175,7 @@ def _multiply_accumulate(spectra, acc, h_off, fdl_off, bins, partitions, chunk, 
             acc_i[b] += hr[b] * xi[b] + hi[b] * xr[b]
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def _advance(lv, level, target, state, in_ring, out_ring, spectra, bitrev, twiddles, real_twiddles):
     """Run the level's current chunk task until its work done reaches `target`."""
     n = lv[level, _N]
@@ -225,7 +225,7 @@ def _advance(lv, level, target, state, in_ring, out_ring, spectra, bitrev, twidd
     lv[level, _DONE] = done
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def _tick(t, lv, state, in_ring, out_ring, spectra, bitrev, twiddles, real_twiddles):
     """At a chunk boundary `t` (a multiple of the base partition), start and advance tasks.
 
@@ -245,7 +245,7 @@ def _tick(t, lv, state, in_ring, out_ring, spectra, bitrev, twiddles, real_twidd
         _advance(lv, level, target, state, in_ring, out_ring, spectra, bitrev, twiddles, real_twiddles)
 
 
-@numba.njit(nogil=True, cache=True, fastmath=FASTMATH)
+@numba.njit(nogil=True, cache=True, _nrt=False, fastmath=FASTMATH)
 def _process(
     x, out, n, mix, state, lv, head_rev, hist, scratch, in_ring, out_ring, spectra, bitrev, twiddles, real_twiddles
 ):

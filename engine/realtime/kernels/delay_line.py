@@ -17,7 +17,7 @@ import math
 
 import numba
 
-from timbrel.engine.realtime.kernels.mixing import time_coefficient
+from timbrel.engine.realtime.kernels.mixing import copy_into, time_coefficient
 
 ECHO_TIME_MS, ECHO_FEEDBACK, ECHO_MIX, ECHO_TONE_HZ, ECHO_PING_PONG = 0, 1, 2, 3, 4
 CHORUS_RATE_HZ, CHORUS_DEPTH_MS, CHORUS_DELAY_MS = 0, 1, 2
@@ -40,7 +40,7 @@ def line_size(max_delay_samples: float) -> int:
     return size
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@numba.njit(nogil=True, cache=True, _nrt=False, inline="always")
 def hermite(before, at, after, after2, frac):
     """Catmull-Rom cubic through four equally spaced samples, `frac` 0…1 from `at` towards `after`."""
     c1 = 0.5 * (after - before)
@@ -49,7 +49,7 @@ def hermite(before, at, after, after2, frac):
     return ((c3 * frac + c2) * frac + c1) * frac + at
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def read(line, channel, write, delay):
     """Row `channel` of the ring `line` `delay` samples (>= 2, fractional) before index `write`."""
     mask = line.shape[1] - 1
@@ -60,17 +60,17 @@ def read(line, channel, write, delay):
                    float(line[channel, (i - 1) & mask]), float(line[channel, (i - 2) & mask]), frac)
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def _flushed(x):
     return 0.0 if abs(x) < _FLUSH else x
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@numba.njit(nogil=True, cache=True, _nrt=False, inline="always")
 def _ramp(previous, current, index, u):
     return previous[index] + (current[index] - previous[index]) * u
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def echo(bus, line, state, counters, previous, current, sample_rate):
     """Stereo feedback delay of the bus `[2, n]`, in place.
 
@@ -118,10 +118,10 @@ def echo(bus, line, state, counters, previous, current, sample_rate):
         write = (write + 1) & mask
     state[0], state[1], state[2] = _flushed(low_l), _flushed(low_r), delay
     counters[0] = write
-    previous[:] = current
+    copy_into(previous, current)
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def chorus(bus, line, state, counters, previous, current, sample_rate):
     """Modulated delay of the bus `[2, n]`, in place.
 
@@ -162,4 +162,4 @@ def chorus(bus, line, state, counters, previous, current, sample_rate):
         write = (write + 1) & mask
     state[0], state[1], state[2] = cycle, base, depth
     counters[0] = write
-    previous[:] = current
+    copy_into(previous, current)

@@ -13,7 +13,7 @@ import math
 
 import numba
 
-from timbrel.engine.realtime.kernels.mixing import finite_or_zero, time_coefficient
+from timbrel.engine.realtime.kernels.mixing import copy_into, finite_or_zero, time_coefficient
 
 COMPRESSOR_THRESHOLD_DB, COMPRESSOR_RATIO, COMPRESSOR_KNEE_DB = 0, 1, 2
 COMPRESSOR_ATTACK_MS, COMPRESSOR_RELEASE_MS, COMPRESSOR_MAKEUP_DB = 3, 4, 5
@@ -27,7 +27,7 @@ _FLOOR = 1e-12
 _BELOW_FLOAT32_ROUNDING = 1.0 - 2.0**-23
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def gain_computer_db(level_db, threshold_db, ratio, knee_db):
     """Static curve of Giannoulis, Massberg & Reiss (2012), eq. 4: output level in dB for
     an input level in dB; a quadratic knee `knee_db` wide joins unity below the threshold
@@ -41,7 +41,7 @@ def gain_computer_db(level_db, threshold_db, ratio, knee_db):
     return level_db + (1.0 / ratio - 1.0) * t * t / (2.0 * knee_db)
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def compress(bus, state, previous, current, sample_rate):
     """Compress the bus `[2, n]` in place; return the largest gain reduction of the block, dB >= 0.
 
@@ -94,11 +94,11 @@ def compress(bus, state, previous, current, sample_rate):
         for c in range(channels):
             bus[c, j] = bus[c, j] * gain
     state[0], state[1] = reduction, mean_square
-    previous[:] = current
+    copy_into(previous, current)
     return most
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def limit_ahead(bus, line, queue_gain, queue_at, smooth, counters, state, previous, current, sample_rate):
     """Look-ahead peak limiting of the bus `[2, n]` in place, `L = counters[3] - 1` samples late;
     return the largest gain reduction of the block, dB >= 0.
@@ -171,5 +171,5 @@ def limit_ahead(bus, line, queue_gain, queue_at, smooth, counters, state, previo
         t += 1
     counters[0], counters[1], counters[2] = t, head, length
     state[0], state[1] = envelope, total
-    previous[:] = current
+    copy_into(previous, current)
     return -20.0 * math.log10(max(lowest, 1e-12))

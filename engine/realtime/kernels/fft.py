@@ -62,7 +62,7 @@ class FFTTables:
         return self.log_max - ((n // 2).bit_length() - 1)
 
 
-@numba.njit(nogil=True, cache=True, fastmath=FASTMATH)
+@numba.njit(nogil=True, cache=True, _nrt=False, fastmath=FASTMATH)
 def pack_real(x, x_start, x_mask, z, z_off, bitrev, shift, k0, k1):
     """Units `k0 … k1-1` of `m`: `z[:, z_off + k] = x[2j], x[2j+1]` with `j = rev(k)`.
 
@@ -74,7 +74,7 @@ def pack_real(x, x_start, x_mask, z, z_off, bitrev, shift, k0, k1):
         z[1, z_off + k] = x[(x_start + 2 * j + 1) & x_mask]
 
 
-@numba.njit(nogil=True, cache=True, fastmath=FASTMATH)
+@numba.njit(nogil=True, cache=True, _nrt=False, fastmath=FASTMATH)
 def butterflies(z, z_off, twiddles, log_m, u0, u1):
     """Butterflies `u0 … u1-1` of the `log_m * m / 2` of an in-place size-`m` FFT.
 
@@ -131,7 +131,7 @@ def butterflies(z, z_off, twiddles, log_m, u0, u1):
             b += count
 
 
-@numba.njit(nogil=True, cache=True, fastmath=FASTMATH)
+@numba.njit(nogil=True, cache=True, _nrt=False, fastmath=FASTMATH)
 def unpack_real(z, z_off, real_twiddles, shift, m, spec, s_off, j0, j1):
     """Units `j0 … j1-1` of `m/2 + 1`: bins `j` and `m - j` of the real FFT from packed `z`.
 
@@ -157,7 +157,7 @@ def unpack_real(z, z_off, real_twiddles, shift, m, spec, s_off, j0, j1):
         spec[1, s_off + m - j] = ri - ei
 
 
-@numba.njit(nogil=True, cache=True, fastmath=FASTMATH)
+@numba.njit(nogil=True, cache=True, _nrt=False, fastmath=FASTMATH)
 def pack_spectrum(spec, s_off, real_twiddles, shift, m, z, z_off, bitrev, k0, k1):
     """Units `k0 … k1-1` of `m`: the inverse of `unpack_real`, conjugated, into `z[:, z_off + k]`
     from bins `j = rev(k)` and `m - j`, so that `butterflies` then `unpack_spectrum` give irfft.
@@ -180,7 +180,7 @@ def pack_spectrum(spec, s_off, real_twiddles, shift, m, z, z_off, bitrev, k0, k1
         z[1, z_off + k] = -(ei + o_r)
 
 
-@numba.njit(nogil=True, cache=True, fastmath=FASTMATH)
+@numba.njit(nogil=True, cache=True, _nrt=False, fastmath=FASTMATH)
 def unpack_spectrum(z, z_off, scale, out, out_start, out_mask, accumulate, j0, j1):
     """Units `j0 … j1-1` of `m`: real samples `2j` and `2j+1` of irfft from the FFT in `z`.
 
@@ -198,7 +198,7 @@ def unpack_spectrum(z, z_off, scale, out, out_start, out_mask, accumulate, j0, j
             out[r1] = -z[1, z_off + j] * scale
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def log2_int(m):
     """`log2(m)` for a power of two `m`."""
     k = 0
@@ -207,7 +207,7 @@ def log2_int(m):
     return k
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def rfft(x, spec, work, bitrev, twiddles, real_twiddles, log_max):
     """`spec[:, : n/2 + 1] = rfft(x)` for `x` float64 `[n]`; `work` `[2, >= n/2]`."""
     m = x.shape[0] // 2
@@ -218,7 +218,7 @@ def rfft(x, spec, work, bitrev, twiddles, real_twiddles, log_max):
     unpack_real(work, 0, real_twiddles, shift, m, spec, 0, 0, m // 2 + 1)
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def irfft(spec, x, work, bitrev, twiddles, real_twiddles, log_max):
     """`x[:] = irfft(spec, n)` for `x` float64 `[n]`, `spec` `[2, n/2 + 1]`; `work` `[2, >= n/2]`."""
     m = x.shape[0] // 2

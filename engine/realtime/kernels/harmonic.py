@@ -21,7 +21,7 @@ from timbrel.engine.realtime.kernels.fastmath import FASTMATH
 TWO_PI = 2.0 * math.pi
 
 
-@numba.njit(nogil=True, cache=True, fastmath=FASTMATH)
+@numba.njit(nogil=True, cache=True, _nrt=False, fastmath=FASTMATH)
 def push_voice(v, f0_hz, amplitude, distribution, primed, f0_prev, f0_cur, a_prev, a_cur, kmax, nyquist):
     """Start voice `v`'s next segment with one frame: f0 (Hz), amplitude, distribution `[K]`.
 
@@ -53,7 +53,7 @@ def push_voice(v, f0_hz, amplitude, distribution, primed, f0_prev, f0_cur, a_pre
     kmax[v] = count
 
 
-@numba.njit(nogil=True, cache=True, fastmath=FASTMATH)
+@numba.njit(nogil=True, cache=True, _nrt=False, fastmath=FASTMATH)
 def render_voice(v, acc, pos, hop, phase, f0_prev, f0_cur, a_prev, a_cur, kmax, rad_per_hz, s0, s1, cos2):
     """Add voice `v`'s next `acc.shape[0]` samples into `acc`, from offset `pos` of its segment."""
     n = acc.shape[0]
@@ -98,7 +98,7 @@ def render_voice(v, acc, pos, hop, phase, f0_prev, f0_cur, a_prev, a_cur, kmax, 
             s1[j] = c * x4 - x3
 
 
-@numba.njit(nogil=True, cache=True, fastmath=FASTMATH)
+@numba.njit(nogil=True, cache=True, _nrt=False, fastmath=FASTMATH)
 def harmonic_push(f0_hz, amplitude, distribution, active, primed, f0_prev, f0_cur, a_prev, a_cur, kmax, nyquist):
     """`push_voice` for every active voice: `f0_hz`, `amplitude` `[voices]`, `distribution` `[voices, K]`."""
     for v in range(a_cur.shape[0]):
@@ -106,7 +106,7 @@ def harmonic_push(f0_hz, amplitude, distribution, active, primed, f0_prev, f0_cu
             push_voice(v, f0_hz[v], amplitude[v], distribution[v], primed, f0_prev, f0_cur, a_prev, a_cur, kmax, nyquist)
 
 
-@numba.njit(nogil=True, cache=True, fastmath=FASTMATH)
+@numba.njit(nogil=True, cache=True, _nrt=False, fastmath=FASTMATH)
 def harmonic_render(out, pos, hop, active, primed, phase, f0_prev, f0_cur, a_prev, a_cur, kmax, rad_per_hz, s0, s1, cos2, acc):
     """Add the next `n = out.shape[1]` samples of every active voice into `out` `[voices, n]`.
 

@@ -7,7 +7,7 @@ import numba
 from timbrel.engine.realtime.kernels.mixing import finite_or_zero
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def limit(bus, state, ceiling, release):
     """Limit the float32 bus `[channels, n]` in place to +-`ceiling`; return the peak before limiting.
 

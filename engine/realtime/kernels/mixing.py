@@ -7,13 +7,20 @@ import math
 import numba
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@numba.njit(nogil=True, cache=True, _nrt=False, inline="always")
 def finite_or_zero(x: float) -> float:
     """`x`, or 0.0 when it is NaN or infinite: the guard every kernel applies to its input."""
     return x if math.isfinite(x) else 0.0
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False, inline="always")
+def copy_into(dst, src):
+    """`dst[:] = src` for 1-D arrays of one length, without the temporary numba's slice copy may make."""
+    for i in range(dst.shape[0]):
+        dst[i] = src[i]
+
+
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def mono_to_bus(mono, bus, gain_from, gain_to):
     """Write mono `[n]` to both rows of the float32 bus `[2, n]`, the gain ramping linearly
     from `gain_from` to `gain_to` across the block. Non-finite samples become 0."""
@@ -25,7 +32,7 @@ def mono_to_bus(mono, bus, gain_from, gain_to):
         bus[1, j] = x
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def crossfade(bus, old, done, total):
     """Fade `old` `[channels, n]` out and `bus` in, sample `done` of a `total`-sample crossfade.
 
@@ -40,7 +47,7 @@ def crossfade(bus, old, done, total):
     return m
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def peak(x):
     """Largest absolute sample of `x` `[n]` (0 for an empty block)."""
     top = 0.0
@@ -49,7 +56,7 @@ def peak(x):
     return top
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def wet_mix(out, dry, mix, target, step):
     """Blend an effect's output `out` `[channels, n]` with its input `dry` in place:
     `out = dry + g * (out - dry)`, `g` moving from `mix` towards `target` by at most `step`
@@ -66,7 +73,7 @@ def wet_mix(out, dry, mix, target, step):
     return g
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def all_finite(bus):
     """Whether every sample of `bus` `[channels, n]` is finite."""
     channels, n = bus.shape
@@ -77,7 +84,7 @@ def all_finite(bus):
     return True
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def ring_write(ring, position, x):
     """Append `x` `[n]` to the circular buffer `ring` `[size]` at `position`; returns the next position."""
     size = ring.shape[0]
@@ -89,7 +96,7 @@ def ring_write(ring, position, x):
     return position
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def time_coefficient(ms, sample_rate):
     """One-pole coefficient whose step response covers 63% of the way in `ms` milliseconds."""
     return math.exp(-1000.0 / (max(ms, 1e-3) * sample_rate))

@@ -23,7 +23,7 @@ _S30, _S27, _S31, _S40 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(
 _ONE = np.uint64(1)
 
 
-@numba.njit(nogil=True, cache=True, fastmath=FASTMATH)
+@numba.njit(nogil=True, cache=True, _nrt=False, fastmath=FASTMATH)
 def noise_sample(key, counter):
     """Sample number `counter` (0-based) of the SplitMix64 stream `key`, uniform in [-1, 1)."""
     z = key + (counter + _ONE) * _GAMMA
@@ -33,7 +33,7 @@ def noise_sample(key, counter):
     return np.float64(z >> _S40) * (2.0**-23) - 1.0
 
 
-@numba.njit(nogil=True, cache=True, fastmath=FASTMATH)
+@numba.njit(nogil=True, cache=True, _nrt=False, fastmath=FASTMATH)
 def push_voice(v, magnitudes, matrix_t, taps):
     """Design voice `v`'s filter for this frame: `taps[v] = M @ magnitudes` (`[N]`, linear gains).
 
@@ -48,7 +48,7 @@ def push_voice(v, magnitudes, matrix_t, taps):
             taps[v, j] += matrix_t[b, j] * g
 
 
-@numba.njit(nogil=True, cache=True, fastmath=FASTMATH)
+@numba.njit(nogil=True, cache=True, _nrt=False, fastmath=FASTMATH)
 def render_voice(v, acc, keys, counters, taps, pending, work):
     """Add voice `v`'s next `acc.shape[0]` samples of filtered noise into `acc`.
 
@@ -77,7 +77,7 @@ def render_voice(v, acc, keys, counters, taps, pending, work):
         pending[v, j] = work[n + j]
 
 
-@numba.njit(nogil=True, cache=True, fastmath=FASTMATH)
+@numba.njit(nogil=True, cache=True, _nrt=False, fastmath=FASTMATH)
 def noise_push(magnitudes, active, matrix_t, taps):
     """`push_voice` for every active voice: `magnitudes` `[voices, N]`."""
     for v in range(taps.shape[0]):
@@ -85,7 +85,7 @@ def noise_push(magnitudes, active, matrix_t, taps):
             push_voice(v, magnitudes[v], matrix_t, taps)
 
 
-@numba.njit(nogil=True, cache=True, fastmath=FASTMATH)
+@numba.njit(nogil=True, cache=True, _nrt=False, fastmath=FASTMATH)
 def noise_render(out, active, keys, counters, taps, pending, work):
     """Add the next `n = out.shape[1]` samples of every active voice into `out` `[voices, n]`."""
     for v in range(out.shape[0]):

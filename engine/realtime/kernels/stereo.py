@@ -7,7 +7,7 @@ import numba
 from timbrel.engine.realtime.kernels.mixing import finite_or_zero
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def stereo_matrix(bus, start, end):
     """Mix the float32 stereo bus `[2, n]` in place (rows contiguous) through a 2x2 matrix.
 

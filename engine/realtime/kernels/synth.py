@@ -21,7 +21,7 @@ _PHASE, _F0_PREV, _F0_CUR = 0, 1, 2
 _KEY, _COUNTER = 0, 1
 
 
-@numba.njit(nogil=True, cache=True, fastmath=FASTMATH)
+@numba.njit(nogil=True, cache=True, _nrt=False, fastmath=FASTMATH)
 def synth_block(out, split, f0_hz, amplitude, distribution, magnitudes, flags, hstate, amps, kmax, rng,
                 taps, pending, matrix_t, scratch, pos, hop, nyquist, rad_per_hz):
     """Add `n = out.shape[0]` samples of every active voice, mixed, into `out` `[n]`.
@@ -132,7 +132,7 @@ class SynthBank:
         self._pos = self.hop
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def start_voice(flags, hstate, rng, tails, voice):
     """Make `voice` sound from the next frame on, with fresh phase and noise (`SynthBank.voice_arrays`)."""
     flags[_PRIMED, voice] = False
@@ -142,7 +142,7 @@ def start_voice(flags, hstate, rng, tails, voice):
     tails[voice, :] = 0.0
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def stop_voice(flags, voice):
     """Silence `voice` at once (the instrument fades it out first)."""
     flags[_ACTIVE, voice] = False
