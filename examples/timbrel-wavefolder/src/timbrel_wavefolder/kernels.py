@@ -5,6 +5,10 @@ Nothing here allocates, locks, logs or raises. Each continuous control arrives a
 row 1 the values for the end of this one. Sample j of an n-sample block uses
 `row0 + (row1 - row0) * (j + 1) / n`, and the kernel then copies row 1 into row 0.
 Automation therefore glides across the block instead of stepping at its start.
+
+Every kernel compiles with `_nrt=False`, as timbrel's own do: without numba's reference-
+counted runtime a kernel cannot allocate an array (it fails to compile instead), and calling
+it costs no heap call, where numba otherwise mallocs a record for each array argument.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ DRIVE, BIAS, MIX, GAIN = 0, 1, 2, 3
 FOLD_CONTROLS = 4
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def fold_curve(u: float, shape: int) -> float:
     """The folding transfer curve. Both shapes equal u near 0, reach ±1 at u = ±1, and fold back beyond it."""
     if shape == TRIANGLE:
@@ -31,7 +35,7 @@ def fold_curve(u: float, shape: int) -> float:
     return math.sin(0.5 * math.pi * u)
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def fold(bus, shape, ramp):
     """Fold the float32 bus `[channels, n]` in place; `ramp` is float64 `[2, FOLD_CONTROLS]`.
 
@@ -55,7 +59,7 @@ def fold(bus, shape, ramp):
         ramp[0, k] = ramp[1, k]
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def crush(bus, bits, factor, ramp, held, phase):
     """Sample-hold and quantise the float32 bus `[channels, n]` in place.
 
