@@ -221,6 +221,14 @@ class Effect(Plugin):
     name = "effect"
     kind = "effect"
 
+    @property
+    def tail_s(self) -> float | None:
+        """How long (s) the effect may still sound after its input falls silent, at the current
+        settings: once its input has been digital silence that long, the host skips it until
+        sound comes back (its output would be silence, to below -120 dB). None: never skipped,
+        for effects that make sound from nothing; third-party effects are None unless they say."""
+        return None
+
     def warm_up(self) -> None:
         """Run a tiny contiguous bus and a strided view of one through the effect, so numba has
         compiled (or loaded) both layouts before the first real block; then reset. Call at the

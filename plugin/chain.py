@@ -31,7 +31,7 @@ import numpy as np
 
 from timbrel.engine.errors import TimbrelError
 from timbrel.engine.plugin_api import Effect, Parameter, Plugin
-from timbrel.engine.realtime.kernels.mixing import all_finite, wet_mix
+from timbrel.engine.realtime.kernels.mixing import all_finite, is_silent, wet_mix
 from timbrel.engine.realtime.stages import EFFECT_0, MAX_EFFECTS, TIMES
 
 FADE_S = 0.02
@@ -49,7 +49,7 @@ def slot_key(name: str, taken) -> str:
 class Slot:
     """One effect in a chain, with its wet/dry gain and health (audio-thread state)."""
 
-    __slots__ = ("effect", "key", "mix", "target", "bypassed", "dry", "fault", "over", "reset_pending")
+    __slots__ = ("effect", "key", "mix", "target", "bypassed", "dry", "fault", "over", "reset_pending", "silent")
 
     def __init__(self, effect: Effect, key: str):
         self.effect = effect
@@ -61,6 +61,8 @@ class Slot:
         self.fault = ""
         self.over = 0
         self.reset_pending = False
+        self.silent = 0
+        """Samples of digital silence the effect has had as input, in a row."""
 
 
 class _Layout:
@@ -298,6 +300,13 @@ class Chain(Effect):
                     slot.effect.reset()
                     slot.reset_pending = False
                 continue
+            if is_silent(out):
+                tail_s = slot.effect.tail_s
+                if tail_s is not None and slot.silent >= tail_s * self.sample_rate:
+                    continue
+                slot.silent += n
+            else:
+                slot.silent = 0
             self._run(slot, inp, out, events, n)
             times.mark(EFFECT_0 + min(index, MAX_EFFECTS - 1))
 

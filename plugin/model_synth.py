@@ -17,7 +17,7 @@ import numpy as np
 from timbrel.engine.offline.reverb import reverb
 from timbrel.engine.plugin_api import Plugin
 from timbrel.engine.realtime.kernels.convolution import Convolver
-from timbrel.engine.realtime.kernels.mixing import mono_to_bus
+from timbrel.engine.realtime.kernels.mixing import is_silent, mono_to_bus
 from timbrel.engine.realtime.kernels.synth import SynthBank
 from timbrel.engine.realtime.stages import SYNTH, TIMES
 from timbrel.plugin import voices as vk
@@ -31,6 +31,9 @@ class ModelSynth:
     soxr, so the audio itself is never resampled. Voice v plays noise stream (seed, v).
     """
 
+    skip_silent_reverb = True
+    """Skip the convolver while it could only add zeros (see `finish`)."""
+
     def __init__(self, model: TimbreModel, voices: int, sample_rate: int, max_block: int, seed: int = 0):
         import soxr
 
@@ -43,6 +46,11 @@ class ModelSynth:
         if sample_rate != info.sample_rate:
             ir = soxr.resample(ir, info.sample_rate, sample_rate, quality="VHQ")
         self.reverb = Convolver(ir.astype(np.float32), max_block)
+        self._reverb_tail = ir.size + 4 * max_block
+        """Samples after which a silent input has left the convolver all zeros (its response plus
+        the block-sized partitions it finishes late), with room to spare."""
+        self._silent = 0
+        """Samples of silence the voices have made in a row."""
         h = info.hidden
         self.gru = np.zeros((voices, h), dtype=np.float32)
         """GRU state per voice `[voices, hidden]`; zero a row to start a voice afresh."""
@@ -82,6 +90,7 @@ class ModelSynth:
         self.bank.reset()
         self.reverb.reset()
         self.gru[:] = 0.0
+        self._silent = 0
 
     def run(self, order: np.ndarray, count: int, f0_hz: np.ndarray, loudness_db: np.ndarray, scale: np.ndarray) -> None:
         """Run the model once for the voices `order[:count]` and write their synth frames.
@@ -118,8 +127,20 @@ class ModelSynth:
         return mix
 
     def finish(self, mix: np.ndarray, out: np.ndarray, reverb_mix: float, gain_from: float, gain_to: float) -> None:
-        """Reverb the mono `mix` `[n]` and write it to the stereo bus `out` `[2, n]`, the gain ramping."""
-        mono = self._mono[: mix.shape[0]]
+        """Reverb the mono `mix` `[n]` and write it to the stereo bus `out` `[2, n]`, the gain ramping.
+
+        Once the voices have been silent for longer than the reverb's response, the convolver
+        would only add rounding dust (about 1e-21): it is skipped, and the bus zeroed, until a
+        voice sounds again."""
+        n = mix.shape[0]
+        if self.skip_silent_reverb and is_silent(mix):
+            if self._silent >= self._reverb_tail:
+                out[:, :n] = 0.0
+                return
+            self._silent += n
+        else:
+            self._silent = 0
+        mono = self._mono[:n]
         np.copyto(mono, mix, casting="same_kind")
         self.reverb.mix = reverb_mix
         self.reverb.process(mono, mono)

@@ -327,3 +327,56 @@ def test_held_notes_and_the_pedal_carry_over_to_a_newly_loaded_instrument():
     for _ in range(200):
         engine.process(None, out)
     assert second.active_voices == 0 and engine.keyboard.held_notes() == []
+
+
+class Counted(Gain):
+    """A gain that counts its blocks and declares a tail (None: it may sound from silence)."""
+
+    def __init__(self, tail_s: float | None):
+        super().__init__(1.0)
+        self._tail_s = tail_s
+        self.blocks = 0
+
+    @property
+    def tail_s(self) -> float | None:
+        return self._tail_s
+
+    def process(self, inp, out, events) -> None:
+        self.blocks += 1
+        super().process(inp, out, events)
+
+
+class Gated(Sine):
+    """A sine that sounds only while `on` is set."""
+
+    on = True
+
+    def process(self, inp, out, events) -> None:
+        super().process(inp, out, events)
+        if not self.on:
+            out[:] = 0.0
+
+
+def test_an_effect_is_skipped_once_its_input_has_been_silent_for_its_tail():
+    instrument, short, unknown = Gated(), Counted(0.1), Counted(None)
+    chain = Chain(instrument, [short, unknown])
+
+    def mute(on: bool):
+        return lambda c: setattr(instrument, "on", on)
+
+    out = run(chain, 400, {0: mute(True), 100: mute(False), 300: mute(True)})
+    tail_blocks = int(0.1 * SR / BLOCK) + 1
+    assert short.blocks == 400 - (200 - tail_blocks)
+    assert unknown.blocks == 400
+    np.testing.assert_array_equal(out[:, 300 * BLOCK:], np.tile(out[:, 300 * BLOCK:][:1], (2, 1)))
+    assert np.abs(out[:, 300 * BLOCK:]).max() > 0.4 and np.abs(out[:, 100 * BLOCK:300 * BLOCK]).max() == 0.0
+
+
+def test_built_in_effects_state_their_tails():
+    from timbrel.plugin.effects import BUILTIN, create_effect
+
+    for name in BUILTIN:
+        effect = create_effect(name, **({"model": default_model()} if name == "reverb" else {}))
+        assert effect.tail_s is not None and 0.0 <= effect.tail_s <= 60.0, name
+    delay = create_effect("delay", {"feedback": 0.9})
+    assert delay.tail_s > create_effect("delay", {"feedback": 0.1}).tail_s

@@ -10,11 +10,13 @@ from timbrel.engine.plugin_api import Plugin
 from timbrel.engine.realtime.events import CHANNEL_PRESSURE, CONTROL_CHANGE, NOTE_OFF, NOTE_ON, PITCH_BEND
 from timbrel.engine.realtime.features import estimate_pitch
 from timbrel.engine.realtime.host import LIMIT_CEILING, Engine
+from timbrel.engine.realtime.kernels.convolution import Convolver
 from timbrel.engine.render import render_events
 from timbrel.plugin import voice_allocation as va
 from timbrel.plugin import voices as vk
 from timbrel.plugin.instrument import MidiInstrument
 from timbrel.plugin.model import load_model
+from timbrel.plugin.model_synth import ModelSynth
 from timbrel.presets import default_model
 
 SR, BLOCK, HOP = 48000, 128, 160
@@ -307,3 +309,21 @@ def test_all_sound_off_and_all_notes_off_silence_every_channel(model, number, si
 def test_a_channel_filter_still_ignores_notes_from_other_channels(model):
     audio, instrument, _ = play(model, [(0.0, on(60, channel=3))], 0.5, channel=1)
     assert np.abs(audio).max() == 0.0 and instrument.active_voices == 0
+
+
+def test_skipping_the_reverb_on_silence_changes_no_sample(model, monkeypatch):
+    """After the voices and the reverb's tail fall silent, the convolver is skipped until a
+    note sounds again. What it would have added meanwhile is rounding dust (about 1e-21,
+    -400 dB): the output stays within 1e-12 of never skipping, the next note's included."""
+    events = [(0.0, on(60)), (0.3, off(60)), (4.0, on(67)), (4.4, off(67))]
+    calls = []
+    process = Convolver.process
+    monkeypatch.setattr(Convolver, "process", lambda self, x, out: (calls.append(1), process(self, x, out))[1])
+    skipping, _, _ = play(model, events, 5.5, release_s=0.1)
+    skipped = len(calls)
+    monkeypatch.setattr(ModelSynth, "skip_silent_reverb", False)
+    calls.clear()
+    always, _, _ = play(model, events, 5.5, release_s=0.1)
+    assert np.abs(skipping).max() > 0.01
+    np.testing.assert_allclose(skipping, always, rtol=0, atol=1e-12)
+    assert len(calls) - skipped > SR // BLOCK

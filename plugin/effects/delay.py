@@ -8,6 +8,7 @@ when the time changes (a click), and has no tone filter and no ping-pong.
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
@@ -35,6 +36,13 @@ class DelayLineEffect(Effect):
 
     longest_ms: float
     kernel: Callable[..., None]
+
+    @property
+    def tail_s(self) -> float:
+        """Repeats until the feedback has taken them below -120 dB, each `longest_ms` apart at most."""
+        feedback = float(self.params.get("feedback"))
+        repeats = 1 if feedback <= 0.0 else 1 + math.ceil(6.0 / -math.log10(feedback))
+        return repeats * self.longest_ms / 1000.0
 
     def prepare(self, sample_rate: int, max_block: int) -> None:
         super().prepare(sample_rate, max_block)

@@ -41,6 +41,10 @@ class DynamicsEffect(Effect):
     reads the parameters at the block's start (`_previous`) and end, and reports
     `gain_reduction_db` (>= 0), the largest reduction of the last block, for meters."""
 
+    tail_s = 10.0
+    """Five times the longest release (2 s): by then the gain computer has let go, so a skipped
+    stretch of silence leaves it as running it would have."""
+
     def __init__(self) -> None:
         super().__init__()
         self.gain_reduction_db = 0.0

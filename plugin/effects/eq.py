@@ -62,6 +62,8 @@ class ParametricEQ(Effect):
     """
 
     name = "eq"
+    tail_s = 1.0
+    """The filters' ring (a 20 Hz high-Q band decays by 120 dB well within a second)."""
     parameters = PARAMETERS
 
     def __init__(self) -> None:

@@ -54,6 +54,7 @@ class GainPan(Effect):
     """Gain (dB), constant-power pan, mid/side width and polarity on the stereo bus, smoothed per sample."""
 
     name = "gain"
+    tail_s = 0.0
     parameters = PARAMETERS
 
     def prepare(self, sample_rate: int, max_block: int) -> None:

@@ -28,6 +28,12 @@ class LearnedReverb(Effect):
     """
 
     name = "reverb"
+
+    @property
+    def tail_s(self) -> float:
+        """The impulse response's length, plus the convolver's own look-back of a block."""
+        return self._ir.size / self._ir_rate + 0.05
+
     parameters = (
         Parameter("mix", "Mix", "", 0.0, 1.0, 0.3, smoothing_ms=30.0),
         Parameter("wet_db", "Wet level", "dB", -24.0, 12.0, 0.0, smoothing_ms=30.0),

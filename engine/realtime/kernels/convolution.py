@@ -411,7 +411,8 @@ class Convolver:
             h_end = row[_FDL]
             self._spectra[:, h_end : row[_WORK] + row[_N]] = 0.0
         self._lv[:, _PHASE] = _PHASES
-        self._lv[:, [_UNIT, _DONE, _CHUNK]] = 0
+        for column in (_UNIT, _DONE, _CHUNK):
+            self._lv[:, column] = 0
         self._state[_T] = 0
 
     def process(self, x: np.ndarray, out: np.ndarray) -> None:

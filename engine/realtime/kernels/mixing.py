@@ -21,6 +21,15 @@ def copy_into(dst, src):
 
 
 @numba.njit(nogil=True, cache=True, _nrt=False)
+def is_silent(samples):
+    """Whether every sample of `samples` (any shape, contiguous rows) is exactly zero."""
+    for x in samples.flat:
+        if x != 0.0:
+            return False
+    return True
+
+
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def mono_to_bus(mono, bus, gain_from, gain_to):
     """Write mono `[n]` to both rows of the float32 bus `[2, n]`, the gain ramping linearly
     from `gain_from` to `gain_to` across the block. Non-finite samples become 0."""
