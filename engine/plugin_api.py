@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from timbrel.engine.errors import TimbrelError
+from timbrel.engine.realtime.kernels.mixing import glide
 
 
 @dataclass(frozen=True)
@@ -118,8 +119,7 @@ class ParameterBank:
         self.targets = np.array([p.default for p in self.parameters], dtype=np.float64)
         self.values = self.targets.copy()
         self._tau = np.array([max(p.smoothing_ms / 1000, 1e-9) for p in self.parameters], dtype=np.float64)
-        self._step = np.zeros_like(self.targets)
-        self._delta = np.zeros_like(self.targets)
+        glide(self.values, self.targets, self._tau, 0.0)  # compiled (or loaded) here, not on the audio thread
 
     def index(self, parameter_id: str) -> int:
         """Position of a parameter in `values` and `targets`."""
@@ -146,11 +146,7 @@ class ParameterBank:
 
     def advance(self, seconds: float) -> None:
         """Audio thread: glide each value towards its target over `seconds` of audio."""
-        np.divide(seconds, self._tau, out=self._step)
-        np.minimum(self._step, 1.0, out=self._step)
-        np.subtract(self.targets, self.values, out=self._delta)
-        self._delta *= self._step
-        self.values += self._delta
+        glide(self.values, self.targets, self._tau, seconds)
 
     def as_dict(self) -> dict[str, float]:
         """Targets by id, for saving presets and showing UIs."""

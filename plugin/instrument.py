@@ -93,6 +93,8 @@ class MidiInstrument(ModelPlugin):
         self._finished = np.zeros(v + 1, dtype=np.int64)
         self._voice_arrays = (*self.synth.bank.voice_arrays, self.synth.gru)
         self._lo_db, self._hi_db = info.loudness_range_db
+        self._frame_sources = np.array([_I[name] for name in va.FRAME_SOURCES], dtype=np.int64)
+        self._frame_s = self.host_hop_samples / sample_rate
         self.reset()
         self._warm_up()
 
@@ -131,26 +133,10 @@ class MidiInstrument(ModelPlugin):
 
     def _control_frame(self, offset: int = 0) -> None:
         """Advance the voices one hop and run the model for every sounding voice."""
-        p, values, controls = self._frame_params, self.params.values, self._controls
-        mono = values[_I["voice_mode"]] != va.POLY
-        p[vk.P_ATTACK_S] = values[_I["attack_s"]]
-        p[vk.P_DECAY_S] = values[_I["decay_s"]]
-        p[vk.P_SUSTAIN_DB] = values[_I["sustain_db"]]
-        p[vk.P_RELEASE_S] = values[_I["release_s"]]
-        p[vk.P_FRAME_S] = self.host_hop_samples / self.sample_rate
-        p[vk.P_BEND_ST] = controls[va.BEND] * values[_I["bend_range_st"]]
-        p[vk.P_VIBRATO_CENTS] = controls[va.MOD] * values[_I["vibrato_cents"]]
-        p[vk.P_VIBRATO_HZ] = values[_I["vibrato_hz"]]
-        p[vk.P_GLIDE_S] = values[_I["glide_s"]] if mono else 0.0
-        p[vk.P_LEVEL_DB] = values[_I["loudness_shift_db"]] + controls[va.EXPRESSION_DB]
-        p[vk.P_PRESSURE_DB] = controls[va.PRESSURE] * values[_I["pressure_db"]]
-        p[vk.P_TRANSPOSE_ST] = values[_I["transpose_st"]]
-        p[vk.P_LOUDNESS_LO], p[vk.P_LOUDNESS_HI] = self._lo_db, self._hi_db
-        p[vk.P_VELOCITY_CURVE] = values[_I["velocity_curve"]]
-        count = vk.voice_frame(self._state, self._note, self._velocity, self._env_db, self._stage, self._pitch,
-                               self._glide_from, self._vibrato_phase, p, self._f0, self._loudness, self._scale,
-                               self._order, self._finished)
-        va.finish_voices(self._finished, self._ints, self._floats, self._counters, *self._voice_arrays)
+        count = va.control_frame(self.params.values, self._frame_sources, self._controls, self._frame_s,
+                                 self._lo_db, self._hi_db, self._frame_params, self._ints, self._floats, self._f0,
+                                 self._loudness, self._scale, self._order, self._finished, self._counters,
+                                 *self._voice_arrays)
         TIMES.mark(VOICES)
         self.synth.run(self._order, count, self._f0, self._loudness, self._scale)
         TIMES.mark(MODEL)

@@ -32,6 +32,7 @@ import numba
 
 from timbrel.engine.realtime.events import CHANNEL_PRESSURE, CONTROL_CHANGE, NOTE_OFF, NOTE_ON, PITCH_BEND
 from timbrel.engine.realtime.kernels.synth import start_voice, stop_voice
+from timbrel.plugin import voices as vk
 from timbrel.plugin.voices import ATTACK, ENVELOPE_FLOOR_DB, FADING, HELD, IDLE, RELEASE, RELEASED, SUSTAINED
 
 POLY, MONO, LEGATO = 0, 1, 2
@@ -44,6 +45,9 @@ BEND, MOD, PRESSURE, EXPRESSION_DB = range(4)
 CONTROLS = 4
 HELD_KEYS, CLOCK, SUSTAIN = range(3)
 COUNTERS = 3
+FRAME_SOURCES = ("attack_s", "decay_s", "sustain_db", "release_s", "bend_range_st", "vibrato_cents", "vibrato_hz",
+                 "glide_s", "loudness_shift_db", "pressure_db", "transpose_st", "velocity_curve", "voice_mode")
+"""The instrument parameters a control frame reads, in the order of `control_frame`'s `sources`."""
 
 
 @numba.njit(nogil=True, cache=True, _nrt=False)
@@ -249,3 +253,37 @@ def finish_voices(finished, ints, floats, counters, flags, hstate, rng, tails, g
                    tails, gru)
             ints[WAITING_NOTE, v] = -1
             ints[WAITING_VELOCITY, v] = -1
+
+
+@numba.njit(nogil=True, cache=True, _nrt=False)
+def control_frame(values, sources, controls, frame_s, loudness_lo_db, loudness_hi_db, frame_params, ints, floats,
+                  f0_out, loudness_out, scale_out, order, finished, counters, flags, hstate, rng, tails, gru):
+    """One control frame of the MIDI instrument: assemble the frame's parameters from the
+    instrument's `values` (indices `sources`, in `FRAME_SOURCES` order) and the controllers,
+    advance every voice (`voices.voice_frame`), then free and restart voices (`finish_voices`).
+    Returns how many voices the model runs for, listed in `order`."""
+    p = frame_params
+    a, d, s, r, bend_range, vib_cents, vib_hz, glide, shift, pressure, transpose, curve, mode = (
+        values[sources[0]], values[sources[1]], values[sources[2]], values[sources[3]], values[sources[4]],
+        values[sources[5]], values[sources[6]], values[sources[7]], values[sources[8]], values[sources[9]],
+        values[sources[10]], values[sources[11]], values[sources[12]])
+    p[vk.P_ATTACK_S] = a
+    p[vk.P_DECAY_S] = d
+    p[vk.P_SUSTAIN_DB] = s
+    p[vk.P_RELEASE_S] = r
+    p[vk.P_FRAME_S] = frame_s
+    p[vk.P_BEND_ST] = controls[BEND] * bend_range
+    p[vk.P_VIBRATO_CENTS] = controls[MOD] * vib_cents
+    p[vk.P_VIBRATO_HZ] = vib_hz
+    p[vk.P_GLIDE_S] = glide if mode != POLY else 0.0
+    p[vk.P_LEVEL_DB] = shift + controls[EXPRESSION_DB]
+    p[vk.P_PRESSURE_DB] = controls[PRESSURE] * pressure
+    p[vk.P_TRANSPOSE_ST] = transpose
+    p[vk.P_LOUDNESS_LO] = loudness_lo_db
+    p[vk.P_LOUDNESS_HI] = loudness_hi_db
+    p[vk.P_VELOCITY_CURVE] = curve
+    count = vk.voice_frame(ints[STATE], ints[NOTE], floats[VELOCITY], floats[ENV_DB], ints[STAGE], floats[PITCH],
+                           floats[GLIDE_FROM], floats[VIBRATO_PHASE], p, f0_out, loudness_out, scale_out, order,
+                           finished)
+    finish_voices(finished, ints, floats, counters, flags, hstate, rng, tails, gru)
+    return count

@@ -4,7 +4,8 @@
 Python, wraps malloc, calloc, realloc, free and the aligned allocators, and counts the calls
 one thread makes while `Engine.process` runs prepared blocks (`tests/alloc/probe.py`):
 notes on and off, voice stealing, a preset with its full effects chain, live transfer, and a
-preset switch with its crossfade and the replay of held keys. onnxruntime's own run is
+preset switch with its crossfade and the replay of held keys (the process's second switch:
+its first fills one numpy-internal cache, a single allocation never freed). onnxruntime's own run is
 counted apart: it allocates on every call whatever its session options (measured in
 BENCHMARKS.md), the one exception to the rule, which only replacing onnxruntime would lift.
 A control effect that makes an array per block shows that the count sees allocations.

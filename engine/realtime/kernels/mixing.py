@@ -21,6 +21,15 @@ def copy_into(dst, src):
 
 
 @numba.njit(nogil=True, cache=True, _nrt=False)
+def glide(values, targets, tau_s, seconds):
+    """Move each of `values` towards `targets` by `min(1, seconds / tau_s)` of the way (one-pole
+    smoothing with time constants `tau_s`, s, over `seconds` of audio). All float64 `[n]`."""
+    for i in range(values.shape[0]):
+        step = min(seconds / tau_s[i], 1.0)
+        values[i] += (targets[i] - values[i]) * step
+
+
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def is_silent(samples):
     """Whether every sample of `samples` (any shape, contiguous rows) is exactly zero."""
     for x in samples.flat:
