@@ -24,6 +24,7 @@ bench/results/process.json.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import signal
@@ -153,6 +154,7 @@ def measure(name: str, world: World, seconds: float, preset: str, folder: Path) 
         process = floor_process(log)
     else:
         extra = ["--voices", "64"] if notes > 16 else []
+        extra += ["--stages", str(folder / f"{name}.stages.json")]
         if name == "transfer":
             extra += ["--mode", "transfer", "--mic", ""]
         process = start_play(["-p", preset, *extra], log)
@@ -160,6 +162,9 @@ def measure(name: str, world: World, seconds: float, preset: str, folder: Path) 
         wait_playing(process, log)
         time.sleep(1.0)
         ports = world.client.get_ports(is_input=True, is_audio=True)
+        for port in world.client.get_ports("timbrel:", is_input=True, is_midi=True):
+            if world.midi.name not in [c.name for c in world.client.get_all_connections(port)]:
+                world.client.connect(world.midi, port)
         if name == "transfer":
             inputs = [p.name for p in ports if p.name.startswith("timbrel-audio:in")]
             for port in inputs:
@@ -169,6 +174,8 @@ def measure(name: str, world: World, seconds: float, preset: str, folder: Path) 
         for i in range(notes):
             world.send(bytes([0x90, 36 + i if notes > 16 else 48 + 2 * i, 80]))
         time.sleep(1.5)
+        if name != "floor":
+            process.send_signal(signal.SIGUSR1)
         began = time.monotonic()
         whole0, threads0 = cpu_ticks(process.pid)
         steal0 = steal_ticks()
@@ -176,6 +183,10 @@ def measure(name: str, world: World, seconds: float, preset: str, folder: Path) 
         whole1, threads1 = cpu_ticks(process.pid)
         steal1 = steal_ticks()
         elapsed = time.monotonic() - began
+        if name != "floor":
+            process.send_signal(signal.SIGUSR2)
+            time.sleep(0.6)
+            status = last_status(log)
         grown = {tid: threads1[tid] - threads0.get(tid, 0) for tid in threads1}
         audio = max(grown.values()) if grown else 0
         world.send(bytes([0xB0, 123, 0]), bytes([0xB0, 64, 0]))
@@ -187,11 +198,13 @@ def measure(name: str, world: World, seconds: float, preset: str, folder: Path) 
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
-    status = last_status(log) if name != "floor" else {}
     per_core = 100.0 / (TICK * elapsed)
-    return {"scenario": name, "notes": notes, "process_cpu_pct": (whole1 - whole0) * per_core,
-            "audio_thread_cpu_pct": audio * per_core, "steal_pct": (steal1 - steal0) * per_core,
-            "seconds": elapsed, **status}
+    row = {"scenario": name, "notes": notes, "process_cpu_pct": (whole1 - whole0) * per_core,
+           "audio_thread_cpu_pct": audio * per_core, "steal_pct": (steal1 - steal0) * per_core, "seconds": elapsed}
+    if name == "floor":
+        return row
+    stages = json.loads((folder / f"{name}.stages.json").read_text())
+    return row | status | {"stages": stages}
 
 
 def main() -> None:
@@ -215,8 +228,19 @@ def main() -> None:
                       f"{row['audio_thread_cpu_pct']:.1f} %", file=sys.stderr)
         finally:
             world.close()
-    report("process", rows, sample_rate=SR, block=BLOCK, preset=args.preset, seconds=args.seconds,
-           note="CPU as % of one core, from /proc over the span; late_blocks by the engine's own CPU time")
+    stages = {row["scenario"]: row.pop("stages") for row in rows if "stages" in row}
+    for row in rows:
+        if row["scenario"] in stages:
+            block = stages[row["scenario"]]["stages"]
+            row["block_cpu_median_us"] = block["cpu"]["median_us"]
+            row["block_cpu_max_pct"] = 100 * block["cpu"]["max_us"] / (1e6 * BLOCK / SR)
+    report("process", rows, sample_rate=SR, block=BLOCK, preset=args.preset, seconds=args.seconds, stages=stages,
+           note="CPU as % of one core, from /proc over the span; late_blocks by the engine's own CPU time; "
+                "stages: per-stage wall µs per block inside the live process over the same span")
+    for name, found in stages.items():
+        print(f"\n{name}: {found['blocks']} blocks, per-stage µs (median / p99 / max)")
+        for stage, figures in found["stages"].items():
+            print(f"  {stage:16s} {figures['median_us']:8.1f} {figures['p99_us']:8.1f} {figures['max_us']:8.1f}")
 
 
 if __name__ == "__main__":

@@ -148,7 +148,10 @@ class MidiInstrument(ModelPlugin):
         if events.shape[0]:
             self.handle(events)
         TIMES.mark(VOICES)
-        mix = self.synth.render(n, self._control_frame)
+        if va.any_voice(self._ints):
+            mix = self.synth.render(n, self._control_frame)
+        else:
+            mix = self.synth.silence(n)  # every voice idle: control frames would change nothing
         values = self.params.values
         gain = 10.0 ** (values[_I["gain_db"]] / 20.0)
         self.synth.finish(mix, out, float(values[_I["reverb_mix"]]), self._gain, gain)

@@ -126,6 +126,14 @@ class ModelSynth:
             pos += m
         return mix
 
+    def silence(self, n: int) -> np.ndarray:
+        """`render` for a block in which no voice sounds and none starts: the hop grid moves on,
+        and the mix `[n]` (float64 zeros, valid until the next call) is returned."""
+        mix = self._mix[:n]
+        mix[:] = 0.0
+        self.bank.advance_silent(n)
+        return mix
+
     def finish(self, mix: np.ndarray, out: np.ndarray, reverb_mix: float, gain_from: float, gain_to: float) -> None:
         """Reverb the mono `mix` `[n]` and write it to the stereo bus `out` `[2, n]`, the gain ramping.
 

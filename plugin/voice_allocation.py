@@ -210,6 +210,15 @@ def _control(number, value, ints, floats, controls, counters):
 
 
 @numba.njit(nogil=True, cache=True, _nrt=False)
+def any_voice(ints):
+    """Whether any voice is in a state other than idle (sounding, fading, or about to start)."""
+    for v in range(ints.shape[1]):
+        if ints[STATE, v] != IDLE:
+            return True
+    return False
+
+
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def apply_events(events, channel, mode, ints, floats, stack, controls, counters, flags, hstate, rng, tails, gru):
     """Apply packed MIDI messages `events` `[n]` int32 (`timbrel.engine.realtime.events`), in
     order. `channel` 1 to 16 listens to that channel alone (0: every channel); `mode` is

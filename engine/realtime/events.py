@@ -89,6 +89,8 @@ class EventQueue:
     def pop_into(self, out: np.ndarray) -> int:
         """Consumer side: move up to `len(out)` pending messages into `out` (int32); return the count."""
         available = self._written - self._read
+        if available == 0:
+            return 0
         n = min(available, out.shape[0])
         start = self._read % self.capacity
         first = min(n, self.capacity - start)

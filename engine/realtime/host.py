@@ -196,7 +196,8 @@ class Engine:
             self.input_peak = max(self.input_peak * 0.95, peak(inp))
         count = self.events.pop_into(self._events)
         events = self._events[:count]
-        self.keyboard.track(self._events, count)
+        if count:
+            self.keyboard.track(self._events, count)
         times.mark(DRAIN)
         if self._incoming is not None and self._fade_left == 0:
             self._outgoing, self._current, self._incoming = self._current, self._incoming, None

@@ -4,7 +4,8 @@ Prints one JSON object: for each scenario, the heap calls made while `Engine.pro
 its blocks (malloc, calloc, realloc, free, aligned), apart from those made inside
 onnxruntime's run, which are counted in their own bucket (`onnxruntime_*`) with the number
 of runs. Everything is prepared (and warmed up) before counting starts, as `Engine.load`
-prepares a preset off the audio thread.
+prepares a preset off the audio thread, and the runtime policy of `timbrel play` is in force
+(the cyclic garbage collector, which frees whatever it finds on whichever thread it runs, is off).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from timbrel.plugin.model import load_model  # noqa: E402
 from timbrel.plugin.transfer import TimbreTransfer  # noqa: E402
 from timbrel.presets import default_model  # noqa: E402
 from timbrel.presets.build import load_preset  # noqa: E402
+from timbrel.runtime_policy import RealtimePolicy  # noqa: E402
 
 SR, BLOCK = 48000, 128
 
@@ -144,4 +146,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with RealtimePolicy():  # as `timbrel play` runs: no cyclic collection on the audio thread
+        main()

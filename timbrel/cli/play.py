@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import json
+import signal
 import sys
 
 from timbrel.cli.options import assignments, block_size, chain_for, resolve_preset
 from timbrel.demo import demo_phrase
+from timbrel.engine.atomic import write_text
 from timbrel.engine.errors import TimbrelError
 from timbrel.engine.io.audio import NO_OUTPUT, list_audio_devices
 from timbrel.engine.io.audiofile import read_audio, write_audio
 from timbrel.engine.io.midi import list_midi_inputs
+from timbrel.engine.realtime.stages import TIMES, summary
 from timbrel.engine.render import render_audio, render_midi
 from timbrel.session import Session
 from timbrel.ui.server import serve
@@ -78,6 +82,8 @@ def _cmd_play(args: argparse.Namespace) -> int:
     session = Session(sample_rate=args.samplerate, block_size=args.blocksize, voices=args.voices)
     mode = "transfer" if args.mic is not None else args.mode
     ui = None
+    if args.stages:
+        profile_stages(args.stages)
     try:
         session.start(str(preset.path) if preset.implicit else preset.name, mode=mode, output_device=args.output,
                       input_device=args.mic or None, midi_ports=args.midi, midi_backend=args.midi_backend,
@@ -110,6 +116,18 @@ def _cmd_play(args: argparse.Namespace) -> int:
         session.close()
     print("\r" + _status_line(session))
     return 0
+
+
+def profile_stages(path: str) -> None:
+    """On SIGUSR1 forget the stage timings so far; on SIGUSR2 write those since to `path` (JSON:
+    stage -> median, p99 and max in µs, and the number of blocks), atomically."""
+    signal.signal(signal.SIGUSR1, lambda *_: TIMES.clear())
+
+    def write(*_: object) -> None:
+        rows = TIMES.snapshot()
+        write_text(path, json.dumps({"blocks": int(rows.shape[0]), "stages": summary(rows)}, indent=2))
+
+    signal.signal(signal.SIGUSR2, write)
 
 
 def _status_line(session) -> str:
@@ -185,6 +203,8 @@ def add_commands(commands) -> None:
     pl.add_argument("--set", action="append", metavar="KEY=VALUE", help="set a parameter, e.g. --set release_s=1 or reverb.mix=0.5")
     pl.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
     pl.add_argument("--no-ui", dest="ui", action="store_false", help="do not start the browser control surface")
+    pl.add_argument("--stages", metavar="FILE", help="profile: SIGUSR1 starts a window of per-stage block timings, "
+                    "SIGUSR2 writes its median, p99 and max per stage to FILE as JSON (bench.bench_process)")
     pl.add_argument("--host", default="127.0.0.1", help="address the control surface binds to (LAN needs its token)")
     pl.add_argument("--port", type=int, default=8750, help="control surface port (0: any free port)")
     pl.set_defaults(run=_cmd_play)

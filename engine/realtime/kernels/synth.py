@@ -112,6 +112,12 @@ class SynthBank:
                         self._nyquist, self._rad_per_hz)
             self._pos = n - split
 
+    def advance_silent(self, n: int) -> None:
+        """Move on `n` samples while no voice sounds, exactly as `process` would have (the hop
+        grid stays where it was), without synthesising anything."""
+        total = self._pos + n
+        self._pos = total if total <= self.hop else (total - 1) % self.hop + 1
+
     @property
     def voice_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """`(flags, hstate, rng, tails)`: what `start_voice` and `stop_voice` take, for kernels
