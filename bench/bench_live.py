@@ -118,7 +118,8 @@ def hammering(session, surface, seconds: float, threads: int, jack: DummyServer 
         "requests": counts["ok"], "requests_per_s": counts["ok"] / seconds, "failed": counts["failed"],
         "by_path": counts["by_path"], "engine_requests": surface.engine_requests - engine_requests,
         "seconds": elapsed, "blocks": engine.blocks, "voices": engine.voices,
-        "late_blocks": engine.late_blocks, "late_blocks_wall_clock": engine.late_blocks_wall_clock, "engine_errors": engine.errors,
+        "late_blocks": engine.late_blocks, "peak_block_cpu_load": engine.peak_cpu_load,
+        "late_blocks_wall_clock": engine.late_blocks_wall_clock, "engine_errors": engine.errors,
         "mean_cpu_load": engine.cpu_load, "stream_xruns": session.status()["xruns"] - stream_xruns,
         "jackd_xruns": jack.xruns() - server_xruns if jack else None,
     }
@@ -148,7 +149,8 @@ def switching(session, names: list[str], switches: int) -> dict:
     row = {"switches": switches, "switch_ms_median": 1000 * float(np.median(took)),
            "switch_ms_max": 1000 * float(np.max(took)), "blocks": engine.blocks,
            "notes_held": len(session.engine.keyboard.held_notes()),
-           "late_blocks": engine.late_blocks, "late_blocks_wall_clock": engine.late_blocks_wall_clock,
+           "late_blocks": engine.late_blocks, "peak_block_cpu_load": engine.peak_cpu_load,
+           "late_blocks_wall_clock": engine.late_blocks_wall_clock,
            "engine_errors": engine.errors, "stream_xruns": session.status()["xruns"] - stream_xruns,
            "preset_switches": session.switches}
     return row

@@ -20,7 +20,6 @@ Writes bench/results/soak.json.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import random
 import subprocess
@@ -32,9 +31,11 @@ from bench.report import report
 from timbrel.engine.io.audio import AudioStream
 from timbrel.engine.io.midi import MidiInput
 from timbrel.engine.realtime.host import Engine
+from timbrel.engine.realtime.stages import TIMES, breakdown
 from timbrel.plugin.instrument import MidiInstrument
 from timbrel.plugin.model import load_model
 from timbrel.presets import default_model
+from timbrel.runtime_policy import RealtimePolicy
 
 SR, BLOCK = 48000, 128
 
@@ -99,11 +100,11 @@ def main() -> None:
         engine.load(MidiInstrument(load_model(default_model()), voices=args.voices))
         midi = MidiInput(engine.events, ports=[], backend="jack")
         stream = AudioStream(engine.process, SR, BLOCK)
-        gc.collect()
-        gc.freeze()
+        policy = RealtimePolicy().__enter__()  # as `timbrel play` plays
         stream.start()
         time.sleep(1.0)
         engine.reset_meters()
+        TIMES.clear()
         server_xruns_before = server.xruns()
         stream_xruns_before = stream.xruns
         child = subprocess.Popen([sys.executable, "-m", "bench.soak", "--send", server.name, str(args.seconds), str(args.seed)],
@@ -120,6 +121,7 @@ def main() -> None:
         stream.stop()
         stream.close()
         midi.stop()
+        policy.__exit__(None, None, None)
         server_xruns = server.xruns() - server_xruns_before
     row = {
         "seconds": round(elapsed, 1),
@@ -135,8 +137,12 @@ def main() -> None:
         "mean_cpu_load": status.cpu_load,
         "peak_block_load": status.peak_load,
         "max_callback_ms": stats.max_callback_ns / 1e6,
+        "peak_block_cpu_load": status.peak_cpu_load,
     }
-    report("soak", [row], sample_rate=SR, block=BLOCK, voices=args.voices,
+    worst = breakdown(TIMES.worst)
+    print("the block that used the most CPU time, µs by stage:",
+          ", ".join(f"{name} {us:.0f}" for name, us in worst.items()))
+    report("soak", [row], sample_rate=SR, block=BLOCK, voices=args.voices, worst_block_us=worst,
            note="late_blocks: blocks whose own CPU time exceeded the block's duration")
 
 

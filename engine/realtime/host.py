@@ -45,6 +45,9 @@ class EngineStatus:
     cpu_load: float
     """Mean share of the block's duration spent in `process` (0.25 = 25 % of a core)."""
     peak_load: float
+    """Largest share of a block's duration one block took, by the wall clock."""
+    peak_cpu_load: float
+    """Largest share of a block's duration one block used in its own CPU time (0.5: half the budget)."""
     input_peak: float
     output_peak: float
     blocks: int
@@ -90,6 +93,7 @@ class Engine:
         self._fade_len = max(1, int(CROSSFADE_S * self.sample_rate))
         self._busy_ns = 0
         self._busy_peak = 0.0
+        self._cpu_peak = 0.0
         self._load_sum = 0.0
         self.blocks = 0
         self.late_blocks_wall_clock = 0
@@ -160,7 +164,7 @@ class Engine:
         return EngineStatus(
             sample_rate=self.sample_rate, block_size=self._last_block,
             voices=int(getattr(plugin, "active_voices", 0)), cpu_load=self._load_sum / blocks,
-            peak_load=self._busy_peak, input_peak=self.input_peak, output_peak=self.output_peak, blocks=self.blocks,
+            peak_load=self._busy_peak, peak_cpu_load=self._cpu_peak, input_peak=self.input_peak, output_peak=self.output_peak, blocks=self.blocks,
             late_blocks_wall_clock=self.late_blocks_wall_clock, late_blocks=self.late_blocks, errors=self.errors,
             latency_samples=plugin.latency_samples if plugin else 0, plugin=plugin.name if plugin else "",
             faults=tuple(getattr(plugin, "faults", ())),
@@ -175,7 +179,7 @@ class Engine:
     def reset_meters(self) -> None:
         """Zero the counters and peaks (e.g. after warm-up)."""
         self.blocks = self.late_blocks_wall_clock = self.late_blocks = self.errors = 0
-        self._load_sum = self._busy_peak = 0.0
+        self._load_sum = self._busy_peak = self._cpu_peak = 0.0
         self.input_peak = self.output_peak = 0.0
 
     # Audio thread -------------------------------------------------------------------------
@@ -222,9 +226,12 @@ class Engine:
         self.blocks += 1
         self._load_sum += load
         self._busy_peak = max(self._busy_peak, load)
+        cpu_load = cpu_ns * per_second
+        if cpu_load > self._cpu_peak:
+            self._cpu_peak = cpu_load
         if load > 1.0:
             self.late_blocks_wall_clock += 1
-            if cpu_ns * per_second > 1.0:
+            if cpu_load > 1.0:
                 self.late_blocks += 1
         times.mark(METERS)
         times.end(cpu_ns)

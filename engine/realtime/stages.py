@@ -53,6 +53,8 @@ class StageTimes:
         self._row = self.ring[0]
         self._last = 0
         self._start = 0
+        self.worst = np.zeros(len(COLUMNS), dtype=np.int64)
+        """The row of the block that used the most CPU time since `clear`: where a spike went."""
 
     def begin(self) -> None:
         """Open a new row (audio thread, at the start of a block)."""
@@ -70,6 +72,8 @@ class StageTimes:
         """Close the row with the block's wall time and its own CPU time `cpu_ns` (audio thread)."""
         self._row[WALL] = time.perf_counter_ns() - self._start
         self._row[CPU] = cpu_ns
+        if cpu_ns > self.worst[CPU]:
+            self.worst[:] = self._row
         self.blocks += 1
 
     def snapshot(self) -> np.ndarray:
@@ -81,8 +85,9 @@ class StageTimes:
         return np.concatenate([ring[end:], ring[:end]])[-count:] if count else ring[:0]
 
     def clear(self) -> None:
-        """Forget the rows written (not from the audio thread)."""
+        """Forget the rows written and the worst block (not from the audio thread)."""
         self.blocks = 0
+        self.worst[:] = 0
 
 
 TIMES = StageTimes()
@@ -99,3 +104,8 @@ def summary(rows: np.ndarray) -> dict[str, dict[str, float]]:
             out[name] = {"median_us": float(np.median(column)), "p99_us": float(np.percentile(column, 99)),
                          "max_us": float(column.max())}
     return out
+
+
+def breakdown(row: np.ndarray) -> dict[str, float]:
+    """One row (as `StageTimes.worst`) as stage -> µs, leaving out stages that did not run."""
+    return {name: float(row[i]) / 1000.0 for i, name in enumerate(COLUMNS) if row[i]}
