@@ -51,7 +51,7 @@ def main() -> None:
             t0 = time.perf_counter()
             session.load(preset.name, wait=True)
             into.append(time.perf_counter() - t0)
-        session._models.clear()
+        session.models.clear()
     session.close()
     rows.append({"model": "switch, model loaded afresh", "switch_ms_median": 1000 * float(np.median(first)),
                  "switch_ms_max": 1000 * float(np.max(first))})

@@ -84,9 +84,13 @@ def test_pyproject_lists_every_package_folder():
 
 def test_the_wheel_installs_the_timbrel_namespace_alone(tmp_path: Path):
     """`pip install .` puts one top-level package into site-packages: `timbrel`, with the
-    card's folders inside it, the factory presets and models, and the control surface's files."""
+    card's folders inside it, the factory presets and models, and the control surface's files.
+    Built from a copy of the sources, so that the build leaves nothing in the working tree."""
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__",
+                                                                "bench", "docs", "tests", "examples"))
     result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                             "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=600)
+                             "-w", str(tmp_path), str(source)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Deprecat" not in result.stderr and "deprecat" not in result.stderr, result.stderr[-2000:]
     (wheel,) = tmp_path.glob("timbrel-*.whl")

@@ -42,5 +42,7 @@ class ModelCache:
                 self._models.popitem(last=False)
         return model
 
-    def __len__(self) -> int:
-        return len(self._models)
+    def clear(self) -> None:
+        """Forget every model (a benchmark timing loads afresh, say)."""
+        with self._lock:
+            self._models.clear()
