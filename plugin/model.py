@@ -88,8 +88,15 @@ class TimbreModel:
         self.session = _open_session(self.path)
         self.info, self.reverb_ir = _read_metadata(self.path, self.session)
         _check_signature(self.path, self.session, self.info)
-        self.planned_batches: set[int] = set()
-        """Voice counts the session has run with, so onnxruntime has planned their memory."""
+        self._bytes = self.path.read_bytes()
+
+    def open_session(self):
+        """A new onnxruntime session of this model, for one player alone (`ModelSynth`): an
+        instrument being prepared off the audio thread then never runs a session the audio
+        thread is running, which onnxruntime would make one of them wait for."""
+        import onnxruntime as ort
+
+        return ort.InferenceSession(self._bytes, sess_options=session_options(), providers=["CPUExecutionProvider"])
 
     def step(self, f0_hz: np.ndarray, loudness_db: np.ndarray, state: np.ndarray) -> list[np.ndarray]:
         """Amplitude `[V, T]`, distribution `[V, T, K]`, noise `[V, T, N]`, new state `[V, H]`."""

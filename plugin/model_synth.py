@@ -60,13 +60,13 @@ class ModelSynth:
         self.frame = (np.zeros(voices, np.float32), np.zeros(voices, np.float32),
                       np.zeros((voices, info.harmonics), np.float32), np.zeros((voices, info.noise_bands), np.float32))
         """The synth's next frame per voice: f0 (Hz), amplitude, distribution, noise magnitudes."""
+        self.session = model.open_session()
+        """This player's own onnxruntime session (see `TimbreModel.open_session`)."""
         self._bindings = [None] + [self._bind(count) for count in range(1, voices + 1)]
-        for count in range(1, voices + 1):
-            # onnxruntime plans memory for each new batch size on its first run: do that now,
-            # once per session (presets of one model share it, and its plans).
-            if count not in model.planned_batches:
-                model.session.run_with_iobinding(self._bindings[count])
-                model.planned_batches.add(count)
+        for binding in self._bindings[1:]:
+            # onnxruntime plans memory for each batch size on its first run, and a binding's
+            # first run costs more than the next: both happen here, not on the audio thread.
+            self.session.run_with_iobinding(binding)
         for array in self._out:
             array[:] = 0.0
         self._mix = np.zeros(max_block)
@@ -78,7 +78,7 @@ class ModelSynth:
 
     def _bind(self, count: int):
         """An onnxruntime IO binding for `count` voices over the preallocated buffers (no copies)."""
-        binding = self.model.session.io_binding()
+        binding = self.session.io_binding()
         for name, array in zip(INPUTS, self._in):
             binding.bind_input(name, "cpu", 0, np.float32, [count, *array.shape[1:]], array.ctypes.data)
         for name, array in zip(OUTPUTS, self._out):
@@ -101,7 +101,7 @@ class ModelSynth:
         if count == 0:
             return
         vk.gather_inputs(order, count, f0_hz, loudness_db, self.gru, *self._in)
-        self.model.session.run_with_iobinding(self._bindings[count])
+        self.session.run_with_iobinding(self._bindings[count])
         self.runs += 1
         frame = self.frame
         self.muted_frames += vk.scatter_outputs(order, count, scale, *self._out, frame[1], frame[2], frame[3], self.gru)

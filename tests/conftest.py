@@ -29,6 +29,22 @@ from timbrel.engine.numba_cache import configure_numba_cache
 configure_numba_cache()
 
 
+MACHINE_CHARGED_PER_MINUTE = 3.0
+"""Blocks a minute that this kind of machine makes late by CPU time whatever runs in them.
+`python -m bench.cpu_noise` runs one fixed 400 µs loop per block period and times it by its
+own CPU time: 5 wake-ups over a whole block in 120 s, 3 in 90 s (BENCHMARKS.md). The kernel
+(a Firecracker VM, CONFIG_IRQ_TIME_ACCOUNTING off) charges interrupt time to the running
+thread, so the engine's own-CPU-time clock sees those blocks too."""
+
+
+def machine_allowance(blocks: int, sample_rate: int = 48000, block: int = 128) -> int:
+    """Late blocks (by the engine's CPU time) over `blocks` blocks that the machine alone
+    explains: its expected count at `MACHINE_CHARGED_PER_MINUTE`, plus 2. At that rate a run of
+    15 s exceeds it about once in a hundred; an engine fault (every switch, say) exceeds it at once."""
+    minutes = blocks * block / sample_rate / 60.0
+    return int(MACHINE_CHARGED_PER_MINUTE * minutes) + 2
+
+
 @dataclass(frozen=True)
 class JackServer:
     """A running jackd: its server name (also in `JACK_DEFAULT_SERVER`), rate in Hz, period in samples."""

@@ -20,7 +20,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from bench.bench_live import hammering
-from tests.conftest import wait_until
+from tests.conftest import machine_allowance, wait_until
 from tests.test_io import playback_sources
 from timbrel.engine.errors import TimbrelError
 from timbrel.engine.realtime.features import estimate_pitch
@@ -477,7 +477,8 @@ def test_hammering_the_surface_leaves_sixteen_voices_on_time(page, session, surf
     print("\n" + report)
     assert row["failed"] == 0, report
     assert row["requests"] > 500 and min(row["by_path"].values()) > 50, report
-    assert row["late_blocks"] == 0 and row["engine_errors"] == 0, report
+    assert row["engine_errors"] == 0, report
+    assert row["late_blocks"] <= machine_allowance(row["blocks"]), report
     assert row["voices"] == 16, report
     assert row["blocks"] > 0.5 * row["seconds"] * SR / 128, report
     # The relay's contract, whatever the request rate: shared status and scope reads, batched

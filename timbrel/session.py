@@ -98,8 +98,7 @@ class Session:
             chosen = mode or (self.mode if self.preset is not None else preset.mode)
             model = self.models.get(model_path(preset), preset.model_sha256)
             chain = build_chain(preset, chosen, voices=self.voices, model=model)
-            self.engine.load(chain)
-            self.policy.settle()
+            self.engine.load(chain, before_swap=self.policy.settle)
             stream = self.stream
             if chosen == "transfer" and stream is not None and stream.input_device is None:
                 self.set_devices(stream.output_device, None, use_input=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,8 +124,13 @@ class Engine:
         """The plugin now playing (or about to, once its crossfade starts)."""
         return self._incoming or self._current
 
-    def load(self, plugin: Plugin) -> None:
+    def load(self, plugin: Plugin, before_swap: Callable[[], None] | None = None) -> None:
         """Prepare `plugin` on this thread, then have the audio thread crossfade to it.
+
+        What this thread frees (plugins swapped out earlier) and `before_swap` (a garbage
+        collection, say) happen before the swap is published, so that no heavy work of this
+        thread's runs beside the audio thread's costliest blocks, the crossfade's; freeing
+        memory interrupts every core the process runs on.
 
         The switch happens at the next block boundary with a 20 ms crossfade; what was
         playing keeps playing until then. Keys held (or sustained by the pedal) and the
@@ -134,8 +140,10 @@ class Engine:
         if plugin.kind != "instrument":
             raise TimbrelError(f"{plugin.name}: an effect cannot play alone; put it in a Chain after an instrument")
         plugin.prepare(self.sample_rate, self.max_block)
-        self._incoming = plugin
         self.collect()
+        if before_swap is not None:
+            before_swap()
+        self._incoming = plugin
 
     def collect(self) -> None:
         """Free plugins the audio thread has swapped out (call from a control thread)."""

@@ -54,9 +54,10 @@ def counted(work) -> dict:
     return dict(zip(KINDS, counts[:len(KINDS)])) | {f"onnxruntime_{k}": n for k, n in zip(KINDS, counts[len(KINDS):])}
 
 
-def measured_apart(model) -> None:
-    """Charge what `model`'s onnxruntime session allocates while running to the second bucket."""
-    session = model.session
+def measured_apart(plugin) -> None:
+    """Charge what the onnxruntime session of `plugin` (an instrument, or a chain that starts
+    with one; prepared) allocates while running to the second bucket."""
+    session = getattr(plugin, "instrument", plugin).synth.session
     run = session.run_with_iobinding
 
     def run_apart(*args, **kwargs):
@@ -94,24 +95,25 @@ def scenario(engine: Engine, plugin, count: int, events: dict[int, list[int]], v
 
 def main() -> None:
     model = load_model(default_model())
-    measured_apart(model)
     results = {}
     engine = Engine(SR, 2048)
 
     plain = MidiInstrument(model, voices=16)
     engine.load(plain)
+    measured_apart(plain)
     notes = {i * 20: [NOTE_ON | (48 + 3 * i) << 8 | 90 << 16] for i in range(8)}
     notes.update({200 + i * 20: [NOTE_OFF | (48 + 3 * i) << 8] for i in range(8)})
     results["notes"] = scenario(engine, plain, 400, notes)
 
     stealing = MidiInstrument(model, voices=4)
     engine.load(stealing)
+    measured_apart(stealing)
     results["stealing"] = scenario(engine, stealing, 300, {i * 10: [NOTE_ON | (40 + i) << 8 | 100 << 16]
                                                           for i in range(20)})
 
     chain = load_preset("Sax Lead")
-    measured_apart(chain.instrument.model)
     engine.load(chain)
+    measured_apart(chain)
     played = {0: [CONTROL_CHANGE | 64 << 8 | 127 << 16, *(NOTE_ON | n << 8 | 80 << 16 for n in (50, 54, 57, 61))],
               150: [CONTROL_CHANGE | 64 << 8], 160: [CONTROL_CHANGE | 123 << 8]}
     results["full_chain"] = scenario(engine, chain, 400, played)
@@ -120,27 +122,30 @@ def main() -> None:
         # The first switch of a process fills one of numpy's internal caches (one persistent
         # allocation, never freed); the second shows what every switch costs from then on.
         outgoing, incoming = chain, load_preset("Cello")
-        measured_apart(incoming.instrument.model)
         engine.events.push(NOTE_ON | 48 << 8 | 90 << 16)
         blocks(engine, 5, {})()
         engine.load(incoming)  # prepared here, as the loader thread does; swapped on the next block
+        measured_apart(incoming)
         before = runs_of(outgoing) + runs_of(incoming)
         found = counted(blocks(engine, 60, {}))
         if counting:
             results["preset_switch"] = found | {"onnxruntime_runs": runs_of(outgoing) + runs_of(incoming) - before,
                                                 "blocks": 60}
         chain = load_preset("Sax Lead")
-        measured_apart(chain.instrument.model)
         engine.load(chain)
+        measured_apart(chain)
         blocks(engine, 60, {})()
 
     transfer = TimbreTransfer(model)
     engine.load(transfer)
+    measured_apart(transfer)
     t = np.arange(600 * BLOCK) / SR
     voice = (0.3 * np.sin(2 * np.pi * 220 * t) * np.clip(t / 0.2, 0, 1)).astype(np.float32)
     results["transfer"] = scenario(engine, transfer, 400, {}, voice[200 * BLOCK:])
 
-    engine.load(Chain(MidiInstrument(model, voices=4), [Allocating()]))
+    control = Chain(MidiInstrument(model, voices=4), [Allocating()])
+    engine.load(control)
+    measured_apart(control)
     results["control"] = scenario(engine, None, 50, {0: [NOTE_ON | 60 << 8 | 90 << 16]})
     print(json.dumps(results))
 
