@@ -1,6 +1,7 @@
 """Loaded models kept for reuse, so that switching back to a preset does not load its model again.
 
-Variations of one instrument share one onnxruntime session. The cache is bounded: past
+Variations of one instrument share one loaded model (checked file, metadata, reverb); each
+player opens its own onnxruntime session from it (`TimbreModel.open_session`). The cache is bounded: past
 `capacity` models the least recently used is dropped (a chain still playing it keeps it
 alive until that chain is retired, off the audio thread).
 """
