@@ -14,7 +14,7 @@ one at a time (`render`, `pack`, `train`, `release`):
    continues from its `last.pt` (optimiser and random streams included) until its total
    time reaches `--train-minutes`; `slim` then strips the optimiser state for the trip
    back (`DIR/slim/NAME.pt`);
-4. **release**: export each best checkpoint to `presets/models/NAME.onnx`, check it
+4. **release**: export each best checkpoint to `presets/factory/models/NAME.onnx`, check it
    against torch, and measure its resynthesis on the lossless held-out renders through the
    live engine path. Figures go to `DIR/quality.json`; then every factory preset file
    (`timbrel.export.factory_presets`) is written with its model's sha256, recipe and figures
@@ -38,6 +38,7 @@ from timbrel.export.dataset import prepare_dataset
 from timbrel.export.factory_presets import write_presets
 from timbrel.export.fluidsynth import generate_dataset
 from timbrel.plugin.model import load_model
+from timbrel.presets.folders import factory_models_dir
 
 FACTORY = ("violin", "cello", "contrabass", "flute", "clarinet", "oboe", "bassoon", "trumpet", "trombone",
            "french_horn", "tuba", "alto_sax", "choir_aah")
@@ -50,7 +51,8 @@ MAX_STEPS = 40_000
 OPUS_LEVEL = 0.4
 """libsndfile's Opus compression level for transport: about 140 kbit/s mono."""
 
-MODELS_DIR = Path(__file__).resolve().parents[1] / "presets" / "models"
+MODELS_DIR = factory_models_dir()
+"""Where the factory models are released: `presets/factory/models` in the source tree."""
 
 
 def _data(root: Path, name: str, part: str) -> Path:

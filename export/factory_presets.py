@@ -1,7 +1,7 @@
 """The factory preset library: one preset per factory model, plus designed variations.
 
 Variations change parameters and effects only; they play the same model. `write_presets`
-turns this table, the models in `presets/models` and the measured quality figures into
+turns this table, the models in `presets/factory/models` and the measured quality figures into
 the TOML files under `presets/`.
 """
 

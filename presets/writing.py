@@ -31,7 +31,7 @@ def preset_to_toml(preset: Preset) -> str:
         values = preset.values(mode)
         if values:
             head["instrument"][mode] = _written(values, instrument_parameters(mode))
-    chunks = [f"# timbrel preset, format {FORMAT} (see plugin/preset.py)\n", tomli_w.dumps(head)]
+    chunks = [f"# timbrel preset, format {FORMAT} (see timbrel.presets.preset)\n", tomli_w.dumps(head)]
     for effect in preset.effects:
         chunks.append("\n[[effects]]\n" + tomli_w.dumps({"type": effect.type, "bypass": bool(effect.bypass)}))
         if effect.parameters:

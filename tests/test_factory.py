@@ -106,3 +106,10 @@ def test_a_factory_model_reproduces_its_recorded_quality_and_meets_the_bar(model
             assert measured[key] == pytest.approx(preset.quality[key], rel=1e-3, abs=1e-3), (preset.name, key)
     assert measured["f0_median_cents"] <= MAX_F0_CENTS
     assert measured["loudness_l1_db"] <= MAX_LOUDNESS_L1_DB
+
+
+def test_the_factory_build_releases_into_the_shipped_models_folder():
+    from timbrel.export.factory import MODELS_DIR
+
+    assert MODELS_DIR == factory_dir() / "models"
+    assert len(list(MODELS_DIR.glob("*.onnx"))) == 13
