@@ -42,12 +42,11 @@ from bench.report import report
 SR, BLOCK = 48000, 128
 TICK = os.sysconf("SC_CLK_TCK")
 FLOOR_SCRIPT = """
-import signal, sys, sounddevice as sd, numpy as np
-def callback(indata, outdata, frames, time, status):
-    outdata.fill(0)
-stream = sd.Stream(samplerate=48000, blocksize=128, channels=(1, 2), dtype="float32", callback=callback,
-                   device=(sd.query_hostapis()[[a["name"] for a in sd.query_hostapis()].index("JACK Audio Connection Kit")]["default_input_device"],
-                           sd.query_hostapis()[[a["name"] for a in sd.query_hostapis()].index("JACK Audio Connection Kit")]["default_output_device"]))
+import signal, sounddevice as sd
+jack = next(api for api in sd.query_hostapis() if api["name"] == "JACK Audio Connection Kit")
+stream = sd.Stream(samplerate=48000, blocksize=128, channels=(1, 2), dtype="float32",
+                   device=(jack["default_input_device"], jack["default_output_device"]),
+                   callback=lambda indata, outdata, frames, time, status: outdata.fill(0))
 stream.start()
 print("timbrel: playing", flush=True)
 signal.sigwait({signal.SIGTERM, signal.SIGINT})

@@ -100,7 +100,8 @@ def main() -> None:
         engine.load(MidiInstrument(load_model(default_model()), voices=args.voices))
         midi = MidiInput(engine.events, ports=[], backend="jack")
         stream = AudioStream(engine.process, SR, BLOCK)
-        policy = RealtimePolicy().__enter__()  # as `timbrel play` plays
+        policy = RealtimePolicy()
+        policy.enter()  # as `timbrel play` plays
         stream.start()
         time.sleep(1.0)
         engine.reset_meters()
@@ -121,7 +122,7 @@ def main() -> None:
         stream.stop()
         stream.close()
         midi.stop()
-        policy.__exit__(None, None, None)
+        policy.leave()
         server_xruns = server.xruns() - server_xruns_before
     row = {
         "seconds": round(elapsed, 1),

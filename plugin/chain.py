@@ -206,6 +206,16 @@ class Chain(Effect):
     def parameter(self, parameter_id: str) -> Parameter:
         """The `Parameter` that `KEY.PARAM` (an effect's) or a bare `PARAM` (the instrument's)
         names; TimbrelError listing the ids there are when there is none."""
+        return self._find(parameter_id)[1]
+
+    def set_parameter(self, parameter_id: str, value: float) -> float:
+        """Set `KEY.PARAM` on an effect, or a bare `PARAM` on the instrument, to `value` in the
+        parameter's unit. A value outside its range, or not finite, is a one-line TimbrelError
+        naming the range (the rule preset files and `--set` follow); returns the value set."""
+        owner, parameter = self._find(parameter_id)
+        return owner.params.set(parameter.id, parameter.check(value, parameter_id))
+
+    def _find(self, parameter_id: str) -> tuple[Plugin, Parameter]:
         key, dot, name = parameter_id.rpartition(".")
         if dot:
             owner, what = self._slot(key).effect, f"effect '{key}'"
@@ -215,19 +225,9 @@ class Chain(Effect):
             raise TimbrelError(f"no parameter '{parameter_id}': name an effect, as in 'eq.{parameter_id}'")
         for parameter in owner.params.parameters:
             if parameter.id == name:
-                return parameter
+                return owner, parameter
         known = ", ".join(p.id for p in owner.params.parameters)
         raise TimbrelError(f"no parameter '{parameter_id}' (the {what} has: {known})")
-
-    def set_parameter(self, parameter_id: str, value: float) -> float:
-        """Set `KEY.PARAM` on an effect, or a bare `PARAM` on the instrument, to `value` in the
-        parameter's unit. A value outside its range, or not finite, is a one-line TimbrelError
-        naming the range (the rule preset files and `--set` follow); returns the value set."""
-        parameter = self.parameter(parameter_id)
-        value = parameter.check(value, parameter_id)
-        key, dot, name = parameter_id.rpartition(".")
-        owner = self._slot(key).effect if dot else self.instrument
-        return owner.params.set(name, value)
 
     def describe(self) -> dict:
         """JSON-ready state for control surfaces: the instrument's parameters and each effect's

@@ -34,16 +34,17 @@ class RealtimePolicy:
         """Whether the policy is in force (entered and not yet left)."""
         return self._saved is not None
 
-    def __enter__(self) -> RealtimePolicy:
+    def enter(self) -> None:
+        """Put the settings in force (again entering does nothing)."""
         if self._saved is None:
             self._saved = (sys.getswitchinterval(), gc.isenabled())
             sys.setswitchinterval(self.switch_interval_s)
             gc.collect()
             gc.freeze()
             gc.disable()
-        return self
 
-    def __exit__(self, *_exc: object) -> None:
+    def leave(self) -> None:
+        """Restore the switch interval and the collector as they were (leaving twice does nothing)."""
         if self._saved is None:
             return
         interval, enabled = self._saved
@@ -52,6 +53,13 @@ class RealtimePolicy:
         gc.unfreeze()
         if enabled:
             gc.enable()
+
+    def __enter__(self) -> RealtimePolicy:
+        self.enter()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.leave()
 
     def settle(self) -> None:
         """After a preset load (off the audio thread): collect, then freeze what survives."""

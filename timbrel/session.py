@@ -234,7 +234,7 @@ class Session:
         The input device opens when `mode` is "transfer" or an `input_device` is named;
         without it transfer mode has nothing to follow.
         """
-        self.policy.__enter__()
+        self.policy.enter()
         first = preset or self.library.list()[0].name
         self.load(first, mode, wait=True, settings=settings)
         use_input = self.mode == "transfer" or input_device is not None
@@ -269,7 +269,7 @@ class Session:
         if self.midi is not None:
             self.midi.stop()
             self.midi = None
-        self.policy.__exit__(None, None, None)
+        self.policy.leave()
 
     def close(self) -> None:
         self.stop()

@@ -55,8 +55,9 @@ class EngineStatus:
     late_blocks_wall_clock: int
     """Blocks whose processing took longer than the block lasts, by the wall clock."""
     late_blocks: int
-    """Blocks whose processing used more CPU time than the block lasts: the engine's own fault,
-    as opposed to the thread being preempted by other work."""
+    """Blocks whose processing used more CPU time than the block lasts: the engine's own work,
+    not the thread being preempted, except what the kernel charges to the running thread
+    (interrupts, on kernels without IRQ time accounting; `bench.cpu_noise` measures it)."""
     errors: int
     """Blocks silenced because a plugin raised."""
     latency_samples: int
@@ -92,7 +93,6 @@ class Engine:
         """Plugins swapped out, parked so a control thread frees them, not the audio one."""
         self._fade_left = 0
         self._fade_len = max(1, int(CROSSFADE_S * self.sample_rate))
-        self._busy_ns = 0
         self._busy_peak = 0.0
         self._cpu_peak = 0.0
         self._load_sum = 0.0
