@@ -1,3 +1,5 @@
+import json
+import os
 import subprocess
 import sys
 
@@ -108,3 +110,33 @@ def test_bad_input_is_one_line_with_no_traceback(tmp_path, args, fault):
     assert fault in result.stderr and "Traceback" not in result.stderr
     assert len([line for line in result.stderr.splitlines() if line.startswith("timbrel")]) == 1
     assert not (tmp_path / "x.wav").exists()
+
+
+def test_a_stages_file_that_cannot_be_written_is_one_line_and_playing_goes_on(tmp_path, capsys):
+    import signal
+
+    from timbrel.cli.play import profile_stages
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGUSR1, signal.SIGUSR2)}
+    try:
+        good, bad = tmp_path / "stages.json", tmp_path / "missing" / "stages.json"
+        profile_stages(str(good))
+        os.kill(os.getpid(), signal.SIGUSR2)
+        assert json.loads(good.read_text())["blocks"] >= 0
+        profile_stages(str(bad))
+        os.kill(os.getpid(), signal.SIGUSR2)
+        err = capsys.readouterr().err
+        assert err.startswith(f"timbrel: --stages: {bad}: folder") and err.count("\n") == 1
+        assert not bad.exists() and good.is_file()
+    finally:
+        for number, handler in saved.items():
+            signal.signal(number, handler)
+
+
+def test_the_demo_midi_file_names_a_folder_it_cannot_write_in(tmp_path):
+    import timbrel
+
+    with pytest.raises(timbrel.TimbrelError, match=r"^\S+missing/tune.mid: folder \S+missing does not exist$"):
+        timbrel.write_demo_midi(tmp_path / "missing" / "tune.mid")
+    assert not (tmp_path / "missing").exists()
+    assert timbrel.write_demo_midi(tmp_path / "tune.mid").stat().st_size > 20

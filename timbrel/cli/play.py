@@ -125,7 +125,10 @@ def profile_stages(path: str) -> None:
 
     def write(*_: object) -> None:
         rows = TIMES.snapshot()
-        write_text(path, json.dumps({"blocks": int(rows.shape[0]), "stages": summary(rows)}, indent=2))
+        try:
+            write_text(path, json.dumps({"blocks": int(rows.shape[0]), "stages": summary(rows)}, indent=2))
+        except (OSError, TimbrelError) as err:
+            print(f"timbrel: --stages: {err}; playing on", file=sys.stderr)
 
     signal.signal(signal.SIGUSR2, write)
 
