@@ -112,6 +112,20 @@ class World:
         self.client.close()
 
 
+def connect_keys(world: World, timeout: float = 10.0) -> None:
+    """Connect the keyboard to `timbrel play`'s MIDI input, waiting for the port to appear."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ports = world.client.get_ports("timbrel:", is_input=True, is_midi=True)
+        for port in ports:
+            if world.midi.name not in [c.name for c in world.client.get_all_connections(port)]:
+                world.client.connect(world.midi, port)
+        if ports and all(world.midi.name in [c.name for c in world.client.get_all_connections(p)] for p in ports):
+            return
+        time.sleep(0.1)
+    sys.exit("bench_process: timbrel play's MIDI input did not appear on the JACK server")
+
+
 def start_play(args: list[str], log: Path) -> subprocess.Popen:
     command = [sys.executable, "-m", "timbrel", "play", "--no-ui", "--midi-backend", "jack", *args]
     handle = open(log, "w")
@@ -161,9 +175,8 @@ def measure(name: str, world: World, seconds: float, preset: str, folder: Path) 
         wait_playing(process, log)
         time.sleep(1.0)
         ports = world.client.get_ports(is_input=True, is_audio=True)
-        for port in world.client.get_ports("timbrel:", is_input=True, is_midi=True):
-            if world.midi.name not in [c.name for c in world.client.get_all_connections(port)]:
-                world.client.connect(world.midi, port)
+        if name != "floor":
+            connect_keys(world)
         if name == "transfer":
             inputs = [p.name for p in ports if p.name.startswith("timbrel-audio:in")]
             for port in inputs:
@@ -202,6 +215,9 @@ def measure(name: str, world: World, seconds: float, preset: str, folder: Path) 
            "audio_thread_cpu_pct": audio * per_core, "steal_pct": (steal1 - steal0) * per_core, "seconds": elapsed}
     if name == "floor":
         return row
+    expected = 1 if name == "transfer" else notes
+    if status.get("voices") != expected:
+        sys.exit(f"bench_process: {name}: {status.get('voices')} voices sounded, not {expected}; see {log}")
     stages = json.loads((folder / f"{name}.stages.json").read_text())
     return row | status | {"stages": stages}
 
