@@ -24,8 +24,8 @@ import numpy as np
 from timbrel.engine.errors import TimbrelError
 from timbrel.engine.plugin_api import Plugin
 from timbrel.engine.realtime.events import EventQueue
-from timbrel.engine.realtime.kernels.limiter import limit
-from timbrel.engine.realtime.kernels.mixing import crossfade, peak, ring_write
+from timbrel.engine.realtime.kernels.limiter import deliver
+from timbrel.engine.realtime.kernels.mixing import crossfade, peak
 from timbrel.engine.realtime.midi_state import MidiState
 from timbrel.engine.realtime.stages import CROSSFADE, DRAIN, LIMITER, METERS, SWAP, TIMES
 
@@ -84,7 +84,8 @@ class Engine:
         self._bus = np.zeros((2, max_block), dtype=np.float32)
         self._fade_bus = np.zeros((2, max_block), dtype=np.float32)
         self._silence = np.zeros(max_block, dtype=np.float32)
-        self._limiter = np.ones(1)
+        self._limiter = np.array([1.0, 0.0])
+        """The limiter's gain, and the peak of the latest block before limiting."""
         self._release = 1.0 - math.exp(-1.0 / (LIMIT_RELEASE_S * self.sample_rate))
         self._current: Plugin | None = None
         self._incoming: Plugin | None = None
@@ -112,10 +113,10 @@ class Engine:
     def _warm_up(self) -> None:
         """Compile (or load from cache) the engine's own kernels now, not on the first block."""
         bus = self._fade_bus[:, :16]
-        limit(bus, np.ones(1), LIMIT_CEILING, self._release)
         crossfade(bus, bus, 0, 16)
         peak(self._silence[:16])
-        ring_write(self.scope, 0, self._fade_bus[0, :16])
+        for out in (np.zeros((16, 2), np.float32), np.zeros((32, 2), np.float32)[::2]):
+            deliver(bus, out, np.array([1.0, 0.0]), LIMIT_CEILING, self._release, self.scope, 0)
 
     # Control API (any thread) ----------------------------------------------------------
 
@@ -222,12 +223,9 @@ class Engine:
         if self._fade_left:
             self._crossfade(inp, bus, n)
             times.mark(CROSSFADE)
-        self.output_peak = max(self.output_peak * 0.95, limit(bus, self._limiter, LIMIT_CEILING, self._release))
+        self.scope_position = deliver(bus, out, self._limiter, LIMIT_CEILING, self._release, self.scope, self.scope_position)
+        self.output_peak = max(self.output_peak * 0.95, self._limiter[1])
         times.mark(LIMITER)
-        self.scope_position = ring_write(self.scope, self.scope_position, bus[0])
-        channels = out.shape[1]
-        for c in range(channels):
-            out[:, c] = bus[min(c, 1)]
         per_second = self.sample_rate / max(n, 1) * 1e-9
         cpu_ns = time.thread_time_ns() - start_cpu
         load = (time.perf_counter_ns() - start) * per_second

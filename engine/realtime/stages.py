@@ -27,7 +27,8 @@ transfer's pitch tracker and loudness meter on the input; `voices`: note
 handling and the control frame's voice logic; `model`: the onnxruntime call; `synth`: the
 numba synthesis of every voice; `instrument_tail`: the instrument's reverb and output gain;
 `effect_N`: the chain's Nth effect slot; `crossfade`: the outgoing chain during a switch;
-`limiter` and `meters`: the engine's own. While a switch crossfades, the outgoing chain's
+`limiter`: the output limiter, the scope and the copy to the device's buffer; `meters`: the
+engine's counters. While a switch crossfades, the outgoing chain's
 stages add into the same columns, and `crossfade` holds the mixing alone."""
 COLUMNS = (*STAGES, "wall", "cpu")
 """Per-stage wall-clock nanoseconds, then the whole block's wall and CPU nanoseconds."""

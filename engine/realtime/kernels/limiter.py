@@ -35,3 +35,22 @@ def limit(bus, state, ceiling, release):
             bus[c, j] = min(ceiling, max(-ceiling, y))
     state[0] = gain
     return peak
+
+
+@numba.njit(nogil=True, cache=True, _nrt=False)
+def deliver(bus, out, state, ceiling, release, scope, position):
+    """The engine's last step, in one call: `limit` the bus `[2, n]` (gain in `state[0]`, the
+    block's peak before limiting written to `state[1]`), append its left channel to the ring
+    `scope` at `position`, and copy it to the device's interleaved `out` `[n, channels]`
+    (channels past the second repeat the right one). Returns the ring's next position."""
+    state[1] = limit(bus, state, ceiling, release)
+    size = scope.shape[0]
+    n = bus.shape[1]
+    for j in range(n):
+        scope[position] = bus[0, j]
+        position += 1
+        if position == size:
+            position = 0
+        for c in range(out.shape[1]):
+            out[j, c] = bus[min(c, 1), j]
+    return position

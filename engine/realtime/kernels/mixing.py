@@ -103,18 +103,6 @@ def all_finite(bus):
 
 
 @numba.njit(nogil=True, cache=True, _nrt=False)
-def ring_write(ring, position, x):
-    """Append `x` `[n]` to the circular buffer `ring` `[size]` at `position`; returns the next position."""
-    size = ring.shape[0]
-    for j in range(x.shape[0]):
-        ring[position] = x[j]
-        position += 1
-        if position == size:
-            position = 0
-    return position
-
-
-@numba.njit(nogil=True, cache=True, _nrt=False)
 def time_coefficient(ms, sample_rate):
     """One-pole coefficient whose step response covers 63% of the way in `ms` milliseconds."""
     return math.exp(-1000.0 / (max(ms, 1e-3) * sample_rate))
