@@ -1,8 +1,10 @@
 """The polyphonic MIDI instrument: a timbre model played from a keyboard.
 
 Each control frame (one hop), every sounding voice gets a pitch from its note, glide,
-pitch bend and mod-wheel vibrato, and a loudness from its velocity curve, its ADSR (run in
-dB), expression (CC11) and channel aftertouch. One onnxruntime call then runs the model
+pitch bend and mod-wheel vibrato, a loudness from its velocity curve, its ADSR (run in
+dB), expression (CC11) and channel aftertouch, and a brightness from CC 74 (a tilt of its
+harmonics). In an MPE zone (`timbrel.plugin.mpe`), bend, pressure and CC 74 on a note's
+member channel move that note alone. One onnxruntime call then runs the model
 for all sounding voices at once, each with its own GRU state, and the fused numba kernel
 synthesises and mixes them; the model's learned reverb follows.
 
@@ -20,6 +22,7 @@ import numpy as np
 from timbrel.engine.plugin_api import Parameter
 from timbrel.engine.realtime.events import NOTE_OFF, NOTE_ON
 from timbrel.engine.realtime.stages import INSTRUMENT_TAIL, MODEL, TIMES, VOICES
+from timbrel.plugin import mpe
 from timbrel.plugin import voice_allocation as va
 from timbrel.plugin import voices as vk
 from timbrel.plugin.model import TimbreModel
@@ -46,6 +49,10 @@ PARAMETERS = (
     Parameter("voice_mode", "Voice mode", "", 0.0, 2.0, 0.0, smoothing_ms=0, choices=VOICE_MODES),
     Parameter("glide_s", "Glide", "s", 0.0, 2.0, 0.05, smoothing_ms=0),
     Parameter("channel", "MIDI channel", "", 0.0, 16.0, 0.0, smoothing_ms=0),
+    Parameter("brightness_db", "Brightness (CC 74)", "dB/oct", 0.0, 12.0, 4.0, smoothing_ms=0),
+    Parameter("mpe_lower", "MPE lower zone", "channels", 0.0, 15.0, 0.0, smoothing_ms=0),
+    Parameter("mpe_upper", "MPE upper zone", "channels", 0.0, 15.0, 0.0, smoothing_ms=0),
+    Parameter("mpe_bend_range_st", "MPE note bend range", "st", 0.0, 96.0, 48.0, smoothing_ms=0),
 )
 _I = {p.id: i for i, p in enumerate(PARAMETERS)}
 
@@ -94,6 +101,7 @@ class MidiInstrument(ModelPlugin):
         self._voice_arrays = (*self.synth.bank.voice_arrays, self.synth.gru)
         self._lo_db, self._hi_db = info.loudness_range_db
         self._frame_sources = np.array([_I[name] for name in va.FRAME_SOURCES], dtype=np.int64)
+        self._zones, self._channels = mpe.new_zones()
         self._frame_s = self.host_hop_samples / sample_rate
         self.reset()
         self._warm_up()
@@ -117,6 +125,7 @@ class MidiInstrument(ModelPlugin):
         self._floats[:] = 0.0
         self._controls[:] = 0.0
         self._counters[:] = 0
+        mpe.clear(self._zones, self._channels)
         self._gain = 10.0 ** (self.params.values[_I["gain_db"]] / 20.0)
         self.active_voices = 0
 
@@ -125,20 +134,20 @@ class MidiInstrument(ModelPlugin):
     def handle(self, events: np.ndarray) -> None:
         """Apply packed MIDI messages `events` `[n]` int32 (`timbrel.engine.realtime.events`),
         in order, through the numba voice allocator (`timbrel.plugin.voice_allocation`)."""
-        values = self.params.values
-        va.apply_events(events, int(values[_I["channel"]]), int(values[_I["voice_mode"]]), self._ints, self._floats,
-                        self._stack, self._controls, self._counters, *self._voice_arrays)
+        va.apply_events(events, self.params.values, self._frame_sources, self._ints, self._floats, self._stack,
+                        self._controls, self._counters, self._zones, self._channels, *self._voice_arrays)
 
     # Audio ------------------------------------------------------------------------------
 
     def _control_frame(self, offset: int = 0) -> None:
         """Advance the voices one hop and run the model for every sounding voice."""
-        count = va.control_frame(self.params.values, self._frame_sources, self._controls, self._frame_s,
+        count = va.control_frame(self.params.values, self._frame_sources, self._controls, self._zones, self._channels,
+                                 self._frame_s,
                                  self._lo_db, self._hi_db, self._frame_params, self._ints, self._floats, self._f0,
                                  self._loudness, self._scale, self._order, self._finished, self._counters,
                                  *self._voice_arrays)
         TIMES.mark(VOICES)
-        self.synth.run(self._order, count, self._f0, self._loudness, self._scale)
+        self.synth.run(self._order, count, self._f0, self._loudness, self._scale, self._floats[va.TILT])
         TIMES.mark(MODEL)
         self.active_voices = count
 

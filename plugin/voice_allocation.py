@@ -6,17 +6,21 @@ per control frame frees the voices whose fade ended and starts the notes that wa
 them (`finish_voices`). Both run on the audio thread and touch only preallocated arrays:
 
 - `ints` `[INT_FIELDS, voices]` int64: state, note, envelope stage, age (the clock at its
-  start), and the note and velocity waiting for the voice while it fades (-1: none);
+  start), the note, velocity and key waiting for the voice while it fades (-1: none), and
+  the voice's key: the MPE member channel it plays on, or -1 outside MPE zones;
 - `floats` `[FLOAT_FIELDS, voices]` float64: velocity, envelope (dB), pitch (MIDI note),
-  glide start (MIDI note), vibrato phase (cycles);
+  glide start (MIDI note), vibrato phase (cycles), and this frame's bend (semitones),
+  pressure (0 … 1), brightness (-1 … 1) and harmonic tilt (exponent);
 - `stack` `[128]` int64: the keys held in a mono mode, oldest first;
 - `controls` `[CONTROLS]` float64: pitch bend (-1 … 1), mod wheel and pressure (0 … 1),
-  expression (dB);
+  expression (dB), timbre (CC 74, -1 … 1), instrument-wide (or the MPE zone's master's);
+- `zones`, `channels`: the MPE state (`timbrel.plugin.mpe`);
 - `counters` `[COUNTERS]` int64: keys on the mono stack, the note clock, the pedal (0/1);
 - the synth bank's voice arrays and the GRU state `[voices, hidden]`, so a started voice
   sounds afresh.
 
-Rules: a note already sounding is retriggered in place; otherwise it takes a free voice;
+Rules: a note already sounding is retriggered in place (in an MPE zone, the same note on the
+same member channel); otherwise it takes a free voice;
 with none free it steals the quietest releasing voice, else the oldest held one, which
 fades over one frame before the new note starts in it. CC 64 holds released keys, CC 120
 (all sound off) fades every voice, CC 121 resets the controllers, CC 123 (all notes off)
@@ -32,31 +36,36 @@ import numba
 
 from timbrel.engine.realtime.events import CHANNEL_PRESSURE, CONTROL_CHANGE, NOTE_OFF, NOTE_ON, PITCH_BEND
 from timbrel.engine.realtime.kernels.synth import start_voice, stop_voice
+from timbrel.plugin import mpe
 from timbrel.plugin import voices as vk
 from timbrel.plugin.voices import ATTACK, ENVELOPE_FLOOR_DB, FADING, HELD, IDLE, RELEASE, RELEASED, SUSTAINED
 
 POLY, MONO, LEGATO = 0, 1, 2
 """Voice modes, as `MidiInstrument`'s `voice_mode` switch numbers them."""
-STATE, NOTE, STAGE, AGE, WAITING_NOTE, WAITING_VELOCITY = range(6)
-INT_FIELDS = 6
-VELOCITY, ENV_DB, PITCH, GLIDE_FROM, VIBRATO_PHASE = range(5)
-FLOAT_FIELDS = 5
-BEND, MOD, PRESSURE, EXPRESSION_DB = range(4)
-CONTROLS = 4
+STATE, NOTE, STAGE, AGE, WAITING_NOTE, WAITING_VELOCITY, WAITING_KEY, KEY = range(8)
+INT_FIELDS = 8
+VELOCITY, ENV_DB, PITCH, GLIDE_FROM, VIBRATO_PHASE, BEND_ST, PRESSURE_AMOUNT, BRIGHTNESS, TILT = range(9)
+FLOAT_FIELDS = 9
+BEND, MOD, PRESSURE, EXPRESSION_DB, TIMBRE = range(5)
+CONTROLS = 5
 HELD_KEYS, CLOCK, SUSTAIN = range(3)
 COUNTERS = 3
 FRAME_SOURCES = ("attack_s", "decay_s", "sustain_db", "release_s", "bend_range_st", "vibrato_cents", "vibrato_hz",
-                 "glide_s", "loudness_shift_db", "pressure_db", "transpose_st", "velocity_curve", "voice_mode")
-"""The instrument parameters a control frame reads, in the order of `control_frame`'s `sources`."""
+                 "glide_s", "loudness_shift_db", "pressure_db", "transpose_st", "velocity_curve", "voice_mode",
+                 "brightness_db", "mpe_lower", "mpe_upper", "mpe_bend_range_st", "channel")
+"""The instrument parameters the kernels read, in the order of their `sources`."""
+OCTAVE_DB = 20.0 * math.log10(2.0)
+"""dB per octave of a tilt `(k + 1) ** 1`: `brightness_db` over this is the tilt's exponent."""
 
 
 @numba.njit(nogil=True, cache=True, _nrt=False)
-def _start(v, note, velocity, ints, floats, counters, flags, hstate, rng, tails, gru):
+def _start(v, note, velocity, key, ints, floats, counters, flags, hstate, rng, tails, gru):
     start_voice(flags, hstate, rng, tails, v)
     gru[v, :] = 0.0
     ints[STATE, v] = HELD
     ints[STAGE, v] = ATTACK
     ints[NOTE, v] = note
+    ints[KEY, v] = key
     floats[ENV_DB, v] = ENVELOPE_FLOOR_DB
     floats[VELOCITY, v] = velocity
     floats[PITCH, v] = note
@@ -105,31 +114,33 @@ def _victim(ints, floats):
 
 
 @numba.njit(nogil=True, cache=True, _nrt=False)
-def _poly_on(note, velocity, ints, floats, counters, flags, hstate, rng, tails, gru):
+def _poly_on(note, velocity, key, ints, floats, counters, flags, hstate, rng, tails, gru):
     voices = ints.shape[1]
     for v in range(voices):
         s = ints[STATE, v]
-        if (s == HELD or s == SUSTAINED or s == RELEASED) and ints[NOTE, v] == note and ints[WAITING_NOTE, v] < 0:
+        if ((s == HELD or s == SUSTAINED or s == RELEASED) and ints[NOTE, v] == note and ints[KEY, v] == key
+                and ints[WAITING_NOTE, v] < 0):
             _retrigger(v, velocity, ints, floats)
             return
     for v in range(voices):
         if ints[STATE, v] == IDLE and ints[WAITING_NOTE, v] < 0:
-            _start(v, note, velocity, ints, floats, counters, flags, hstate, rng, tails, gru)
+            _start(v, note, velocity, key, ints, floats, counters, flags, hstate, rng, tails, gru)
             return
     victim = _victim(ints, floats)
     if victim >= 0:
         _fade(victim, ints, floats)
         ints[WAITING_NOTE, victim] = note
         ints[WAITING_VELOCITY, victim] = velocity
+        ints[WAITING_KEY, victim] = key
 
 
 @numba.njit(nogil=True, cache=True, _nrt=False)
-def _poly_off(note, ints, counters):
+def _poly_off(note, key, ints, counters):
     for v in range(ints.shape[1]):
-        if ints[WAITING_NOTE, v] == note:
+        if ints[WAITING_NOTE, v] == note and ints[WAITING_KEY, v] == key:
             ints[WAITING_NOTE, v] = -1
             ints[WAITING_VELOCITY, v] = -1
-        elif ints[STATE, v] == HELD and ints[NOTE, v] == note:
+        elif ints[STATE, v] == HELD and ints[NOTE, v] == note and ints[KEY, v] == key:
             if counters[SUSTAIN]:
                 ints[STATE, v] = SUSTAINED
             else:
@@ -137,19 +148,21 @@ def _poly_off(note, ints, counters):
 
 
 @numba.njit(nogil=True, cache=True, _nrt=False)
-def _mono_on(note, velocity, mode, ints, floats, stack, counters, flags, hstate, rng, tails, gru):
+def _mono_on(note, velocity, key, mode, ints, floats, stack, counters, flags, hstate, rng, tails, gru):
     if counters[HELD_KEYS] < stack.shape[0]:
         stack[counters[HELD_KEYS]] = note
         counters[HELD_KEYS] += 1
     s = ints[STATE, 0]
     if s == IDLE:
-        _start(0, note, velocity, ints, floats, counters, flags, hstate, rng, tails, gru)
+        _start(0, note, velocity, key, ints, floats, counters, flags, hstate, rng, tails, gru)
     elif s == FADING:
         ints[WAITING_NOTE, 0] = note
         ints[WAITING_VELOCITY, 0] = velocity
+        ints[WAITING_KEY, 0] = key
     else:
         legato = mode == LEGATO and (s == HELD or s == SUSTAINED) and counters[HELD_KEYS] > 1
         ints[NOTE, 0] = note
+        ints[KEY, 0] = key
         floats[PITCH, 0] = note
         if legato:
             ints[STATE, 0] = HELD
@@ -183,6 +196,8 @@ def _mono_off(note, ints, floats, stack, counters):
 def _control(number, value, ints, floats, controls, counters):
     if number == 1:
         controls[MOD] = value / 127.0
+    elif number == 74:
+        controls[TIMBRE] = mpe.timbre(value)
     elif number == 11:
         controls[EXPRESSION_DB] = 40.0 * math.log10(max(value, 1) / 127.0)
     elif number == 64:
@@ -198,9 +213,10 @@ def _control(number, value, ints, floats, controls, counters):
                 _fade(v, ints, floats)
             ints[WAITING_NOTE, v] = -1
             ints[WAITING_VELOCITY, v] = -1
+            ints[WAITING_KEY, v] = -1
         counters[HELD_KEYS] = 0
     elif number == 121:
-        controls[BEND] = controls[MOD] = controls[PRESSURE] = controls[EXPRESSION_DB] = 0.0
+        controls[BEND] = controls[MOD] = controls[PRESSURE] = controls[EXPRESSION_DB] = controls[TIMBRE] = 0.0
     elif number == 123:
         for v in range(ints.shape[1]):
             s = ints[STATE, v]
@@ -219,35 +235,52 @@ def any_voice(ints):
 
 
 @numba.njit(nogil=True, cache=True, _nrt=False)
-def apply_events(events, channel, mode, ints, floats, stack, controls, counters, flags, hstate, rng, tails, gru):
+def apply_events(events, values, sources, ints, floats, stack, controls, counters, zones, channels, flags, hstate, rng,
+                 tails, gru):
     """Apply packed MIDI messages `events` `[n]` int32 (`timbrel.engine.realtime.events`), in
-    order. `channel` 1 to 16 listens to that channel alone (0: every channel); `mode` is
-    POLY, MONO or LEGATO."""
+    order, under the instrument's parameter `values` (indices `sources`, in `FRAME_SOURCES`
+    order): `channel` 1 to 16 listens to that channel alone (0: every channel), and MPE zones'
+    channels are heard whatever it says; `voice_mode` is POLY, MONO or LEGATO."""
+    channel, mode = int(values[sources[17]]), int(values[sources[12]])
+    mpe.adopt_parameters(zones, values[sources[14]], values[sources[15]], values[sources[16]])
     for i in range(events.shape[0]):
         packed = events[i]
         status = packed & 0xFF
         kind = status & 0xF0
+        ch = status & 0x0F
         d1 = (packed >> 8) & 0x7F
         d2 = (packed >> 16) & 0x7F
-        panic = kind == CONTROL_CHANGE and (d1 == 120 or d1 == 123)
-        if channel and (status & 0x0F) + 1 != channel and not panic:
+        if kind == CONTROL_CHANGE and mpe.control(zones, channels, ch, d1, d2):
             continue
+        role = mpe.role(zones, ch)
+        panic = kind == CONTROL_CHANGE and (d1 == 120 or d1 == 123)
+        if channel and ch + 1 != channel and not panic and role == mpe.NONE:
+            continue
+        member = role == mpe.LOWER_MEMBER or role == mpe.UPPER_MEMBER
+        key = ch if member else -1
         if kind == NOTE_ON and d2 > 0:
             if mode == POLY:
-                _poly_on(d1, d2, ints, floats, counters, flags, hstate, rng, tails, gru)
+                _poly_on(d1, d2, key, ints, floats, counters, flags, hstate, rng, tails, gru)
             else:
-                _mono_on(d1, d2, mode, ints, floats, stack, counters, flags, hstate, rng, tails, gru)
+                _mono_on(d1, d2, key, mode, ints, floats, stack, counters, flags, hstate, rng, tails, gru)
         elif kind == NOTE_OFF or kind == NOTE_ON:
             if mode == POLY:
-                _poly_off(d1, ints, counters)
+                _poly_off(d1, key, ints, counters)
             else:
                 _mono_off(d1, ints, floats, stack, counters)
         elif kind == CONTROL_CHANGE:
             _control(d1, d2, ints, floats, controls, counters)
         elif kind == PITCH_BEND:
-            controls[BEND] = ((d1 | d2 << 7) - 8192) / 8192.0
+            bend = ((d1 | d2 << 7) - 8192) / 8192.0
+            if member:
+                channels[mpe.BEND, ch] = bend
+            else:
+                controls[BEND] = bend
         elif kind == CHANNEL_PRESSURE:
-            controls[PRESSURE] = d1 / 127.0
+            if member:
+                channels[mpe.PRESSURE, ch] = d1 / 127.0
+            else:
+                controls[PRESSURE] = d1 / 127.0
 
 
 @numba.njit(nogil=True, cache=True, _nrt=False)
@@ -258,41 +291,49 @@ def finish_voices(finished, ints, floats, counters, flags, hstate, rng, tails, g
         v = finished[i]
         stop_voice(flags, v)
         if ints[WAITING_NOTE, v] >= 0:
-            _start(v, ints[WAITING_NOTE, v], ints[WAITING_VELOCITY, v], ints, floats, counters, flags, hstate, rng,
-                   tails, gru)
+            _start(v, ints[WAITING_NOTE, v], ints[WAITING_VELOCITY, v], ints[WAITING_KEY, v], ints, floats, counters,
+                   flags, hstate, rng, tails, gru)
             ints[WAITING_NOTE, v] = -1
             ints[WAITING_VELOCITY, v] = -1
+            ints[WAITING_KEY, v] = -1
 
 
 @numba.njit(nogil=True, cache=True, _nrt=False)
-def control_frame(values, sources, controls, frame_s, loudness_lo_db, loudness_hi_db, frame_params, ints, floats,
-                  f0_out, loudness_out, scale_out, order, finished, counters, flags, hstate, rng, tails, gru):
+def control_frame(values, sources, controls, zones, channels, frame_s, loudness_lo_db, loudness_hi_db, frame_params,
+                  ints, floats, f0_out, loudness_out, scale_out, order, finished, counters, flags, hstate, rng, tails,
+                  gru):
     """One control frame of the MIDI instrument: assemble the frame's parameters from the
     instrument's `values` (indices `sources`, in `FRAME_SOURCES` order) and the controllers,
-    advance every voice (`voices.voice_frame`), then free and restart voices (`finish_voices`).
-    Returns how many voices the model runs for, listed in `order`."""
+    each voice's bend, pressure and brightness (`mpe.note_controls`), advance every voice
+    (`voices.voice_frame`), then free and restart voices (`finish_voices`). Returns how many
+    voices the model runs for, listed in `order`; `floats[TILT]` holds their harmonic tilts."""
     p = frame_params
-    a, d, s, r, bend_range, vib_cents, vib_hz, glide, shift, pressure, transpose, curve, mode = (
+    a, d, s, r, bend_range, vib_cents, vib_hz, glide, shift, pressure, transpose, curve, mode, brightness_db = (
         values[sources[0]], values[sources[1]], values[sources[2]], values[sources[3]], values[sources[4]],
         values[sources[5]], values[sources[6]], values[sources[7]], values[sources[8]], values[sources[9]],
-        values[sources[10]], values[sources[11]], values[sources[12]])
+        values[sources[10]], values[sources[11]], values[sources[12]], values[sources[13]])
+    mpe.adopt_parameters(zones, values[sources[14]], values[sources[15]], values[sources[16]])
     p[vk.P_ATTACK_S] = a
     p[vk.P_DECAY_S] = d
     p[vk.P_SUSTAIN_DB] = s
     p[vk.P_RELEASE_S] = r
     p[vk.P_FRAME_S] = frame_s
-    p[vk.P_BEND_ST] = controls[BEND] * bend_range
     p[vk.P_VIBRATO_CENTS] = controls[MOD] * vib_cents
     p[vk.P_VIBRATO_HZ] = vib_hz
     p[vk.P_GLIDE_S] = glide if mode != POLY else 0.0
     p[vk.P_LEVEL_DB] = shift + controls[EXPRESSION_DB]
-    p[vk.P_PRESSURE_DB] = controls[PRESSURE] * pressure
+    p[vk.P_PRESSURE_DB] = pressure
     p[vk.P_TRANSPOSE_ST] = transpose
     p[vk.P_LOUDNESS_LO] = loudness_lo_db
     p[vk.P_LOUDNESS_HI] = loudness_hi_db
     p[vk.P_VELOCITY_CURVE] = curve
+    mpe.note_controls(zones, channels, controls[BEND], controls[PRESSURE], controls[TIMBRE], bend_range, ints[KEY],
+                      ints[STATE], floats[BEND_ST], floats[PRESSURE_AMOUNT], floats[BRIGHTNESS])
+    tilt = brightness_db / OCTAVE_DB
+    for v in range(ints.shape[1]):
+        floats[TILT, v] = floats[BRIGHTNESS, v] * tilt
     count = vk.voice_frame(ints[STATE], ints[NOTE], floats[VELOCITY], floats[ENV_DB], ints[STAGE], floats[PITCH],
-                           floats[GLIDE_FROM], floats[VIBRATO_PHASE], p, f0_out, loudness_out, scale_out, order,
-                           finished)
+                           floats[GLIDE_FROM], floats[VIBRATO_PHASE], floats[BEND_ST], floats[PRESSURE_AMOUNT], p,
+                           f0_out, loudness_out, scale_out, order, finished)
     finish_voices(finished, ints, floats, counters, flags, hstate, rng, tails, gru)
     return count
