@@ -221,3 +221,35 @@ def test_chain_edits_while_playing_on_jack_cause_no_engine_xruns_and_no_dropouts
     for i in range(10, rms.size - 10):
         around = min(np.median(rms[i - 10 : i]), np.median(rms[i + 1 : i + 11]))
         assert rms[i] > 0.3 * around, f"a dropout at {i * window / SR:.3f} s into the chord"
+
+
+def test_mpe_on_jack_bends_and_presses_one_note_of_a_held_chord(live):
+    """A real MPE stream over JACK MIDI: the configuration message, a chord on three member
+    channels, then a semitone bend on one channel and full pressure on another."""
+    engine, _, peer = live
+    chord = ((1, 60), (2, 64), (3, 67))
+    up_one = 8192 + round(8192 / 48)
+
+    def script(p):
+        p.send([0xB0, 101, 0], [0xB0, 100, 6], [0xB0, 6, 15])
+        at = p.send(*([0x90 | ch, note, 100] for ch, note in chord))
+        time.sleep(0.6)
+        at += p.send([0xE2, up_one & 0x7F, up_one >> 7], [0xD3, 127])
+        time.sleep(0.6)
+        return at + p.send(*([0x80 | ch, note, 0] for ch, note in chord))
+
+    audio, at = record(peer, 1.6, script)
+
+    def level(start, stop, note):
+        x = audio[start:stop]
+        spectrum = np.abs(np.fft.rfft(x * np.hanning(x.size)))
+        freqs = np.fft.rfftfreq(x.size, 1 / SR)
+        return 20 * np.log10(spectrum[np.abs(freqs - 440 * 2 ** ((note - 69) / 12)) < 3].max() + 1e-12)
+
+    before = (at[0] + int(0.35 * SR), at[3])  # past the attack and decay
+    after = (at[3] + int(0.15 * SR), at[5])
+    assert level(*after, 65) > level(*after, 64) + 20 and level(*before, 64) > level(*before, 65) + 20
+    assert level(*after, 60) > level(*after, 61) + 20  # channel 2's note: unbent
+    assert level(*after, 67) - level(*before, 67) > 3.0  # channel 4's note: pressed
+    assert abs(level(*after, 60) - level(*before, 60)) < 1.5  # channel 2's note: level unchanged
+    assert engine.errors == 0
