@@ -56,7 +56,8 @@ def voice_of(instrument, note):
 def spectrum_at(audio, start_s, stop_s, hz):
     """Largest magnitude (dB) within 3 Hz of `hz` in the windowed spectrum of the span."""
     x = audio[int(start_s * SR) : int(stop_s * SR)]
-    spectrum = np.abs(np.fft.rfft(x * np.hanning(x.size)))
+    window = np.hanning(x.size)
+    spectrum = np.abs(np.fft.rfft(x * window)) / window.sum()
     freqs = np.fft.rfftfreq(x.size, 1 / SR)
     return 20 * np.log10(spectrum[np.abs(freqs - hz) < 3].max() + 1e-12)
 

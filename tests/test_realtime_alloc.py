@@ -3,7 +3,7 @@
 `tests/alloc/counter.c`, built here with the system's C compiler and preloaded into a fresh
 Python, wraps malloc, calloc, realloc, free and the aligned allocators, and counts the calls
 one thread makes while `Engine.process` runs prepared blocks (`tests/alloc/probe.py`):
-notes on and off, voice stealing, a preset with its full effects chain, live transfer, and a
+notes on and off, an MPE chord with per-note bend, pressure and CC 74, voice stealing, a preset with its full effects chain, live transfer, and a
 preset switch with its crossfade and the replay of held keys (the process's second switch:
 its first fills one numpy-internal cache, a single allocation never freed). onnxruntime's own run is
 counted apart: it allocates on every call whatever its session options (measured in
@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent / "alloc"
-SCENARIOS = ("notes", "stealing", "full_chain", "preset_switch", "transfer")
+SCENARIOS = ("notes", "mpe", "stealing", "full_chain", "preset_switch", "transfer")
 ONNXRUNTIME_MALLOCS_PER_RUN = 512
 """Ceiling on onnxruntime's heap calls per run (about 220 measured with onnxruntime 1.2x),
 so that a change making it allocate far more is noticed."""

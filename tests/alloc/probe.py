@@ -21,7 +21,7 @@ from timbrel.engine.numba_cache import configure_numba_cache
 configure_numba_cache()
 
 from timbrel.engine.plugin_api import Effect  # noqa: E402
-from timbrel.engine.realtime.events import CONTROL_CHANGE, NOTE_OFF, NOTE_ON  # noqa: E402
+from timbrel.engine.realtime.events import CHANNEL_PRESSURE, CONTROL_CHANGE, NOTE_OFF, NOTE_ON, PITCH_BEND  # noqa: E402
 from timbrel.engine.realtime.host import Engine  # noqa: E402
 from timbrel.plugin.chain import Chain  # noqa: E402
 from timbrel.plugin.instrument import MidiInstrument  # noqa: E402
@@ -104,6 +104,16 @@ def main() -> None:
     notes = {i * 20: [NOTE_ON | (48 + 3 * i) << 8 | 90 << 16] for i in range(8)}
     notes.update({200 + i * 20: [NOTE_OFF | (48 + 3 * i) << 8] for i in range(8)})
     results["notes"] = scenario(engine, plain, 400, notes)
+
+    mpe = MidiInstrument(model, voices=16)
+    engine.load(mpe)
+    measured_apart(mpe)
+    configure = [CONTROL_CHANGE | n << 8 | v << 16 for n, v in ((101, 0), (100, 6), (6, 15))]
+    expressive = {0: configure + [NOTE_ON | ch | (55 + 4 * ch) << 8 | 90 << 16 for ch in range(1, 5)]}
+    expressive.update({40 + i * 10: [PITCH_BEND | 2 | i << 8 | 66 << 16, CHANNEL_PRESSURE | 3 | (10 * i) << 8,
+                                     CONTROL_CHANGE | 4 | 74 << 8 | (8 * i) << 16] for i in range(12)})
+    expressive[300] = [NOTE_OFF | ch | (55 + 4 * ch) << 8 for ch in range(1, 5)]
+    results["mpe"] = scenario(engine, mpe, 400, expressive)
 
     stealing = MidiInstrument(model, voices=4)
     engine.load(stealing)
