@@ -2,8 +2,8 @@
 
     python -m timbrel.export.factory build [NAME ...] [--root DIR] [--jobs N] [--train-minutes M] [--resume]
 
-rebuilds every factory model from scratch, in four resumable stages that can also be run
-one at a time (`render`, `pack`, `train`, `release`):
+rebuilds every factory model from scratch, in five resumable stages that can also be run
+one at a time (`render`, `pack`, `train`, `release`, `style`):
 
 1. **render**: expressive FluidR3_GM phrases of each instrument (`timbrel.export.fluidsynth`):
    `DIR/data/NAME-train` (4 min, seed 1) and `DIR/data/NAME-heldout` (1 min, seed 2);
@@ -18,7 +18,9 @@ one at a time (`render`, `pack`, `train`, `release`):
    against torch, and measure its resynthesis on the lossless held-out renders through the
    live engine path. Figures go to `DIR/quality.json`; then every factory preset file
    (`timbrel.export.factory_presets`) is written with its model's sha256, recipe and figures
-   (`presets` does only this last step).
+   (`presets` does only this last step);
+5. **style**: fit each model's playing style on its training renders (`timbrel.export.style`)
+   and store it in the model file, updating the presets' sha256.
 
 It takes hours on a CPU and is not part of CI.
 """
@@ -37,8 +39,10 @@ from timbrel.engine.atomic import write_text
 from timbrel.export.dataset import prepare_dataset
 from timbrel.export.factory_presets import write_presets
 from timbrel.export.fluidsynth import generate_dataset
+from timbrel.export.style import describe_style, style_of_folder, write_style
 from timbrel.plugin.model import load_model
 from timbrel.presets.folders import factory_models_dir
+from timbrel.presets.model_files import sha256_file
 
 FACTORY = ("violin", "cello", "contrabass", "flute", "clarinet", "oboe", "bassoon", "trumpet", "trombone",
            "french_horn", "tuba", "alto_sax", "choir_aah")
@@ -185,6 +189,25 @@ def recipe(name: str, steps: int | None, train_minutes: float) -> dict:
     return entry
 
 
+def style_all(root: Path, names: tuple[str, ...], models_dir: Path = MODELS_DIR) -> None:
+    """Fit each factory model's playing style on its training renders (rendered here if
+    absent) and store it in the model file; the factory presets follow its new sha256."""
+    for name in names:
+        folder = _data(root, name, "train")
+        if not any(folder.glob("*.wav")):
+            generate_dataset(name, TRAIN_MINUTES * 60, TRAIN_SEED, folder)
+        path = models_dir / f"{name}.onnx"
+        before = sha256_file(path)
+        style = style_of_folder(path, folder)
+        write_style(path, style)
+        after = sha256_file(path)
+        for preset in models_dir.parent.glob("*.toml"):
+            text = preset.read_text()
+            if before in text:
+                write_text(preset, text.replace(before, after))
+        print(f"styled {name}: " + "; ".join(describe_style(style)), flush=True)
+
+
 def write_factory_presets(root: Path, train_minutes: float, models_dir: Path = MODELS_DIR) -> None:
     """Measure any shipped model not yet measured on its held-out renders, then write the preset files."""
     from timbrel.export.quality import heldout_quality
@@ -207,7 +230,8 @@ def write_factory_presets(root: Path, train_minutes: float, models_dir: Path = M
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m timbrel.export.factory", description="rebuild the factory models")
-    parser.add_argument("stage", choices=("build", "render", "pack", "train", "train-one", "slim", "release", "presets"))
+    parser.add_argument("stage", choices=("build", "render", "pack", "train", "train-one", "slim", "release", "style",
+                                          "presets"))
     parser.add_argument("names", nargs="*", help=f"instruments (default: all of {', '.join(FACTORY)})")
     parser.add_argument("--root", default="factory-build", help="working folder for data, runs and figures")
     parser.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) // 2))
@@ -230,6 +254,8 @@ def main(argv: list[str] | None = None) -> None:
         slim(root, names)
     if args.stage in ("build", "release"):
         release_all(root, names)
+    if args.stage in ("build", "style"):
+        style_all(root, names)
     if args.stage in ("build", "release", "presets"):
         write_factory_presets(root, args.train_minutes)
 

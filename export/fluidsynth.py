@@ -137,11 +137,13 @@ def generate_dataset(
     phrase_seconds: float = 20.0,
     sample_rate: int = 48000,
     soundfont: str | os.PathLike = DEFAULT_SOUNDFONT,
+    vibrato: tuple[float, float] | None = None,
 ) -> list[Path]:
     """Render about `seconds` (s) of `instrument` as `ceil(seconds / phrase_seconds)` phrases
     of equal length (at least `MIN_PHRASE_S`), phrase `i` drawn from `phrase_seed(seed, i)`, to
     `out_dir/{instrument}-{seed}-{i:03d}.wav`, each with a `.json` sidecar holding
-    `Phrase.to_dict()` plus the dataset seed and index. Returns the WAV paths."""
+    `Phrase.to_dict()` plus the dataset seed and index. `vibrato` (Hz, cents) replaces the
+    instrument's typical vibrato (`make_phrase`). Returns the WAV paths."""
     if not seconds > 0 or not phrase_seconds >= MIN_PHRASE_S:
         raise TimbrelError(
             f"{instrument}: need seconds > 0 and phrase_seconds >= {MIN_PHRASE_S} (got {seconds}, {phrase_seconds})"
@@ -152,7 +154,7 @@ def generate_dataset(
     length = max(seconds / count, MIN_PHRASE_S)
     paths = []
     for i in range(count):
-        phrase = make_phrase(instrument, length, phrase_seed(seed, i))
+        phrase = make_phrase(instrument, length, phrase_seed(seed, i), vibrato)
         wav = out_dir / f"{instrument}-{seed}-{i:03d}.wav"
         render_with_fluidsynth(phrase_to_midi(phrase), wav, sample_rate=sample_rate, soundfont=soundfont)
         sidecar = phrase.to_dict() | {

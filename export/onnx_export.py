@@ -64,8 +64,8 @@ def metadata_record(model: TimbreNetwork, name: str, f0_stats: dict, loudness_st
 
 
 def export_onnx(model: TimbreNetwork, path: str | os.PathLike, *, name: str, f0_stats: dict, loudness_stats: dict,
-                provenance: dict) -> Path:
-    """Write the model's decoder step, metadata and reverb IR to `path`, atomically."""
+                provenance: dict, style: dict | None = None) -> Path:
+    """Write the model's decoder step, metadata (with its playing `style`, if any) and reverb IR to `path`, atomically."""
     import onnx
 
     path = Path(path)
@@ -85,6 +85,8 @@ def export_onnx(model: TimbreNetwork, path: str | os.PathLike, *, name: str, f0_
         proto = onnx.load(str(raw))
     ir = model.impulse_response().detach().numpy().astype("<f4")
     record = metadata_record(model, name, f0_stats, loudness_stats, provenance)
+    if style:
+        record["style"] = style
     del proto.metadata_props[:]
     for key, value in ((METADATA_KEY, json.dumps(record)), (IR_KEY, base64.b64encode(ir.tobytes()).decode())):
         entry = proto.metadata_props.add()

@@ -20,7 +20,7 @@ leave a gap. The channel is otherwise never asked to sound two notes at once.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import mido
 import numpy as np
@@ -245,13 +245,16 @@ def _arc(rng: np.random.Generator, t: np.ndarray, t0: float, t1: float) -> np.nd
     return np.where(u < where, rise, fall)
 
 
-def make_phrase(instrument_name: str, seconds: float, seed: int) -> Phrase:
+def make_phrase(instrument_name: str, seconds: float, seed: int, vibrato: tuple[float, float] | None = None) -> Phrase:
     """A random expressive phrase of `seconds` (s, at least `MIN_PHRASE_S`) for `instrument_name`, fully determined by
     `seed` (a numpy Generator is seeded from it): a melody in a random key and mode made of
     breath groups separated (mostly) by rests, with slurred and detached notes, dynamics
     arcs in CC11, velocity variation, vibrato that fades in on long notes, and occasional
-    slides (pitch bend) between slurred notes."""
+    slides (pitch bend) between slurred notes. `vibrato` (rate in Hz, depth in cents) replaces
+    the instrument's typical vibrato."""
     inst = instrument(instrument_name)
+    if vibrato is not None:
+        inst = replace(inst, vibrato_hz=float(vibrato[0]), vibrato_cents=float(vibrato[1]))
     if not seconds >= MIN_PHRASE_S:
         raise TimbrelError(f"{instrument_name}: a phrase needs at least {MIN_PHRASE_S} s (got {seconds})")
     rng = np.random.default_rng(seed)

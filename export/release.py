@@ -11,6 +11,7 @@ from timbrel.engine.atomic import atomic_path
 from timbrel.export.dataset import Dataset
 from timbrel.export.onnx_export import check_export, export_onnx
 from timbrel.export.quality import resynthesis_quality
+from timbrel.export.style import fit_style, loudness_range, measure_recordings
 from timbrel.export.train import model_from_checkpoint
 
 
@@ -22,7 +23,7 @@ def release(checkpoint: dict, out_path: str | os.PathLike, dataset: Dataset | No
     already there untouched.
 
     With the training `dataset` the held-out resynthesis quality is measured and stored in
-    the file's provenance, and the render check uses a real validation clip; without it a
+    the file's provenance, the playing style is fitted on its recordings (`export.style`), and the render check uses a real validation clip; without it a
     phrase built from the stored pitch and loudness statistics stands in.
     """
     model = model_from_checkpoint(checkpoint)
@@ -40,9 +41,13 @@ def release(checkpoint: dict, out_path: str | os.PathLike, dataset: Dataset | No
     }
     name = name or checkpoint.get("name") or Path(out_path).stem
     f0, ld = _check_clip(checkpoint, dataset, model.config.frame_rate)
+    style = None
+    if dataset is not None:
+        notes = measure_recordings(dataset.train + dataset.validation, model.config.frame_rate)
+        style = fit_style(notes, loudness_range(checkpoint["loudness_db"]), source="training data") if notes else None
     with atomic_path(out_path) as candidate:
         export_onnx(model, candidate, name=name, f0_stats=checkpoint["f0_hz"],
-                    loudness_stats=checkpoint["loudness_db"], provenance=provenance)
+                    loudness_stats=checkpoint["loudness_db"], provenance=provenance, style=style)
         figures = check_export(model, candidate, f0, ld, shown_as=out_path)
     return {"path": str(out_path), **quality, **figures, "steps": checkpoint["step"]}
 

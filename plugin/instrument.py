@@ -22,7 +22,7 @@ import numpy as np
 from timbrel.engine.plugin_api import Parameter
 from timbrel.engine.realtime.events import NOTE_OFF, NOTE_ON
 from timbrel.engine.realtime.stages import INSTRUMENT_TAIL, MODEL, TIMES, VOICES
-from timbrel.plugin import mpe
+from timbrel.plugin import expression, mpe
 from timbrel.plugin import voice_allocation as va
 from timbrel.plugin import voices as vk
 from timbrel.plugin.model import TimbreModel
@@ -53,6 +53,15 @@ PARAMETERS = (
     Parameter("mpe_lower", "MPE lower zone", "channels", 0.0, 15.0, 0.0, smoothing_ms=0),
     Parameter("mpe_upper", "MPE upper zone", "channels", 0.0, 15.0, 0.0, smoothing_ms=0),
     Parameter("mpe_bend_range_st", "MPE note bend range", "st", 0.0, 96.0, 48.0, smoothing_ms=0),
+    Parameter("style_amount", "Style amount", "", 0.0, 2.0, 1.0, smoothing_ms=0),
+    Parameter("auto_vibrato_cents", "Vibrato (automatic)", "cents", 0.0, 100.0, 0.0, smoothing_ms=0),
+    Parameter("vibrato_delay_s", "Vibrato delay", "s", 0.0, 2.0, 0.3, smoothing_ms=0),
+    Parameter("scoop_cents", "Attack scoop", "cents", 0.0, 300.0, 0.0, smoothing_ms=0),
+    Parameter("scoop_s", "Scoop time", "s", 0.01, 0.5, 0.06, scale="log", smoothing_ms=0),
+    Parameter("swell_db", "Swell", "dB", -24.0, 24.0, 0.0, smoothing_ms=0),
+    Parameter("swell_s", "Swell time", "s", 0.05, 5.0, 1.0, scale="log", smoothing_ms=0),
+    Parameter("fluctuation_db", "Dynamics fluctuation", "dB", 0.0, 6.0, 0.0, smoothing_ms=0),
+    Parameter("attack_noise_db", "Attack noise", "dB", 0.0, 24.0, 0.0, smoothing_ms=0),
 )
 _I = {p.id: i for i, p in enumerate(PARAMETERS)}
 
@@ -93,16 +102,19 @@ class MidiInstrument(ModelPlugin):
         self._controls = np.zeros(va.CONTROLS)
         self._counters = np.zeros(va.COUNTERS, dtype=np.int64)
         self._stack = np.zeros(128, dtype=np.int64)
-        self._f0 = np.zeros(v)
-        self._loudness = np.zeros(v)
-        self._scale = np.zeros(v)
+        self._frame = np.zeros((3, v))
+        """This frame's model inputs per voice: f0 (Hz), loudness (dB), and scale (1, or 0 to fade out)."""
+        self._f0, self._loudness, self._scale = self._frame
         self._order = np.zeros(v, dtype=np.int64)
         self._finished = np.zeros(v + 1, dtype=np.int64)
         self._voice_arrays = (*self.synth.bank.voice_arrays, self.synth.gru)
-        self._lo_db, self._hi_db = info.loudness_range_db
-        self._frame_sources = np.array([_I[name] for name in va.FRAME_SOURCES], dtype=np.int64)
+        self._frame_params[vk.P_LOUDNESS_LO], self._frame_params[vk.P_LOUDNESS_HI] = info.loudness_range_db
+        self._frame_params[vk.P_FRAME_S] = self.host_hop_samples / sample_rate
+        self._frame_sources = np.array([_I[name] for name in (*va.FRAME_SOURCES, *expression.PARAMETERS)],
+                                       dtype=np.int64)
         self._zones, self._channels = mpe.new_zones()
-        self._frame_s = self.host_hop_samples / sample_rate
+        self._notes = expression.new_notes(v)
+        self._style = self.model.style
         self.reset()
         self._warm_up()
 
@@ -126,6 +138,9 @@ class MidiInstrument(ModelPlugin):
         self._controls[:] = 0.0
         self._counters[:] = 0
         mpe.clear(self._zones, self._channels)
+        self._notes[:] = 0.0
+        self._notes[expression.N_AGE] = -1.0
+        self._notes[expression.N_NOISE_GAIN] = 1.0
         self._gain = 10.0 ** (self.params.values[_I["gain_db"]] / 20.0)
         self.active_voices = 0
 
@@ -141,13 +156,14 @@ class MidiInstrument(ModelPlugin):
 
     def _control_frame(self, offset: int = 0) -> None:
         """Advance the voices one hop and run the model for every sounding voice."""
+        # 19 arguments at most: CPython reuses argument tuples only up to that size, and a larger one is malloc'd
         count = va.control_frame(self.params.values, self._frame_sources, self._controls, self._zones, self._channels,
-                                 self._frame_s,
-                                 self._lo_db, self._hi_db, self._frame_params, self._ints, self._floats, self._f0,
-                                 self._loudness, self._scale, self._order, self._finished, self._counters,
+                                 self._style, self._notes, self._frame_params, self._ints, self._floats, self._frame,
+                                 self._order, self._finished, self._counters,
                                  *self._voice_arrays)
         TIMES.mark(VOICES)
-        self.synth.run(self._order, count, self._f0, self._loudness, self._scale, self._floats[va.TILT])
+        self.synth.run(self._order, count, self._f0, self._loudness, self._scale, self._floats[va.TILT],
+                       self._notes[expression.N_NOISE_GAIN])
         TIMES.mark(MODEL)
         self.active_voices = count
 

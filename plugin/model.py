@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from timbrel.engine.errors import TimbrelError
+from timbrel.plugin.expression import STYLE_FIELDS
 
 METADATA_KEY = "timbrel"
 IR_KEY = "timbrel.reverb_ir"
@@ -41,6 +42,9 @@ class ModelInfo:
     provenance: dict = field(default_factory=dict)
     created: str = ""
     timbrel_version: str = ""
+    style: dict = field(default_factory=dict)
+    """The playing style fitted on the training recordings (`timbrel.plugin.expression`): `fields`
+    maps each of `STYLE_FIELDS` to `[c0, c_pitch, c_loudness]`; empty when the model has none."""
 
     @property
     def model_hop_samples(self) -> int:
@@ -89,6 +93,8 @@ class TimbreModel:
         self.info, self.reverb_ir = _read_metadata(self.path, self.session)
         _check_signature(self.path, self.session, self.info)
         self._bytes = self.path.read_bytes()
+        self.style = style_array(self.path, self.info.style)
+        """The style's coefficients `[len(STYLE_FIELDS), 3]` (zeros without a style)."""
 
     def open_session(self):
         """A new onnxruntime session of this model, for one player alone (`ModelSynth`): an
@@ -105,6 +111,24 @@ class TimbreModel:
     def __repr__(self) -> str:
         i = self.info
         return f"TimbreModel({i.name!r}, {i.sample_rate} Hz, {i.frame_rate} frames/s, {i.harmonics} harmonics)"
+
+
+def style_array(path: Path, style: dict) -> np.ndarray:
+    """A style record as coefficients `[len(STYLE_FIELDS), 3]`; a malformed one is a one-line
+    TimbrelError naming `path`."""
+    array = np.zeros((len(STYLE_FIELDS), 3))
+    if not style:
+        return array
+    fields = style.get("fields") if isinstance(style, dict) else None
+    if not isinstance(fields, dict):
+        raise TimbrelError(f"{path}: bad style metadata (no 'fields' object)")
+    for i, name in enumerate(STYLE_FIELDS):
+        values = fields.get(name)
+        if (not isinstance(values, list) or len(values) != 3
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x) for x in values)):
+            raise TimbrelError(f"{path}: bad style metadata ('{name}' must be three finite numbers)")
+        array[i] = values
+    return array
 
 
 def load_model(path: str | os.PathLike) -> TimbreModel:

@@ -93,12 +93,12 @@ class ModelSynth:
         self._silent = 0
 
     def run(self, order: np.ndarray, count: int, f0_hz: np.ndarray, loudness_db: np.ndarray, scale: np.ndarray,
-            tilt: np.ndarray) -> None:
+            tilt: np.ndarray, noise_gain: np.ndarray) -> None:
         """Run the model once for the voices `order[:count]` and write their synth frames.
 
         `f0_hz`, `loudness_db`, `scale` (1 to sound, 0 to fade out this hop) and `tilt` (the
-        brightness exponent, `voices.scatter_outputs`; 0: as the model says) are indexed by
-        voice. Non-finite model outputs mute the voice for the frame (`muted_frames`).
+        brightness exponent, `voices.scatter_outputs`; 0: as the model says) and `noise_gain`
+        are indexed by voice. Non-finite model outputs mute the voice for the frame (`muted_frames`).
         """
         if count == 0:
             return
@@ -106,7 +106,7 @@ class ModelSynth:
         self.session.run_with_iobinding(self._bindings[count])
         self.runs += 1
         frame = self.frame
-        self.muted_frames += vk.scatter_outputs(order, count, scale, tilt, *self._out, frame[1], frame[2], frame[3], self.gru)
+        self.muted_frames += vk.scatter_outputs(order, count, scale, tilt, noise_gain, *self._out, frame[1], frame[2], frame[3], self.gru)
         np.copyto(frame[0], f0_hz, casting="same_kind")
 
     def render(self, n: int, on_boundary: Callable[[int], None]) -> np.ndarray:

@@ -68,6 +68,7 @@ class TimbreTransfer(ModelPlugin):
         self.tracker = PitchTracker(sample_rate, self.host_hop_samples, fmin=PITCH_FLOOR_HZ, max_block=max_block)
         self.meter = LoudnessMeter(sample_rate, self.host_hop_samples, max_block=max_block)
         self._f0, self._loudness, self._scale, self._tilt = np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1)
+        self._noise_gain = np.ones(1)
         self._order = np.zeros(1, dtype=np.int64)
         self._dry = np.zeros(max_block, dtype=np.float32)
         self._lo_db, self._hi_db = info.loudness_range_db
@@ -118,7 +119,7 @@ class TimbreTransfer(ModelPlugin):
         self._f0[0], self._loudness[0] = f0_hz, loudness_db
         self._scale[0] = 1.0 if sounding else 0.0
         TIMES.mark(VOICES)
-        self.synth.run(self._order, 1, self._f0, self._loudness, self._scale, self._tilt)
+        self.synth.run(self._order, 1, self._f0, self._loudness, self._scale, self._tilt, self._noise_gain)
         TIMES.mark(MODEL)
         self.active_voices = int(sounding)
 

@@ -36,7 +36,7 @@ import numba
 
 from timbrel.engine.realtime.events import CHANNEL_PRESSURE, CONTROL_CHANGE, NOTE_OFF, NOTE_ON, PITCH_BEND
 from timbrel.engine.realtime.kernels.synth import start_voice, stop_voice
-from timbrel.plugin import mpe
+from timbrel.plugin import expression, mpe
 from timbrel.plugin import voices as vk
 from timbrel.plugin.voices import ATTACK, ENVELOPE_FLOOR_DB, FADING, HELD, IDLE, RELEASE, RELEASED, SUSTAINED
 
@@ -50,9 +50,12 @@ BEND, MOD, PRESSURE, EXPRESSION_DB, TIMBRE = range(5)
 CONTROLS = 5
 HELD_KEYS, CLOCK, SUSTAIN = range(3)
 COUNTERS = 3
-FRAME_SOURCES = ("attack_s", "decay_s", "sustain_db", "release_s", "bend_range_st", "vibrato_cents", "vibrato_hz",
-                 "glide_s", "loudness_shift_db", "pressure_db", "transpose_st", "velocity_curve", "voice_mode",
-                 "brightness_db", "mpe_lower", "mpe_upper", "mpe_bend_range_st", "channel")
+FRAME_SOURCES = ("attack_s", "decay_s", "sustain_db", "release_s", "bend_range_st", "glide_s", "loudness_shift_db",
+                 "pressure_db", "transpose_st", "velocity_curve", "voice_mode", "brightness_db", "mpe_lower", "mpe_upper",
+                 "mpe_bend_range_st", "channel")
+(F_ATTACK_S, F_DECAY_S, F_SUSTAIN_DB, F_RELEASE_S, F_BEND_RANGE_ST, F_GLIDE_S, F_LOUDNESS_SHIFT_DB, F_PRESSURE_DB,
+ F_TRANSPOSE_ST, F_VELOCITY_CURVE, F_VOICE_MODE, F_BRIGHTNESS_DB, F_MPE_LOWER, F_MPE_UPPER, F_MPE_BEND_RANGE_ST,
+ F_CHANNEL) = range(len(FRAME_SOURCES))
 """The instrument parameters the kernels read, in the order of their `sources`."""
 OCTAVE_DB = 20.0 * math.log10(2.0)
 """dB per octave of a tilt `(k + 1) ** 1`: `brightness_db` over this is the tilt's exponent."""
@@ -241,8 +244,9 @@ def apply_events(events, values, sources, ints, floats, stack, controls, counter
     order, under the instrument's parameter `values` (indices `sources`, in `FRAME_SOURCES`
     order): `channel` 1 to 16 listens to that channel alone (0: every channel), and MPE zones'
     channels are heard whatever it says; `voice_mode` is POLY, MONO or LEGATO."""
-    channel, mode = int(values[sources[17]]), int(values[sources[12]])
-    mpe.adopt_parameters(zones, values[sources[14]], values[sources[15]], values[sources[16]])
+    channel, mode = int(values[sources[F_CHANNEL]]), int(values[sources[F_VOICE_MODE]])
+    mpe.adopt_parameters(zones, values[sources[F_MPE_LOWER]], values[sources[F_MPE_UPPER]],
+                         values[sources[F_MPE_BEND_RANGE_ST]])
     for i in range(events.shape[0]):
         packed = events[i]
         status = packed & 0xFF
@@ -299,41 +303,41 @@ def finish_voices(finished, ints, floats, counters, flags, hstate, rng, tails, g
 
 
 @numba.njit(nogil=True, cache=True, _nrt=False)
-def control_frame(values, sources, controls, zones, channels, frame_s, loudness_lo_db, loudness_hi_db, frame_params,
-                  ints, floats, f0_out, loudness_out, scale_out, order, finished, counters, flags, hstate, rng, tails,
-                  gru):
+def control_frame(values, sources, controls, zones, channels, style, notes, frame_params, ints, floats, frame, order,
+                  finished, counters, flags, hstate, rng, tails, gru):
     """One control frame of the MIDI instrument: assemble the frame's parameters from the
-    instrument's `values` (indices `sources`, in `FRAME_SOURCES` order) and the controllers,
-    each voice's bend, pressure and brightness (`mpe.note_controls`), advance every voice
-    (`voices.voice_frame`), then free and restart voices (`finish_voices`). Returns how many
-    voices the model runs for, listed in `order`; `floats[TILT]` holds their harmonic tilts."""
+    instrument's `values` (indices `sources`: `FRAME_SOURCES`, then `expression.PARAMETERS`) and
+    the controllers into `frame_params` (which holds the frame length and loudness range
+    already), each voice's bend, pressure and brightness (`mpe.note_controls`) and expression
+    (`expression.expression_frame`, with the model's `style`), advance every voice
+    (`voices.voice_frame`) into `frame` `[3, voices]` (f0 in Hz, loudness in dB, scale), then
+    free and restart voices (`finish_voices`). Returns how many voices the model runs for,
+    listed in `order`; `floats[TILT]` holds their harmonic tilts and `notes[N_NOISE_GAIN]`
+    their noise gains."""
     p = frame_params
-    a, d, s, r, bend_range, vib_cents, vib_hz, glide, shift, pressure, transpose, curve, mode, brightness_db = (
-        values[sources[0]], values[sources[1]], values[sources[2]], values[sources[3]], values[sources[4]],
-        values[sources[5]], values[sources[6]], values[sources[7]], values[sources[8]], values[sources[9]],
-        values[sources[10]], values[sources[11]], values[sources[12]], values[sources[13]])
-    mpe.adopt_parameters(zones, values[sources[14]], values[sources[15]], values[sources[16]])
-    p[vk.P_ATTACK_S] = a
-    p[vk.P_DECAY_S] = d
-    p[vk.P_SUSTAIN_DB] = s
-    p[vk.P_RELEASE_S] = r
-    p[vk.P_FRAME_S] = frame_s
-    p[vk.P_VIBRATO_CENTS] = controls[MOD] * vib_cents
-    p[vk.P_VIBRATO_HZ] = vib_hz
-    p[vk.P_GLIDE_S] = glide if mode != POLY else 0.0
-    p[vk.P_LEVEL_DB] = shift + controls[EXPRESSION_DB]
-    p[vk.P_PRESSURE_DB] = pressure
-    p[vk.P_TRANSPOSE_ST] = transpose
-    p[vk.P_LOUDNESS_LO] = loudness_lo_db
-    p[vk.P_LOUDNESS_HI] = loudness_hi_db
+    curve = values[sources[F_VELOCITY_CURVE]]
+    mpe.adopt_parameters(zones, values[sources[F_MPE_LOWER]], values[sources[F_MPE_UPPER]],
+                         values[sources[F_MPE_BEND_RANGE_ST]])
+    p[vk.P_ATTACK_S] = values[sources[F_ATTACK_S]]
+    p[vk.P_DECAY_S] = values[sources[F_DECAY_S]]
+    p[vk.P_SUSTAIN_DB] = values[sources[F_SUSTAIN_DB]]
+    p[vk.P_RELEASE_S] = values[sources[F_RELEASE_S]]
+    p[vk.P_GLIDE_S] = values[sources[F_GLIDE_S]] if values[sources[F_VOICE_MODE]] != POLY else 0.0
+    p[vk.P_LEVEL_DB] = values[sources[F_LOUDNESS_SHIFT_DB]] + controls[EXPRESSION_DB]
+    p[vk.P_PRESSURE_DB] = values[sources[F_PRESSURE_DB]]
+    p[vk.P_TRANSPOSE_ST] = values[sources[F_TRANSPOSE_ST]]
     p[vk.P_VELOCITY_CURVE] = curve
-    mpe.note_controls(zones, channels, controls[BEND], controls[PRESSURE], controls[TIMBRE], bend_range, ints[KEY],
+    mpe.note_controls(zones, channels, controls[BEND], controls[PRESSURE], controls[TIMBRE],
+                      values[sources[F_BEND_RANGE_ST]], ints[KEY],
                       ints[STATE], floats[BEND_ST], floats[PRESSURE_AMOUNT], floats[BRIGHTNESS])
-    tilt = brightness_db / OCTAVE_DB
+    expression.expression_frame(ints[STATE], ints[AGE], floats[PITCH], floats[VELOCITY], curve, controls[MOD],
+                                floats[VIBRATO_PHASE], floats[BEND_ST], style, values, sources[len(FRAME_SOURCES):],
+                                p[vk.P_FRAME_S], notes)
+    tilt = values[sources[F_BRIGHTNESS_DB]] / OCTAVE_DB
     for v in range(ints.shape[1]):
         floats[TILT, v] = floats[BRIGHTNESS, v] * tilt
-    count = vk.voice_frame(ints[STATE], ints[NOTE], floats[VELOCITY], floats[ENV_DB], ints[STAGE], floats[PITCH],
-                           floats[GLIDE_FROM], floats[VIBRATO_PHASE], floats[BEND_ST], floats[PRESSURE_AMOUNT], p,
-                           f0_out, loudness_out, scale_out, order, finished)
+    count = vk.voice_frame(ints[STATE], floats[VELOCITY], floats[ENV_DB], ints[STAGE], floats[PITCH], floats[GLIDE_FROM],
+                           floats[BEND_ST], floats[PRESSURE_AMOUNT], notes[expression.N_LEVEL_DB], p, frame[0],
+                           frame[1], frame[2], order, finished)
     finish_voices(finished, ints, floats, counters, flags, hstate, rng, tails, gru)
     return count

@@ -16,18 +16,19 @@ ENVELOPE_FLOOR_DB = -60.0
 """Where an envelope starts and ends, relative to the note's level (dB)."""
 
 # Columns of the float parameter vector passed to `voice_frame`.
-(P_ATTACK_S, P_DECAY_S, P_SUSTAIN_DB, P_RELEASE_S, P_FRAME_S, P_VIBRATO_CENTS, P_VIBRATO_HZ,
- P_GLIDE_S, P_LEVEL_DB, P_PRESSURE_DB, P_TRANSPOSE_ST, P_LOUDNESS_LO, P_LOUDNESS_HI, P_VELOCITY_CURVE) = range(14)
-FRAME_PARAMS = 14
+(P_ATTACK_S, P_DECAY_S, P_SUSTAIN_DB, P_RELEASE_S, P_FRAME_S, P_GLIDE_S, P_LEVEL_DB, P_PRESSURE_DB, P_TRANSPOSE_ST,
+ P_LOUDNESS_LO, P_LOUDNESS_HI, P_VELOCITY_CURVE) = range(12)
+FRAME_PARAMS = 12
 
 
 @numba.njit(nogil=True, cache=True, _nrt=False)
-def voice_frame(state, note, velocity, env_db, stage, pitch, glide_from, vibrato_phase, bend_st, pressure, params,
+def voice_frame(state, velocity, env_db, stage, pitch, glide_from, bend_st, pressure, level_db, params,
                 f0_out, loudness_out, scale_out, order, finished):
     """Advance every sounding voice by one frame and compute its model inputs.
 
-    `bend_st` (semitones) and `pressure` (0 … 1, scaled by `params[P_PRESSURE_DB]`) are per
-    voice (`timbrel.plugin.mpe.note_controls`).
+    `bend_st` (semitones: bend and expression), `pressure` (0 … 1, scaled by
+    `params[P_PRESSURE_DB]`) and `level_db` (expression) are per voice
+    (`timbrel.plugin.mpe.note_controls`, `timbrel.plugin.expression.expression_frame`).
     Writes f0 (Hz) and loudness (dB) per voice, `scale_out` (1, or 0 for a voice fading
     out this frame), the slots to run through the model in `order` (returns how many),
     and the slots whose fade ended and can be stopped in `finished` (count in finished[-1]).
@@ -61,13 +62,11 @@ def voice_frame(state, note, velocity, env_db, stage, pitch, glide_from, vibrato
         else:
             env_db[v] -= -ENVELOPE_FLOOR_DB * dt / max(params[P_RELEASE_S], dt)
         glide_from[v] += (pitch[v] - glide_from[v]) * glide
-        vibrato_phase[v] = (vibrato_phase[v] + params[P_VIBRATO_HZ] * dt) % 1.0
-        vibrato = params[P_VIBRATO_CENTS] / 100.0 * math.sin(2.0 * math.pi * vibrato_phase[v])
-        semitones = glide_from[v] + bend_st[v] + params[P_TRANSPOSE_ST] + vibrato
+        semitones = glide_from[v] + bend_st[v] + params[P_TRANSPOSE_ST]
         f0_out[v] = 440.0 * 2.0 ** ((semitones - 69.0) / 12.0)
         reach = (velocity[v] / 127.0) ** params[P_VELOCITY_CURVE]
         base = params[P_LOUDNESS_LO] + (params[P_LOUDNESS_HI] - params[P_LOUDNESS_LO]) * reach
-        loudness_out[v] = base + env_db[v] + params[P_LEVEL_DB] + pressure[v] * params[P_PRESSURE_DB]
+        loudness_out[v] = base + env_db[v] + params[P_LEVEL_DB] + pressure[v] * params[P_PRESSURE_DB] + level_db[v]
         scale_out[v] = 1.0
         if stage[v] == RELEASE and env_db[v] <= ENVELOPE_FLOOR_DB:
             state[v] = FADING
@@ -90,12 +89,13 @@ def gather_inputs(order, count, f0, loudness, gru_state, f0_in, loudness_in, sta
 
 
 @numba.njit(nogil=True, cache=True, _nrt=False)
-def scatter_outputs(order, count, scale, tilt, amp_out, dist_out, noise_out, state_out,
+def scatter_outputs(order, count, scale, tilt, noise_gain, amp_out, dist_out, noise_out, state_out,
                     frame_amp, frame_dist, frame_noise, gru_state):
     """Unpack the model's batch outputs into per-voice synth frames and GRU states.
 
     `tilt` per voice tilts the harmonic distribution by `(k + 1) ** tilt` for harmonic k: the
-    synth renormalises it, so brightness moves while the amplitude holds.
+    synth renormalises it, so brightness moves while the amplitude holds. `noise_gain` per voice
+    multiplies the noise magnitudes.
 
     A voice whose outputs are not all finite is muted for the frame and its GRU state is
     zeroed, so one bad frame can neither sound nor poison the next. Returns how many
@@ -124,7 +124,7 @@ def scatter_outputs(order, count, scale, tilt, amp_out, dist_out, noise_out, sta
         for k in range(dist_out.shape[2]):
             frame_dist[v, k] = dist_out[i, 0, k] if t == 0.0 else dist_out[i, 0, k] * math.exp(t * math.log(k + 1.0))
         for k in range(noise_out.shape[2]):
-            frame_noise[v, k] = noise_out[i, 0, k] * g
+            frame_noise[v, k] = noise_out[i, 0, k] * g * noise_gain[v]
         for k in range(state_out.shape[1]):
             gru_state[v, k] = state_out[i, k]
     return bad

@@ -45,6 +45,11 @@ def chord_on(t=0.0):
     return [(t, on(note, 100, ch)) for ch, note in CHORD]
 
 
+def plain_play(model, events, seconds, **params):
+    """`play` with the model's own playing style off, so that pitches are exactly the notes' and the bends'."""
+    return play(model, events, seconds, style_amount=0.0, **params)
+
+
 def voice_of(instrument, note):
     """The voice slot sounding `note` (held)."""
     ints = instrument._ints
@@ -68,8 +73,8 @@ def hz(note):
 
 def test_bending_one_note_of_a_held_chord_moves_that_note_alone(model):
     events = at(0.0, *configure(0, 15)) + chord_on() + at(0.6, bend(2, 1.0))
-    before, _, _ = play(model, events[:-1], 1.2, reverb_mix=0.0)
-    audio, instrument, engine = play(model, events, 1.2, reverb_mix=0.0)
+    before, _, _ = plain_play(model, events[:-1], 1.2, reverb_mix=0.0)
+    audio, instrument, engine = plain_play(model, events, 1.2, reverb_mix=0.0)
     v = voice_of(instrument, 64)
     assert abs(instrument._f0[v] - hz(65)) < 0.1
     for note in (60, 67):
@@ -84,8 +89,8 @@ def test_bending_one_note_of_a_held_chord_moves_that_note_alone(model):
 
 def test_pressure_on_one_note_changes_that_notes_level_alone(model):
     events = at(0.0, *configure(0, 15)) + chord_on()
-    plain, still, _ = play(model, events, 1.2, reverb_mix=0.0)
-    pressed, instrument, _ = play(model, events + at(0.5, pressure(2, 127)), 1.2, reverb_mix=0.0)
+    plain, still, _ = plain_play(model, events, 1.2, reverb_mix=0.0)
+    pressed, instrument, _ = plain_play(model, events + at(0.5, pressure(2, 127)), 1.2, reverb_mix=0.0)
     rise = {note: instrument._loudness[voice_of(instrument, note)] - still._loudness[voice_of(still, note)]
             for _, note in CHORD}
     assert rise[64] == pytest.approx(instrument.params.get("pressure_db"))
@@ -96,8 +101,8 @@ def test_pressure_on_one_note_changes_that_notes_level_alone(model):
 
 def test_cc74_on_one_note_brightens_that_note_alone(model):
     events = at(0.0, *configure(0, 15)) + chord_on()
-    _, plain, _ = play(model, events, 0.8, reverb_mix=0.0)
-    _, bright, _ = play(model, events + at(0.3, cc(74, 127, 2)), 0.8, reverb_mix=0.0)
+    _, plain, _ = plain_play(model, events, 0.8, reverb_mix=0.0)
+    _, bright, _ = plain_play(model, events + at(0.3, cc(74, 127, 2)), 0.8, reverb_mix=0.0)
 
     def upper_share(instrument, note):
         distribution = instrument.synth.frame[2][voice_of(instrument, note)]
@@ -110,7 +115,7 @@ def test_cc74_on_one_note_brightens_that_note_alone(model):
 
 def test_the_master_channel_bends_the_whole_zone_by_the_instrument_bend_range(model):
     events = at(0.0, *configure(0, 15)) + chord_on() + at(0.3, bend(0, 1.0, range_st=2.0))
-    _, instrument, _ = play(model, events, 0.6, bend_range_st=2.0)
+    _, instrument, _ = plain_play(model, events, 0.6, bend_range_st=2.0)
     for _, note in CHORD:
         assert abs(instrument._f0[voice_of(instrument, note)] - hz(note + 1)) < 0.1
 
@@ -118,14 +123,14 @@ def test_the_master_channel_bends_the_whole_zone_by_the_instrument_bend_range(mo
 def test_rpn0_on_a_member_channel_sets_the_zone_note_bend_range(model):
     rpn0 = [cc(101, 0, 3), cc(100, 0, 3), cc(6, 12, 3)]
     events = at(0.0, *configure(0, 15), *rpn0) + chord_on() + at(0.3, bend(1, 12.0, range_st=12.0))
-    _, instrument, _ = play(model, events, 0.6)
+    _, instrument, _ = plain_play(model, events, 0.6)
     assert abs(instrument._f0[voice_of(instrument, 60)] - hz(72)) < 0.2
     assert instrument._zones[mpe.LOWER_RANGE_ST] == 12.0
 
 
 def test_the_same_note_on_two_member_channels_is_two_voices_and_each_note_off_ends_its_own(model):
     events = at(0.0, *configure(0, 15), on(60, 100, 1), on(60, 100, 2)) + at(0.3, off(60, 1))
-    _, instrument, _ = play(model, events, 0.5)
+    _, instrument, _ = plain_play(model, events, 0.5)
     ints = instrument._ints
     voices = {int(ints[va.KEY, v]): int(ints[va.STATE, v]) for v in np.flatnonzero(ints[va.NOTE] == 60)}
     assert voices == {1: va.RELEASED, 2: va.HELD}
@@ -134,7 +139,7 @@ def test_the_same_note_on_two_member_channels_is_two_voices_and_each_note_off_en
 def test_channels_outside_the_zones_follow_the_ordinary_rules(model):
     # a lower zone of 3 members (channels 2 to 4); the instrument listens to channel 10 otherwise
     events = at(0.0, *configure(0, 3), on(60, 100, 1), on(62, 100, 8), on(64, 100, 9)) + at(0.3, bend(9, 1.0, 2.0))
-    _, instrument, _ = play(model, events, 0.6, channel=10)
+    _, instrument, _ = plain_play(model, events, 0.6, channel=10)
     sounding = set(instrument._ints[va.NOTE][instrument._ints[va.STATE] != 0].tolist())
     assert sounding == {60, 64}
     assert instrument._ints[va.KEY][voice_of(instrument, 64)] == -1
@@ -164,7 +169,9 @@ def test_zone_parameters_and_configuration_messages_resolve_overlaps_as_the_spec
 
 def test_a_preset_switch_keeps_zones_bends_and_held_member_notes(model):
     engine = Engine(SR, 128)
-    engine.load(MidiInstrument(model))
+    first = MidiInstrument(model)
+    first.params.set("style_amount", 0.0)
+    engine.load(first)
     out = np.zeros((128, 2), np.float32)
     for message in configure(0, 15) + [on(60, 100, 1), on(64, 100, 2), cc(101, 0, 2), cc(100, 0, 2), cc(6, 24, 2)]:
         engine.events.push(message)
@@ -172,6 +179,7 @@ def test_a_preset_switch_keeps_zones_bends_and_held_member_notes(model):
     for _ in range(20):
         engine.process(None, out)
     replacement = MidiInstrument(model)
+    replacement.params.set("style_amount", 0.0)
     engine.load(replacement)
     for _ in range(40):
         engine.process(None, out)

@@ -64,6 +64,8 @@ class Session:
         self.mode = "midi"
         self.last_error = ""
         """The latest control-side fault, one line (a preset that failed to load, say)."""
+        self.notices: list[str] = []
+        """Things worth saying once, one line each: a model played from MIDI without a playing style."""
         self.switches = 0
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="timbrel-loader", initializer=_background)
         self._lock = threading.Lock()
@@ -98,6 +100,10 @@ class Session:
             chosen = mode or (self.mode if self.preset is not None else preset.mode)
             model = self.models.get(model_path(preset), preset.model_sha256)
             chain = build_chain(preset, chosen, voices=self.voices, model=model)
+            plain = f"{model.info.name}: its model has no playing style, so notes play plainly " \
+                    f"(`timbrel style {model.path.name} RECORDINGS` learns one)"
+            if chosen == "midi" and not model.info.style and plain not in self.notices:
+                self.notices.append(plain)
             self.engine.load(chain, before_swap=self.policy.settle)
             stream = self.stream
             if chosen == "transfer" and stream is not None and stream.input_device is None:

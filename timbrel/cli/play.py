@@ -103,7 +103,7 @@ def _cmd_play(args: argparse.Namespace) -> int:
         began = time.monotonic()
         while args.seconds is None or time.monotonic() - began < args.seconds:
             time.sleep(0.25)
-            for line in [*session.status()["faults"], session.last_error]:
+            for line in [*session.status()["faults"], session.last_error, *session.notices]:
                 if line and line not in reported:
                     reported.add(line)
                     print(f"\rtimbrel: {line}", file=sys.stderr)

@@ -7,6 +7,7 @@ import argparse
 from timbrel.engine.errors import TimbrelError
 from timbrel.export.dataset import prepare_dataset
 from timbrel.export.fluidsynth import generate_dataset
+from timbrel.export.style import describe_style, style_of_folder, write_style
 
 
 def _require_training():
@@ -61,8 +62,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
-    paths = generate_dataset(args.instrument, args.minutes * 60, args.seed, args.output)
+    paths = generate_dataset(args.instrument, args.minutes * 60, args.seed, args.output, vibrato=args.vibrato)
     print(f"wrote {len(paths)} phrase(s) of {args.instrument} to {args.output}")
+    return 0
+
+
+def _cmd_style(args: argparse.Namespace) -> int:
+    style = style_of_folder(args.model, args.folder)
+    write_style(args.model, style, args.output)
+    print(f"wrote the style of {args.folder} into {args.output or args.model}")
+    for line in describe_style(style):
+        print(line)
     return 0
 
 
@@ -101,9 +111,17 @@ def add_commands(commands) -> None:
     ex.add_argument("--name", help="rename the model")
     ex.set_defaults(run=_cmd_export)
 
+    st = commands.add_parser("style", help="learn a playing style (vibrato, scoops, swells) from recordings into a model")
+    st.add_argument("model", help="the .onnx model to give the style to")
+    st.add_argument("folder", help="recordings of the player whose style it is (often the model's training folder)")
+    st.add_argument("-o", "--output", help="write a styled copy here instead of changing MODEL")
+    st.set_defaults(run=_cmd_style)
+
     da = commands.add_parser("data", help="render expressive training phrases of a General MIDI instrument")
     da.add_argument("instrument", help="e.g. violin, cello, flute, trumpet, alto_sax")
     da.add_argument("-o", "--output", required=True, help="folder to write WAV files (and JSON sidecars) into")
     da.add_argument("--minutes", type=float, default=5.0)
     da.add_argument("--seed", type=int, default=0)
+    da.add_argument("--vibrato", type=float, nargs=2, metavar=("HZ", "CENTS"),
+                    help="play every long note with this vibrato instead of the instrument's usual one")
     da.set_defaults(run=_cmd_data)
