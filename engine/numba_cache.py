@@ -11,22 +11,21 @@ import hashlib
 import os
 from pathlib import Path
 
-_SOURCES = ("realtime/kernels", "realtime/features")
-
-
 def source_digest() -> str:
-    """A short hash of every numba-compiled source file in the engine.
+    """A short hash of every numba-compiled source file of timbrel (each `.py` that uses `njit`).
 
     numba invalidates a cached function only when its own file changes, not when a kernel
-    it calls in another file does; keying the cache folder by all kernel sources makes any
-    edit or upgrade start from a clean cache.
+    it calls in another file does (the instrument's control frame calls the expression and
+    MPE kernels, each in a module of its own); keying the cache folder by all of them makes
+    any edit or upgrade start from a clean cache.
     """
-    root = Path(__file__).resolve().parent
+    root = Path(__file__).resolve().parents[1]
     digest = hashlib.sha256()
-    for folder in _SOURCES:
-        for path in sorted((root / folder).glob("*.py")):
-            digest.update(path.name.encode())
-            digest.update(path.read_bytes())
+    for path in sorted(root.rglob("*.py")):
+        data = path.read_bytes()
+        if b"njit" in data:
+            digest.update(path.relative_to(root).as_posix().encode())
+            digest.update(data)
     return digest.hexdigest()[:16]
 
 

@@ -13,7 +13,8 @@ ADSR. This layer adds, per voice and per control frame, causally and without all
 - **attack noise**: the model's noise is raised at the onset and falls back within the scoop time.
 
 Each comes from two sources that add: the instrument's parameters (what a performer dials
-in), and the model's *style*, fitted on its training recordings as a function of pitch and
+in, read every frame, so that a knob moves a held note), and the model's *style* (fixed
+for each note at its start), fitted on its training recordings as a function of pitch and
 loudness (`STYLE_FIELDS`, `timbrel.export.style`), scaled by `style_amount`. A model
 without a style and the parameters at their defaults play exactly the plain ADSR sound.
 
@@ -54,8 +55,8 @@ PARAMETERS = ("style_amount", "auto_vibrato_cents", "vibrato_delay_s", "scoop_ce
  N_FLUCTUATION_DB, N_WANDER, N_LEVEL_DB, N_NOISE_GAIN, N_SEED) = range(14)
 NOTE_FIELDS = 14
 """Rows of the per-voice `notes` array: the note's start (its age stamp), time since then (s),
-its expression values, the wander's state, and this frame's outputs (loudness offset, dB;
-noise gain) and its random generator's state."""
+the style's values for it (fixed at its start, scaled by `style_amount`), the wander's state,
+this frame's outputs (loudness offset, dB; noise gain) and its random generator's state."""
 WANDER_HZ = 1.5
 
 
@@ -82,37 +83,22 @@ def _predict(style, field, pitch, loudness):
 
 
 @numba.njit(nogil=True, cache=True, _nrt=False)
-def _begin(v, age, note, reach, style, has_style, values, sources, notes):
-    """Set voice `v`'s expression for a note starting now: `note` (MIDI), `reach` (0 … 1, its level)."""
-    amount = values[sources[E_AMOUNT]] if has_style else 0.0
+def _begin(v, age, note, reach, style, has_style, amount, notes):
+    """Fix voice `v`'s learned expression for a note starting now: `note` (MIDI), `reach` (0 … 1,
+    its level), the style scaled by `amount`. The parameters' own part is read every frame,
+    so a knob moves a held note."""
     pitch = (note - 60.0) / 12.0
-    manual_cents = values[sources[E_VIBRATO_CENTS]]
-    learned_cents = amount * _predict(style, S_VIBRATO_CENTS, pitch, reach) if has_style else 0.0
-    depth = manual_cents + learned_cents
+    scale = amount if has_style else 0.0
     notes[N_AGE, v] = age
     notes[N_ONSET_S, v] = 0.0
-    notes[N_VIBRATO_CENTS, v] = depth
-    rate = values[sources[E_MOD_HZ]]
-    delay = values[sources[E_VIBRATO_DELAY_S]]
-    if learned_cents > 0.0 and depth > 0.0:
-        share = learned_cents / depth
-        rate += share * (_predict(style, S_VIBRATO_HZ, pitch, reach) - rate)
-        delay += share * (_predict(style, S_VIBRATO_DELAY_S, pitch, reach) - delay)
-    notes[N_VIBRATO_HZ, v] = rate
-    notes[N_VIBRATO_DELAY_S, v] = delay
-    notes[N_SCOOP_CENTS, v] = values[sources[E_SCOOP_CENTS]]
-    notes[N_SCOOP_S, v] = values[sources[E_SCOOP_S]]
-    notes[N_SWELL_DB, v] = values[sources[E_SWELL_DB]]
-    notes[N_SWELL_S, v] = values[sources[E_SWELL_S]]
-    notes[N_FLUCTUATION_DB, v] = values[sources[E_FLUCTUATION_DB]]
-    if has_style and amount > 0.0:
-        notes[N_SCOOP_CENTS, v] += amount * _predict(style, S_SCOOP_CENTS, pitch, reach)
-        notes[N_SWELL_DB, v] += amount * _predict(style, S_SWELL_DB, pitch, reach)
-        notes[N_FLUCTUATION_DB, v] += amount * _predict(style, S_FLUCTUATION_DB, pitch, reach)
-        learned_scoop_s = _predict(style, S_SCOOP_S, pitch, reach)
-        learned_swell_s = _predict(style, S_SWELL_S, pitch, reach)
-        notes[N_SCOOP_S, v] = learned_scoop_s if values[sources[E_SCOOP_CENTS]] == 0.0 else notes[N_SCOOP_S, v]
-        notes[N_SWELL_S, v] = learned_swell_s if values[sources[E_SWELL_DB]] == 0.0 else notes[N_SWELL_S, v]
+    notes[N_VIBRATO_CENTS, v] = scale * _predict(style, S_VIBRATO_CENTS, pitch, reach)
+    notes[N_VIBRATO_HZ, v] = _predict(style, S_VIBRATO_HZ, pitch, reach)
+    notes[N_VIBRATO_DELAY_S, v] = _predict(style, S_VIBRATO_DELAY_S, pitch, reach)
+    notes[N_SCOOP_CENTS, v] = scale * _predict(style, S_SCOOP_CENTS, pitch, reach)
+    notes[N_SCOOP_S, v] = _predict(style, S_SCOOP_S, pitch, reach)
+    notes[N_SWELL_DB, v] = scale * _predict(style, S_SWELL_DB, pitch, reach)
+    notes[N_SWELL_S, v] = _predict(style, S_SWELL_S, pitch, reach)
+    notes[N_FLUCTUATION_DB, v] = scale * _predict(style, S_FLUCTUATION_DB, pitch, reach)
     notes[N_WANDER, v] = 0.0
     notes[N_SEED, v] = (int(age) * 2654435761 + int(note) * 40503) & 0xFFFFFFFF
 
@@ -130,32 +116,41 @@ def expression_frame(states, ages, pitches, velocities, curve, modulation, vibra
     """
     mod_cents = modulation * values[sources[E_MOD_CENTS]]
     mod_hz = values[sources[E_MOD_HZ]]
+    own_cents = values[sources[E_VIBRATO_CENTS]]
+    own_delay = values[sources[E_VIBRATO_DELAY_S]]
+    own_scoop, own_scoop_s = values[sources[E_SCOOP_CENTS]], max(values[sources[E_SCOOP_S]], frame_s)
+    own_swell, own_swell_s = values[sources[E_SWELL_DB]], max(values[sources[E_SWELL_S]], frame_s)
+    own_wander = values[sources[E_FLUCTUATION_DB]]
     attack_noise = 10.0 ** (values[sources[E_ATTACK_NOISE_DB]] / 20.0) - 1.0
     pull = frame_s * 2.0 * math.pi * WANDER_HZ
     has_style = False
     for i in range(style.shape[0]):
         for j in range(style.shape[1]):
             has_style = has_style or style[i, j] != 0.0
+    amount = values[sources[E_AMOUNT]]
     for v in range(states.shape[0]):
         if states[v] == IDLE:
             continue
         if notes[N_AGE, v] != ages[v]:
-            _begin(v, ages[v], pitches[v], (velocities[v] / 127.0) ** curve, style, has_style, values, sources, notes)
+            _begin(v, ages[v], pitches[v], (velocities[v] / 127.0) ** curve, style, has_style, amount, notes)
         t = notes[N_ONSET_S, v]
-        delay = notes[N_VIBRATO_DELAY_S, v]
+        learned = notes[N_VIBRATO_CENTS, v]
+        auto = own_cents + learned
+        delay = own_delay if auto <= 0.0 else (own_cents * own_delay + learned * notes[N_VIBRATO_DELAY_S, v]) / auto
         fade_in = 1.0 if delay <= 0.0 else min(1.0, t / delay) ** 2
-        auto = notes[N_VIBRATO_CENTS, v] * fade_in
+        auto *= fade_in
         depth = mod_cents + auto
-        rate = mod_hz if depth <= 0.0 else (mod_cents * mod_hz + auto * notes[N_VIBRATO_HZ, v]) / depth
+        auto_hz = mod_hz if learned + own_cents <= 0.0 else (
+            (own_cents * mod_hz + learned * notes[N_VIBRATO_HZ, v]) / (learned + own_cents))
+        rate = mod_hz if depth <= 0.0 else (mod_cents * mod_hz + auto * auto_hz) / depth
         vibrato_phase[v] = (vibrato_phase[v] + rate * frame_s) % 1.0
         cents = depth * math.sin(2.0 * math.pi * vibrato_phase[v])
-        scoop_s = max(notes[N_SCOOP_S, v], frame_s)
-        settle = math.exp(-t / scoop_s)
-        cents -= notes[N_SCOOP_CENTS, v] * settle
+        settle = math.exp(-t / own_scoop_s)
+        cents -= own_scoop * settle + notes[N_SCOOP_CENTS, v] * math.exp(-t / max(notes[N_SCOOP_S, v], frame_s))
         bend_st[v] += cents / 100.0
-        swell_s = max(notes[N_SWELL_S, v], frame_s)
-        level = notes[N_SWELL_DB, v] * (1.0 - math.exp(-t / swell_s))
-        wander_depth = notes[N_FLUCTUATION_DB, v]
+        level = own_swell * (1.0 - math.exp(-t / own_swell_s))
+        level += notes[N_SWELL_DB, v] * (1.0 - math.exp(-t / max(notes[N_SWELL_S, v], frame_s)))
+        wander_depth = own_wander + notes[N_FLUCTUATION_DB, v]
         if wander_depth > 0.0:
             kick = _uniform(notes, v) * math.sqrt(3.0 * 2.0 * pull)
             notes[N_WANDER, v] += -notes[N_WANDER, v] * pull + kick

@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 
+from timbrel.engine.errors import TimbrelError
 from timbrel.engine.plugin_api import Parameter
 from timbrel.engine.realtime.events import NOTE_OFF, NOTE_ON
 from timbrel.engine.realtime.stages import INSTRUMENT_TAIL, MODEL, TIMES, VOICES
@@ -64,6 +65,9 @@ PARAMETERS = (
     Parameter("attack_noise_db", "Attack noise", "dB", 0.0, 24.0, 0.0, smoothing_ms=0),
 )
 _I = {p.id: i for i, p in enumerate(PARAMETERS)}
+RESERVED_CC = frozenset({6, 38, 64, 98, 99, 100, 101, *range(120, 128)})
+"""Controllers MIDI learn leaves alone: data entry and RPN/NRPN selection (MPE and bend
+ranges use them), the sustain pedal, and the channel mode messages (120 to 127: panics)."""
 
 
 class MidiInstrument(ModelPlugin):
@@ -81,6 +85,8 @@ class MidiInstrument(ModelPlugin):
             raise ValueError(f"voices must be 1 to {MAX_VOICES}, got {voices}")
         super().__init__(model, seed)
         self.voices = int(voices)
+        self._learn = np.full(128, -1, dtype=np.int64)
+        """The parameter index each controller sets when learned (-1: the controller's usual role)."""
 
     @property
     def latency_samples(self) -> int:
@@ -115,6 +121,9 @@ class MidiInstrument(ModelPlugin):
         self._zones, self._channels = mpe.new_zones()
         self._notes = expression.new_notes(v)
         self._style = self.model.style
+        self._ranges = np.array([[p.minimum, p.maximum, float(p.scale == "log"), float(bool(p.choices))]
+                                 for p in PARAMETERS]).T.copy()
+        """Per parameter: minimum, maximum, log scale (1/0), switch (1/0), `[4, parameters]`."""
         self.reset()
         self._warm_up()
 
@@ -146,11 +155,26 @@ class MidiInstrument(ModelPlugin):
 
     # MIDI -------------------------------------------------------------------------------
 
+    def learn(self, controller: int, parameter_id: str | None) -> None:
+        """Have MIDI CC `controller` (0 to 127) set parameter `parameter_id` across its range (on
+        its log scale where it has one; a switch steps through its choices), or, with None, give
+        the controller back its usual role. Mod wheel, CC 11, CC 74 and aftertouch keep their
+        roles unless learned; `RESERVED_CC` cannot be. Any thread; the audio thread writes the
+        parameter's target, so displays follow the knob."""
+        if not isinstance(controller, int) or not 0 <= controller <= 127 or controller in RESERVED_CC:
+            raise TimbrelError(f"CC {controller} cannot be learned (0 to 127, except {_reserved_text()})")
+        self._learn[controller] = -1 if parameter_id is None else self.params.index(parameter_id)
+
+    def learned(self) -> dict[int, str]:
+        """The learned controllers and the parameters they set."""
+        return {cc: PARAMETERS[i].id for cc, i in enumerate(self._learn) if i >= 0}
+
     def handle(self, events: np.ndarray) -> None:
         """Apply packed MIDI messages `events` `[n]` int32 (`timbrel.engine.realtime.events`),
         in order, through the numba voice allocator (`timbrel.plugin.voice_allocation`)."""
-        va.apply_events(events, self.params.values, self._frame_sources, self._ints, self._floats, self._stack,
-                        self._controls, self._counters, self._zones, self._channels, *self._voice_arrays)
+        va.apply_events(events, self.params.values, self._frame_sources, self._learn, self.params.targets, self._ranges,
+                        self._ints, self._floats, self._stack, self._controls, self._counters, self._zones,
+                        self._channels, *self._voice_arrays)
 
     # Audio ------------------------------------------------------------------------------
 
@@ -182,3 +206,7 @@ class MidiInstrument(ModelPlugin):
         self.synth.finish(mix, out, float(values[_I["reverb_mix"]]), self._gain, gain)
         self._gain = gain
         TIMES.mark(INSTRUMENT_TAIL)
+
+
+def _reserved_text() -> str:
+    return "6, 38, 64, 98 to 101 and 120 to 127"

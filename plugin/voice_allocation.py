@@ -238,12 +238,25 @@ def any_voice(ints):
 
 
 @numba.njit(nogil=True, cache=True, _nrt=False)
-def apply_events(events, values, sources, ints, floats, stack, controls, counters, zones, channels, flags, hstate, rng,
-                 tails, gru):
+def _learned_value(value, low, high, log, switch):
+    """A parameter value for controller value `value` (0 … 127) across `low` … `high`."""
+    x = value / 127.0
+    if switch:
+        return float(round(low + x * (high - low)))
+    if log and low > 0.0:
+        return low * (high / low) ** x
+    return low + x * (high - low)
+
+
+@numba.njit(nogil=True, cache=True, _nrt=False)
+def apply_events(events, values, sources, learn, targets, ranges, ints, floats, stack, controls, counters, zones,
+                 channels, flags, hstate, rng, tails, gru):
     """Apply packed MIDI messages `events` `[n]` int32 (`timbrel.engine.realtime.events`), in
     order, under the instrument's parameter `values` (indices `sources`, in `FRAME_SOURCES`
     order): `channel` 1 to 16 listens to that channel alone (0: every channel), and MPE zones'
-    channels are heard whatever it says; `voice_mode` is POLY, MONO or LEGATO."""
+    channels are heard whatever it says; `voice_mode` is POLY, MONO or LEGATO. A controller
+    with a parameter in `learn` `[128]` sets that parameter's entry of `targets` across
+    `ranges` (`_learned_value`) instead of its usual role, except on MPE member channels."""
     channel, mode = int(values[sources[F_CHANNEL]]), int(values[sources[F_VOICE_MODE]])
     mpe.adopt_parameters(zones, values[sources[F_MPE_LOWER]], values[sources[F_MPE_UPPER]],
                          values[sources[F_MPE_BEND_RANGE_ST]])
@@ -262,6 +275,11 @@ def apply_events(events, values, sources, ints, floats, stack, controls, counter
             continue
         member = role == mpe.LOWER_MEMBER or role == mpe.UPPER_MEMBER
         key = ch if member else -1
+        if kind == CONTROL_CHANGE and learn[d1] >= 0 and not member:
+            target = learn[d1]
+            targets[target] = _learned_value(d2, ranges[0, target], ranges[1, target], ranges[2, target] > 0.0,
+                                             ranges[3, target] > 0.0)
+            continue
         if kind == NOTE_ON and d2 > 0:
             if mode == POLY:
                 _poly_on(d1, d2, key, ints, floats, counters, flags, hstate, rng, tails, gru)

@@ -33,6 +33,9 @@ def build_chain(preset: Preset, mode: str | None = None, voices: int = 16, model
         instrument = TimbreTransfer(model)
     for key, value in preset.values(mode).items():
         instrument.params.set(key, value)
+    if mode == "midi":
+        for controller, parameter_id in preset.learn.items():
+            instrument.learn(controller, parameter_id)
     instrument.params.snap()
     chain = Chain(instrument, [create_effect(e.type, e.parameters, **({"model": model} if e.type == "reverb" else {}))
                                for e in preset.effects])

@@ -27,6 +27,9 @@ Format 1, the reference (every table but `[preset]` and `[model]` may be left ou
     [instrument.transfer]         # timbrel.plugin.transfer.PARAMETERS ids → values
     gate_db = -55.0
 
+    [instrument.learn]            # MIDI learn: controller number → MIDI instrument parameter id
+    2 = "auto_vibrato_cents"      # (not 6, 38, 64, 98 to 101 or 120 to 127)
+
     [[effects]]                   # in signal order
     type = "eq"                   # a name for timbrel.plugin.effects.create_effect
     bypass = false                # default false
@@ -60,6 +63,7 @@ from timbrel.engine.errors import TimbrelError
 from timbrel.engine.plugin_api import Parameter
 from timbrel.plugin.effects import effect_class
 from timbrel.plugin.instrument import PARAMETERS as MIDI_PARAMETERS
+from timbrel.plugin.instrument import RESERVED_CC
 from timbrel.plugin.transfer import PARAMETERS as TRANSFER_PARAMETERS
 from timbrel.presets.faults import PresetFault, kind_of, one_line, shown, suggestion
 from timbrel.presets.folders import default_model_dirs
@@ -73,7 +77,7 @@ MODES = ("midi", "transfer")
 _TOP = ("format", "preset", "model", "instrument", "effects", "recipe", "quality")
 _PRESET = ("name", "category", "tags", "description", "author", "licence")
 _MODEL = ("file", "sha256")
-_INSTRUMENT = ("mode", "midi", "transfer")
+_INSTRUMENT = ("mode", "midi", "transfer", "learn")
 _EFFECT = ("type", "bypass", "parameters")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -109,6 +113,8 @@ class Preset:
     midi: dict[str, float] = field(default_factory=dict)
     transfer: dict[str, float] = field(default_factory=dict)
     effects: list[EffectSettings] = field(default_factory=list)
+    learn: dict[int, str] = field(default_factory=dict)
+    """MIDI learn: controller number → MIDI instrument parameter id."""
     recipe: dict = field(default_factory=dict)
     quality: dict[str, float] = field(default_factory=dict)
     path: Path | None = field(default=None, compare=False)
@@ -248,6 +254,7 @@ def _parse_document(doc: dict) -> Preset:
         raise PresetFault(f"[instrument] mode {mode!r} is not one of {', '.join(MODES)}")
     values = {m: parameter_values(table(instrument, m, f"[instrument.{m}]"), instrument_parameters(m), f"[instrument.{m}]")
               for m in MODES}
+    learn = dict(learned(key, value, "[instrument.learn]") for key, value in table(instrument, "learn", "[instrument.learn]").items())
 
     effects = doc.get("effects", [])
     if not isinstance(effects, list) or not all(isinstance(e, dict) for e in effects):
@@ -264,7 +271,7 @@ def _parse_document(doc: dict) -> Preset:
                   description=_string(meta, "description", "[preset]", default=""),
                   author=_string(meta, "author", "[preset]", default=""),
                   licence=_string(meta, "licence", "[preset]", default=""),
-                  mode=mode, midi=values["midi"], transfer=values["transfer"], effects=chain, recipe=recipe,
+                  mode=mode, midi=values["midi"], transfer=values["transfer"], effects=chain, learn=learn, recipe=recipe,
                   quality=dict(quality))
 
 
@@ -278,6 +285,20 @@ def _effect(entry: dict, where: str) -> EffectSettings:
     parameters = parameter_values(table(entry, "parameters", f"{where} parameters"), effect_parameters(kind, where),
                              f"{where} parameters")
     return EffectSettings(kind, parameters, bypass)
+
+
+def learned(controller: object, parameter_id: object, where: str) -> tuple[int, str]:
+    """A checked MIDI learn entry: controller (a number, or its digits as text) and parameter id."""
+    text = str(controller).strip()
+    if isinstance(controller, bool) or not text.isdigit() or not 0 <= int(text) <= 127 or int(text) in RESERVED_CC:
+        raise PresetFault(f"{where} {shown(text)}: a controller number 0 to 127, except 6, 38, 64, 98 to 101 "
+                          "and 120 to 127")
+    ids = [p.id for p in instrument_parameters("midi")]
+    parameter_id = RENAMED_PARAMETERS.get(parameter_id, parameter_id) if isinstance(parameter_id, str) else parameter_id
+    if parameter_id not in ids:
+        raise PresetFault(f"{where} {text} = {shown(str(parameter_id))}: not a MIDI instrument parameter "
+                          f"(parameters: {', '.join(ids)})")
+    return int(text), parameter_id
 
 
 def instrument_parameters(mode: str) -> tuple[Parameter, ...]:

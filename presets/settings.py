@@ -19,10 +19,11 @@ from timbrel.presets.preset import (
     clean_tags,
     effect_parameters,
     instrument_parameters,
+    learned,
     parameter_values,
 )
 
-_SETTINGS = ("mode", "category", "tags", "description", "author", "licence",
+_SETTINGS = ("mode", "category", "tags", "description", "author", "licence", "learn.CC",
              "midi.PARAM", "transfer.PARAM", "KEY.PARAM", "KEY.bypass", "effects.N.PARAM", "effects.N.bypass", "PARAM")
 
 
@@ -33,7 +34,8 @@ def apply_settings(preset: Preset, settings: Mapping[str, object]) -> Preset:
     `midi.PARAM`, `transfer.PARAM`, `KEY.PARAM` as a chain names an effect's parameter (KEY is
     the effect type, `type-2` for its second one), `effects.N.PARAM` (N counts from 0) or
     `effects.KEY.PARAM`, `KEY.bypass` or `effects.N.bypass` (true/false, on/off, yes/no, 1/0),
-    and a bare `PARAM` for the instrument of the preset's mode (after any `mode` setting).
+    `learn.CC` (a MIDI instrument parameter id for controller number CC to set; `none` forgets
+    it), and a bare `PARAM` for the instrument of the preset's mode (after any `mode` setting).
     Values are numbers in the parameter's unit, or a switch's choice name (`voice_mode=legato`),
     and may be strings as typed on a command line. This is the one `--set` grammar: `play`,
     `render`, `transfer` and `presets save` all read it.
@@ -65,6 +67,13 @@ def _apply(preset: Preset, key: str, raw: object) -> None:
         preset.tags = clean_tags(tags)
         return
     parts = key.split(".")
+    if len(parts) == 2 and parts[0] == "learn":
+        if isinstance(raw, str) and raw.strip().casefold() == "none":
+            preset.learn.pop(learned(parts[1], "gain_db", "learn")[0], None)
+        else:
+            cc, parameter_id = learned(parts[1], raw.strip() if isinstance(raw, str) else raw, "learn")
+            preset.learn[cc] = parameter_id
+        return
     if len(parts) == 2 and parts[0] not in MODES:
         parts = ["effects", *parts]
     if len(parts) == 1 and RENAMED_PARAMETERS.get(key, key) not in (p.id for p in instrument_parameters(preset.mode)):

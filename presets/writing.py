@@ -31,6 +31,8 @@ def preset_to_toml(preset: Preset) -> str:
         values = preset.values(mode)
         if values:
             head["instrument"][mode] = _written(values, instrument_parameters(mode))
+    if preset.learn:
+        head["instrument"]["learn"] = {str(cc): parameter_id for cc, parameter_id in sorted(preset.learn.items())}
     chunks = [f"# timbrel preset, format {FORMAT} (see timbrel.presets.preset)\n", tomli_w.dumps(head)]
     for effect in preset.effects:
         chunks.append("\n[[effects]]\n" + tomli_w.dumps({"type": effect.type, "bypass": bool(effect.bypass)}))

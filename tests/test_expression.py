@@ -191,3 +191,65 @@ def test_a_session_says_once_that_a_model_without_a_style_plays_plainly(tmp_path
         assert "plain-one.onnx" in session.notices[0]  # the copy in the user's models folder
     finally:
         session.close()
+
+
+def test_a_learned_controller_sets_its_parameter_across_the_range_and_its_usual_role_stops():
+    from tests.test_instrument import cc
+
+    model = load_model(default_model())
+    instrument = MidiInstrument(model)
+    instrument.learn(2, "auto_vibrato_cents")
+    instrument.learn(1, "scoop_s")  # the mod wheel, learned: no longer vibrato depth
+    instrument.prepare(SR, 128)
+    instrument.handle(np.array([cc(2, 127), cc(1, 64)], dtype=np.int32))
+    assert instrument.params.get("auto_vibrato_cents") == 100.0
+    assert instrument.params.get("scoop_s") == pytest.approx(0.01 * 50 ** (64 / 127))  # its log scale
+    assert instrument._controls[1] == 0.0  # the mod wheel's own value did not move
+    instrument.handle(np.array([cc(2, 0)], dtype=np.int32))
+    assert instrument.params.get("auto_vibrato_cents") == 0.0
+    assert instrument.learned() == {1: "scoop_s", 2: "auto_vibrato_cents"}
+    instrument.learn(1, None)
+    instrument.handle(np.array([cc(1, 127)], dtype=np.int32))
+    assert instrument._controls[1] == 1.0
+    for reserved in (64, 6, 123):
+        with pytest.raises(TimbrelError, match=f"CC {reserved} cannot be learned"):
+            instrument.learn(reserved, "gain_db")
+
+
+def test_a_learned_knob_brings_in_vibrato_while_a_note_holds(tmp_path):
+    from tests.test_instrument import cc
+    from timbrel.engine.realtime.host import Engine
+    from timbrel.engine.render import render_events
+
+    instrument = MidiInstrument(plain(tmp_path))
+    instrument.learn(21, "auto_vibrato_cents")
+    instrument.params.set("vibrato_delay_s", 0.0)
+    instrument.params.set("reverb_mix", 0.0)
+    events = [(0.0, on(69)), (1.0, cc(21, 64))]
+    audio = render_events(Engine(SR, 128), instrument, events, 2.0, 128)[:, 0].astype(np.float64)
+    before = cents_curve(audio, 0.3, 0.95, 69)
+    rate, depth = vibrato_of(cents_curve(audio, 1.2, 1.95, 69))
+    assert np.abs(before - np.median(before)).max() < 2.0
+    assert abs(depth - 100 * 64 / 127) < 8.0 and abs(rate - 5.5) < 0.3, (rate, depth)
+
+
+def test_presets_keep_their_midi_learn_and_refuse_a_bad_entry_in_one_line(tmp_path):
+    from timbrel.presets.library import Library
+    from timbrel.presets.preset import parse_preset
+    from timbrel.presets.settings import apply_settings
+    from timbrel.presets.writing import preset_to_toml
+
+    violin = Library().get("Violin")
+    mine = apply_settings(violin, {"learn.2": "auto_vibrato_cents", "learn.21": "swell_db"})
+    assert mine.learn == {2: "auto_vibrato_cents", 21: "swell_db"}
+    again = parse_preset(preset_to_toml(mine))
+    assert again.learn == mine.learn
+    assert apply_settings(again, {"learn.21": "none"}).learn == {2: "auto_vibrato_cents"}
+    text = preset_to_toml(mine)
+    for bad, fault in ((text.replace('2 = "auto_vibrato_cents"', '64 = "gain_db"'), "64.*controller number 0 to 127"),
+                       (text.replace('"auto_vibrato_cents"', '"nope"'), "'nope'.*not a MIDI instrument parameter")):
+        with pytest.raises(TimbrelError, match=fault) as err:
+            parse_preset(bad, where="mine.toml")
+        assert "\n" not in str(err.value)
+    with pytest.raises(TimbrelError, match="learn.200"):
+        apply_settings(violin, {"learn.200": "gain_db"})

@@ -218,3 +218,17 @@ def test_timbrel_render_plays_an_mpe_midi_file(tmp_path):
     assert spectrum_at(audio, 0.7, 1.15, hz(65)) > spectrum_at(audio, 0.7, 1.15, hz(64)) + 20
     for note in (60, 67):  # the other notes did not move
         assert spectrum_at(audio, 0.7, 1.15, hz(note)) > spectrum_at(audio, 0.7, 1.15, hz(note + 1)) + 20
+
+
+def test_stealing_and_the_pedal_keep_each_notes_member_channel(model):
+    # 4 voices, 6 notes on 6 member channels: the last two steal, and start on their own channels
+    events = at(0.0, *configure(0, 15), cc(64, 127, 0))
+    events += [(0.05 * i, on(48 + 2 * i, 100, 1 + i)) for i in range(6)]
+    events += at(0.5, bend(6, 1.0), *[off(48 + 2 * i, 1 + i) for i in range(6)])
+    _, instrument, _ = plain_play(model, events, 0.8, voices=4)
+    ints = instrument._ints
+    sounding = {int(ints[va.NOTE, v]): int(ints[va.KEY, v]) for v in range(4) if ints[va.STATE, v] != 0}
+    assert sounding == {52: 3, 54: 4, 56: 5, 58: 6}
+    assert all(ints[va.STATE, v] == va.SUSTAINED for v in range(4))  # released under the pedal
+    assert abs(instrument._f0[voice_of(instrument, 58)] - hz(59)) < 0.1  # channel 7's bend reached the stolen voice
+    assert abs(instrument._f0[voice_of(instrument, 56)] - hz(56)) < 0.01
