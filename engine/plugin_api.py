@@ -45,6 +45,8 @@ class Parameter:
     scale: str = "linear"
     smoothing_ms: float = 20.0
     choices: tuple[str, ...] = ()
+    group: str = ""
+    """Where a control surface shows it: with the plugin's main controls (""), or under this heading."""
 
     def __post_init__(self) -> None:
         if not self.minimum <= self.default <= self.maximum:

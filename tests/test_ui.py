@@ -492,3 +492,12 @@ def test_the_static_files_ship_with_the_package():
 
     static = Path(timbrel.ui.__file__).parent / "static"
     assert {p.name for p in static.iterdir()} >= {"index.html", "app.js", "style.css"}
+
+
+def test_expression_and_mpe_controls_have_cards_of_their_own_and_reach_the_engine(page, session):
+    instrument = session.engine.plugin.instrument
+    for heading, param in (("Expression", "style_amount"), ("Expression", "auto_vibrato_cents"), ("MPE", "mpe_lower")):
+        expect(page.locator(f'section[data-group="{heading}"] [data-param="{param}"]')).to_be_visible()
+    page.locator('[data-param="auto_vibrato_cents"] input[type=range]').focus()
+    page.keyboard.press("End")
+    assert wait_until(lambda: instrument.params.get("auto_vibrato_cents") == 100.0, timeout=5.0)

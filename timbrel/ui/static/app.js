@@ -150,9 +150,17 @@ function renderControls(described) {
   instrument.replaceChildren();
   effects.replaceChildren();
   if (described.instrument) {
-    const grid = el("div", { class: "grid" }, ...described.instrument.map((p) => control(p.id, p)));
-    instrument.append(el("section", { class: "card" },
-      el("header", {}, el("h2", {}, described.mode === "transfer" ? "Transfer" : "Instrument")), grid));
+    const main = described.mode === "transfer" ? "Transfer" : "Instrument";
+    const groups = new Map();
+    for (const p of described.instrument) {
+      const heading = p.group || main;
+      if (!groups.has(heading)) groups.set(heading, []);
+      groups.get(heading).push(p);
+    }
+    for (const [heading, params] of groups) {
+      instrument.append(el("section", { class: "card", "data-group": heading },
+        el("header", {}, el("h2", {}, heading)), el("div", { class: "grid" }, ...params.map((p) => control(p.id, p)))));
+    }
   }
   for (const fx of described.effects) {
     const toggle = el("button", {
