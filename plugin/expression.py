@@ -6,7 +6,8 @@ ADSR. This layer adds, per voice and per control frame, causally and without all
 
 - **vibrato**: a depth (cents) that fades in over an onset delay, at a rate (Hz), on top of
   the mod wheel's;
-- **attack scoop**: the pitch starts below the note and rises to it with a time constant;
+- **attack scoop**: the pitch starts below the note and rises to it with a time constant
+  (not for a note slurred from one still held: legato playing does not re-attack);
 - **swell**: the loudness moves by some dB after the attack, towards the note's middle
   (positive: the peak comes late; negative: it comes early and the note dies away);
 - **dynamics fluctuation**: a slow random wander of the loudness (dB, about 1.5 Hz);
@@ -31,7 +32,7 @@ import math
 import numba
 import numpy as np
 
-from timbrel.plugin.voices import IDLE
+from timbrel.plugin.voices import HELD, IDLE, SUSTAINED
 
 STYLE_FIELDS = ("vibrato_cents", "vibrato_hz", "vibrato_delay_s", "scoop_cents", "scoop_s", "swell_db", "swell_s",
                 "fluctuation_db")
@@ -52,11 +53,12 @@ PARAMETERS = ("style_amount", "auto_vibrato_cents", "vibrato_delay_s", "scoop_ce
  E_ATTACK_NOISE_DB, E_MOD_CENTS, E_MOD_HZ) = range(len(PARAMETERS))
 
 (N_AGE, N_ONSET_S, N_VIBRATO_CENTS, N_VIBRATO_HZ, N_VIBRATO_DELAY_S, N_SCOOP_CENTS, N_SCOOP_S, N_SWELL_DB, N_SWELL_S,
- N_FLUCTUATION_DB, N_WANDER, N_LEVEL_DB, N_NOISE_GAIN, N_SEED) = range(14)
-NOTE_FIELDS = 14
+ N_FLUCTUATION_DB, N_WANDER, N_LEVEL_DB, N_NOISE_GAIN, N_SEED, N_ATTACK) = range(15)
+NOTE_FIELDS = 15
 """Rows of the per-voice `notes` array: the note's start (its age stamp), time since then (s),
 the style's values for it (fixed at its start, scaled by `style_amount`), the wander's state,
-this frame's outputs (loudness offset, dB; noise gain) and its random generator's state."""
+this frame's outputs (loudness offset, dB; noise gain), its random generator's state, and
+whether it was attacked (1) or slurred from a note still held (0)."""
 WANDER_HZ = 1.5
 
 
@@ -83,10 +85,11 @@ def _predict(style, field, pitch, loudness):
 
 
 @numba.njit(nogil=True, cache=True, _nrt=False)
-def _begin(v, age, note, reach, style, has_style, amount, notes):
+def _begin(v, age, note, reach, style, has_style, amount, legato, notes):
     """Fix voice `v`'s learned expression for a note starting now: `note` (MIDI), `reach` (0 … 1,
-    its level), the style scaled by `amount`. The parameters' own part is read every frame,
-    so a knob moves a held note."""
+    its level), the style scaled by `amount`; a `legato` note (another still held when it
+    starts) is slurred: no scoop and no attack noise. The parameters' own part is read every
+    frame, so a knob moves a held note."""
     pitch = (note - 60.0) / 12.0
     scale = amount if has_style else 0.0
     notes[N_AGE, v] = age
@@ -100,6 +103,7 @@ def _begin(v, age, note, reach, style, has_style, amount, notes):
     notes[N_SWELL_S, v] = _predict(style, S_SWELL_S, pitch, reach)
     notes[N_FLUCTUATION_DB, v] = scale * _predict(style, S_FLUCTUATION_DB, pitch, reach)
     notes[N_WANDER, v] = 0.0
+    notes[N_ATTACK, v] = 0.0 if legato else 1.0
     notes[N_SEED, v] = (int(age) * 2654435761 + int(note) * 40503) & 0xFFFFFFFF
 
 
@@ -132,7 +136,11 @@ def expression_frame(states, ages, pitches, velocities, curve, modulation, vibra
         if states[v] == IDLE:
             continue
         if notes[N_AGE, v] != ages[v]:
-            _begin(v, ages[v], pitches[v], (velocities[v] / 127.0) ** curve, style, has_style, amount, notes)
+            legato = False
+            for other in range(states.shape[0]):
+                held = states[other] == HELD or states[other] == SUSTAINED
+                legato = legato or (other != v and held and ages[other] < ages[v])
+            _begin(v, ages[v], pitches[v], (velocities[v] / 127.0) ** curve, style, has_style, amount, legato, notes)
         t = notes[N_ONSET_S, v]
         learned = notes[N_VIBRATO_CENTS, v]
         auto = own_cents + learned
@@ -145,8 +153,9 @@ def expression_frame(states, ages, pitches, velocities, curve, modulation, vibra
         rate = mod_hz if depth <= 0.0 else (mod_cents * mod_hz + auto * auto_hz) / depth
         vibrato_phase[v] = (vibrato_phase[v] + rate * frame_s) % 1.0
         cents = depth * math.sin(2.0 * math.pi * vibrato_phase[v])
-        settle = math.exp(-t / own_scoop_s)
-        cents -= own_scoop * settle + notes[N_SCOOP_CENTS, v] * math.exp(-t / max(notes[N_SCOOP_S, v], frame_s))
+        attack = notes[N_ATTACK, v]
+        settle = attack * math.exp(-t / own_scoop_s)
+        cents -= own_scoop * settle + attack * notes[N_SCOOP_CENTS, v] * math.exp(-t / max(notes[N_SCOOP_S, v], frame_s))
         bend_st[v] += cents / 100.0
         level = own_swell * (1.0 - math.exp(-t / own_swell_s))
         level += notes[N_SWELL_DB, v] * (1.0 - math.exp(-t / max(notes[N_SWELL_S, v], frame_s)))

@@ -253,3 +253,18 @@ def test_presets_keep_their_midi_learn_and_refuse_a_bad_entry_in_one_line(tmp_pa
         assert "\n" not in str(err.value)
     with pytest.raises(TimbrelError, match="learn.200"):
         apply_settings(violin, {"learn.200": "gain_db"})
+
+
+def test_a_note_slurred_from_one_still_held_gets_no_scoop_and_no_attack_noise(tmp_path):
+    model = plain(tmp_path)
+    params = dict(scoop_cents=100.0, scoop_s=0.05, attack_noise_db=12.0)
+    _, detached, _ = play(model, [(0.0, on(60)), (0.3, off(60)), (0.5, on(64))], 0.502, **params)
+    _, slurred, _ = play(model, [(0.0, on(60)), (0.5, on(64))], 0.502, **params)
+    for instrument, scooped in ((detached, True), (slurred, False)):
+        v = int(np.flatnonzero(instrument._ints[1] == 64)[0])
+        cents = 1200 * np.log2(instrument._f0[v] / (440 * 2 ** ((64 - 69) / 12)))
+        noise = instrument._notes[expression.N_NOISE_GAIN, v]
+        if scooped:
+            assert cents < -80.0 and noise > 3.0
+        else:
+            assert abs(cents) < 0.01 and noise == 1.0
