@@ -233,12 +233,12 @@ def write_style(model_path: str | os.PathLike, style: dict, out_path: str | os.P
 
 
 def describe_style(style: dict) -> list[str]:
-    """Lines for people: each field's value for a mid-range note (middle C, mid loudness)."""
+    """Lines for people: each field's value for a middle C at mid loudness, as the instrument plays it."""
     units = {"vibrato_cents": "cents", "vibrato_hz": "Hz", "vibrato_delay_s": "s", "scoop_cents": "cents",
              "scoop_s": "s", "swell_db": "dB", "swell_s": "s", "fluctuation_db": "dB"}
     lines = [f"{style['notes']} notes measured"]
-    for name, (c0, _, c2) in style["fields"].items():
-        lines.append(f"  {name:16s} {c0 + 0.5 * c2:8.2f} {units[name]}")
+    for (name, (c0, _, c2)), (low, high) in zip(style["fields"].items(), STYLE_LIMITS):
+        lines.append(f"  {name:16s} {min(high, max(low, c0 + 0.5 * c2)):8.2f} {units[name]}")
     return lines
 
 

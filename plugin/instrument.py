@@ -68,6 +68,7 @@ _I = {p.id: i for i, p in enumerate(PARAMETERS)}
 RESERVED_CC = frozenset({6, 38, 64, 98, 99, 100, 101, *range(120, 128)})
 """Controllers MIDI learn leaves alone: data entry and RPN/NRPN selection (MPE and bend
 ranges use them), the sustain pedal, and the channel mode messages (120 to 127: panics)."""
+RESERVED_CC_TEXT = "6, 38, 64, 98 to 101 and 120 to 127"
 
 
 class MidiInstrument(ModelPlugin):
@@ -162,7 +163,7 @@ class MidiInstrument(ModelPlugin):
         roles unless learned; `RESERVED_CC` cannot be. Any thread; the audio thread writes the
         parameter's target, so displays follow the knob."""
         if not isinstance(controller, int) or not 0 <= controller <= 127 or controller in RESERVED_CC:
-            raise TimbrelError(f"CC {controller} cannot be learned (0 to 127, except {_reserved_text()})")
+            raise TimbrelError(f"CC {controller} cannot be learned (0 to 127, except {RESERVED_CC_TEXT})")
         self._learn[controller] = -1 if parameter_id is None else self.params.index(parameter_id)
 
     def learned(self) -> dict[int, str]:
@@ -206,7 +207,3 @@ class MidiInstrument(ModelPlugin):
         self.synth.finish(mix, out, float(values[_I["reverb_mix"]]), self._gain, gain)
         self._gain = gain
         TIMES.mark(INSTRUMENT_TAIL)
-
-
-def _reserved_text() -> str:
-    return "6, 38, 64, 98 to 101 and 120 to 127"

@@ -63,7 +63,7 @@ from timbrel.engine.errors import TimbrelError
 from timbrel.engine.plugin_api import Parameter
 from timbrel.plugin.effects import effect_class
 from timbrel.plugin.instrument import PARAMETERS as MIDI_PARAMETERS
-from timbrel.plugin.instrument import RESERVED_CC
+from timbrel.plugin.instrument import RESERVED_CC, RESERVED_CC_TEXT
 from timbrel.plugin.transfer import PARAMETERS as TRANSFER_PARAMETERS
 from timbrel.presets.faults import PresetFault, kind_of, one_line, shown, suggestion
 from timbrel.presets.folders import default_model_dirs
@@ -291,8 +291,7 @@ def learned(controller: object, parameter_id: object, where: str) -> tuple[int, 
     """A checked MIDI learn entry: controller (a number, or its digits as text) and parameter id."""
     text = str(controller).strip()
     if isinstance(controller, bool) or not text.isdigit() or not 0 <= int(text) <= 127 or int(text) in RESERVED_CC:
-        raise PresetFault(f"{where} {shown(text)}: a controller number 0 to 127, except 6, 38, 64, 98 to 101 "
-                          "and 120 to 127")
+        raise PresetFault(f"{where} {shown(text)}: a controller number 0 to 127, except {RESERVED_CC_TEXT}")
     ids = [p.id for p in instrument_parameters("midi")]
     parameter_id = RENAMED_PARAMETERS.get(parameter_id, parameter_id) if isinstance(parameter_id, str) else parameter_id
     if parameter_id not in ids:
