@@ -10,7 +10,7 @@ import numpy as np
 from timbrel.engine.atomic import atomic_path
 from timbrel.export.dataset import Dataset
 from timbrel.export.onnx_export import check_export, export_onnx
-from timbrel.export.quality import resynthesis_quality
+from timbrel.export.quality import resynthesis_quality, verdict
 from timbrel.export.style import fit_style, loudness_range, measure_recordings
 from timbrel.export.train import model_from_checkpoint
 
@@ -23,7 +23,8 @@ def release(checkpoint: dict, out_path: str | os.PathLike, dataset: Dataset | No
     already there untouched.
 
     With the training `dataset` the held-out resynthesis quality is measured and stored in
-    the file's provenance, the playing style is fitted on its recordings (`export.style`), and the render check uses a real validation clip; without it a
+    the file's provenance with its verdict against the quality bar (`quality.verdict`), the
+    playing style is fitted on its recordings (`export.style`), and the render check uses a real validation clip; without it a
     phrase built from the stored pitch and loudness statistics stands in.
     """
     model = model_from_checkpoint(checkpoint)
@@ -38,7 +39,10 @@ def release(checkpoint: dict, out_path: str | os.PathLike, dataset: Dataset | No
         "best_validation_loss": history.get("best_validation"),
         "quality": quality,
         "train_config": checkpoint.get("train_config", {}),
+        "fine_tuned_from": checkpoint.get("fine_tuned_from", ""),
     }
+    if quality:
+        provenance["usable"], provenance["verdict"] = verdict(quality)
     name = name or checkpoint.get("name") or Path(out_path).stem
     f0, ld = _check_clip(checkpoint, dataset, model.config.frame_rate)
     style = None
@@ -49,7 +53,8 @@ def release(checkpoint: dict, out_path: str | os.PathLike, dataset: Dataset | No
         export_onnx(model, candidate, name=name, f0_stats=checkpoint["f0_hz"],
                     loudness_stats=checkpoint["loudness_db"], provenance=provenance, style=style)
         figures = check_export(model, candidate, f0, ld, shown_as=out_path)
-    return {"path": str(out_path), **quality, **figures, "steps": checkpoint["step"]}
+    extra = {"usable": provenance["usable"], "verdict": provenance["verdict"]} if quality else {}
+    return {"path": str(out_path), **quality, **figures, "steps": checkpoint["step"], **extra}
 
 
 def _check_clip(checkpoint: dict, dataset: Dataset | None, frame_rate: int) -> tuple[np.ndarray, np.ndarray]:

@@ -155,8 +155,12 @@ def plot_history(history: History, path: Path, title: str) -> None:
 
 def train(folder: str | os.PathLike, workdir: str | os.PathLike, *, name: str,
           model_config: ModelConfig = ModelConfig(), config: TrainConfig = TrainConfig(), resume: bool = False,
-          cache_dir: Path | None = None, progress: bool = True, dataset: Dataset | None = None) -> dict:
+          cache_dir: Path | None = None, progress: bool = True, dataset: Dataset | None = None,
+          start_from: TimbreNetwork | None = None, start_name: str = "") -> dict:
     """Train on the recordings in `folder`; returns the best checkpoint (a dict, see `load_checkpoint`).
+
+    `start_from` (a network read from another model, `export.onnx_import`, named `start_name`)
+    fine-tunes it instead of starting from random weights; its sizes replace `model_config`'s.
 
     Ctrl-C saves `last.pt` and re-raises KeyboardInterrupt.
     """
@@ -176,7 +180,11 @@ def train(folder: str | os.PathLike, workdir: str | os.PathLike, *, name: str,
         dataset = prepare_dataset(folder, model_config.sample_rate, model_config.hop, cache_dir=cache_dir, seed=config.seed)
     f0_stats, loudness_stats = dataset.statistics()
 
+    if start_from is not None and checkpoint is None:
+        model_config = start_from.config
     model = TimbreNetwork(model_config).to(device)
+    if start_from is not None and checkpoint is None:
+        model.load_state_dict(start_from.state_dict())
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     history = History()
     rng = np.random.default_rng([config.seed, rank])
@@ -202,6 +210,7 @@ def train(folder: str | os.PathLike, workdir: str | os.PathLike, *, name: str,
             "model_config": model_config.to_dict(), "train_config": asdict(config), "history": asdict(history),
             "rng": [rng.bit_generator.state], "torch_rng": torch.get_rng_state(),
             "name": name, "f0_hz": f0_stats, "loudness_db": loudness_stats,
+            "fine_tuned_from": start_name if checkpoint is None else checkpoint.get("fine_tuned_from", ""),
             "data": {"folder": str(folder), "files": dataset.files, "seconds": round(dataset.seconds, 2),
                      "sha256": sorted({r.sha256 for r in dataset.train + dataset.validation})},
         }
@@ -210,7 +219,12 @@ def train(folder: str | os.PathLike, workdir: str | os.PathLike, *, name: str,
     if progress and rank == 0:
         from tqdm import tqdm
 
-        bar = tqdm(total=config.steps, initial=start_step, desc=f"training {name}", unit="step", dynamic_ncols=True)
+        if config.max_minutes is not None:  # the run ends at its time budget, long before its steps run out
+            bar = tqdm(total=round(60 * config.max_minutes), initial=min(round(history.seconds), round(60 * config.max_minutes)),
+                       desc=f"training {name}", unit="s", dynamic_ncols=True,
+                       bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s of the time budget {postfix}")
+        else:
+            bar = tqdm(total=config.steps, initial=start_step, desc=f"training {name}", unit="step", dynamic_ncols=True)
     began = time.monotonic() - history.seconds
     step = start_step
     try:
@@ -246,8 +260,8 @@ def train(folder: str | os.PathLike, workdir: str | os.PathLike, *, name: str,
                 write_text(workdir / "history.json", json.dumps(asdict(history)))
                 plot_history(history, workdir / "loss.png", f"{name}: spectral loss")
             if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}", val=f"{history.best_validation:.3f}")
+                bar.update(min(round(history.seconds), bar.total) - bar.n if config.max_minutes is not None else 1)
+                bar.set_postfix(step=step, loss=f"{history.train_loss[-1]:.3f}", val=f"{history.best_validation:.3f}")
             if out_of_time:
                 break
     except KeyboardInterrupt:

@@ -140,3 +140,12 @@ def test_the_demo_midi_file_names_a_folder_it_cannot_write_in(tmp_path):
         timbrel.write_demo_midi(tmp_path / "missing" / "tune.mid")
     assert not (tmp_path / "missing").exists()
     assert timbrel.write_demo_midi(tmp_path / "tune.mid").stat().st_size > 20
+
+
+def test_train_from_a_model_that_does_not_exist_is_one_line(tmp_path):
+    from timbrel.export.fluidsynth import generate_dataset
+
+    generate_dataset("flute", 10, 3, tmp_path / "takes", phrase_seconds=5)
+    result = timbrel("train", str(tmp_path / "takes"), "--name", "x", "--from", "nope", cwd=tmp_path)
+    assert result.returncode != 0 and "--from nope: no such model file or factory instrument" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.onnx").exists()

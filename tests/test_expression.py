@@ -268,3 +268,19 @@ def test_a_note_slurred_from_one_still_held_gets_no_scoop_and_no_attack_noise(tm
             assert cents < -80.0 and noise > 3.0
         else:
             assert abs(cents) < 0.01 and noise == 1.0
+
+
+def test_timbrel_style_writes_a_styled_copy_and_refuses_a_folder_without_notes(tmp_path):
+    from tests.test_cli import timbrel
+    from timbrel.export.fluidsynth import generate_dataset
+
+    generate_dataset("flute", 20, 4, tmp_path / "takes", phrase_seconds=10, vibrato=(6.0, 40.0))
+    result = timbrel("style", str(default_model()), str(tmp_path / "takes"), "-o", str(tmp_path / "styled.onnx"))
+    assert result.returncode == 0, result.stderr
+    assert "notes measured" in result.stdout and "vibrato_hz" in result.stdout
+    style = load_model(tmp_path / "styled.onnx").info.style
+    assert style["source"] == "takes" and abs(style["fields"]["vibrato_hz"][0] - 6.0) < 1.0
+    (tmp_path / "empty").mkdir()
+    result = timbrel("style", str(default_model()), str(tmp_path / "empty"))
+    assert result.returncode != 0 and "empty: no recordings" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -9,9 +9,10 @@ from timbrel.export import onnx_export
 from timbrel.export import train as train_module
 from timbrel.export.dataset import prepare_dataset
 from timbrel.export.fluidsynth import generate_dataset
-from timbrel.export.model import ModelConfig
+from timbrel.export.model import ModelConfig, TimbreNetwork
 from timbrel.export.release import release
 from timbrel.export.train import TrainConfig, load_checkpoint, train
+from timbrel.plugin import expression
 from timbrel.plugin.model import load_model
 
 SMALL = ModelConfig(harmonics=24, noise_bands=33, units=32, hidden=32, layers=1, reverb_seconds=0.1)
@@ -53,6 +54,8 @@ def test_export_after_training_passes_parity_and_carries_provenance(trained, tmp
     assert provenance["steps"] == best["step"] and provenance["data"]["seconds"] > 9
     assert set(provenance["quality"]) >= {"f0_median_cents", "loudness_l1_db", "spectral_loss"}
     assert 200 < model.info.f0_hz["mean"] < 2000
+    assert model.info.style["source"] == "training data" and model.info.style["notes"] >= 5
+    assert set(model.info.style["fields"]) == set(expression.STYLE_FIELDS)
 
 
 def test_an_export_that_fails_its_check_leaves_the_model_already_there(trained, tmp_path, monkeypatch):
@@ -152,3 +155,82 @@ def test_a_missing_or_corrupt_checkpoint_is_one_line(tmp_path):
                                           capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "Traceback" not in result.stderr and "bad.pt" in result.stderr
     assert bad.read_bytes() == b"not a checkpoint at all"
+
+
+def test_a_short_run_from_scratch_is_written_but_told_it_is_not_usable(trained, tmp_path):
+    from timbrel.presets.library import Library
+    from timbrel.session import Session
+
+    _, dataset, best = trained
+    figures = release(best, tmp_path / "smoke.onnx", dataset)
+    assert figures["usable"] is False and figures["verdict"].startswith("not usable yet: ")
+    provenance = load_model(tmp_path / "smoke.onnx").info.provenance
+    assert provenance["usable"] is False and provenance["verdict"] == figures["verdict"]
+    library = Library(user_dir=tmp_path / "user")
+    library.import_model(tmp_path / "smoke.onnx", name="Smoke")
+    session = Session(library=library, voices=2)
+    try:
+        session.load("Smoke", wait=True)
+        session.load("Smoke", wait=True)
+        told = [line for line in session.notices if "not usable yet" in line]
+        assert len(told) == 1 and "(from its training)" in told[0]
+    finally:
+        session.close()
+
+
+def test_the_verdict_names_what_misses_the_bar():
+    from timbrel.export.quality import verdict
+
+    assert verdict({"f0_median_cents": 3862.0, "loudness_l1_db": 19.7}) == (
+        False, "not usable yet: pitch 3862.0 cents (needs ≤ 10), loudness 19.7 dB (needs ≤ 3)")
+    assert verdict({"f0_median_cents": 2.6, "loudness_l1_db": 2.2}) == (True, "usable: pitch 2.6 cents, loudness 2.2 dB")
+    assert verdict({"f0_median_cents": 4.0, "loudness_l1_db": 3.5})[1] == "not usable yet: loudness 3.5 dB (needs ≤ 3)"
+    assert verdict({})[0] is False
+
+
+def test_a_network_read_back_from_its_model_file_is_the_one_exported(tmp_path):
+    import torch
+
+    from timbrel.export.onnx_export import export_onnx
+    from timbrel.export.onnx_import import network_from_model
+
+    torch.manual_seed(1)
+    network = TimbreNetwork(SMALL)
+    with torch.no_grad():
+        for parameter in network.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    stats = dict(mean=300.0, std=40.0, min=150.0, max=700.0)
+    export_onnx(network, tmp_path / "small.onnx", name="small", f0_stats=stats, provenance={},
+                loudness_stats=dict(mean=-30.0, std=8.0, min=-70.0, max=-8.0))
+    again = network_from_model(tmp_path / "small.onnx")
+    assert again.config == SMALL
+    f0, loudness = 100 + 800 * torch.rand(3, 20), -60 * torch.rand(3, 20)
+    with torch.no_grad():
+        for a, b in zip(network.controls(f0, loudness), again.controls(f0, loudness)):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+        torch.testing.assert_close(network.impulse_response(), again.impulse_response(), rtol=0, atol=0)
+
+
+def test_fine_tuning_another_instruments_model_reaches_the_bar_in_a_short_run(tmp_path):
+    from timbrel.export.onnx_import import nearest_model, network_from_model
+    from timbrel.presets.folders import factory_models_dir
+
+    folder = tmp_path / "flute"
+    generate_dataset("flute", 30, 3, folder, phrase_seconds=10)
+    dataset = prepare_dataset(folder, 48000, 160)
+    others = [p for p in sorted(factory_models_dir().glob("*.onnx")) if p.stem != "flute"]
+    source = nearest_model(others, *dataset.statistics())
+    config = TrainConfig(steps=150, batch=4, clip_seconds=0.5, validate_every=50, checkpoint_every=50)
+    best = train(folder, tmp_path / "run", name="my-flute", config=config, progress=False, dataset=dataset,
+                 start_from=network_from_model(source), start_name=source.stem)
+    figures = release(best, tmp_path / "my-flute.onnx", dataset)
+    assert figures["usable"] is True, figures["verdict"]
+    assert load_model(tmp_path / "my-flute.onnx").info.provenance["fine_tuned_from"] == source.stem != "flute"
+
+
+def test_the_progress_bar_counts_the_time_budget(flute_folder, tmp_path, capsys):
+    config = TrainConfig(steps=100_000, batch=2, clip_seconds=0.25, validate_every=1000, checkpoint_every=1000,
+                         max_minutes=0.05)
+    train(flute_folder, tmp_path / "run", name="budget", model_config=SMALL, config=config, progress=True)
+    shown = capsys.readouterr().err
+    assert "of the time budget" in shown and "/3 s" in shown and "100000" not in shown

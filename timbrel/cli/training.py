@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from timbrel.engine.errors import TimbrelError
 from timbrel.export.dataset import prepare_dataset
 from timbrel.export.fluidsynth import generate_dataset
 from timbrel.export.style import describe_style, style_of_folder, write_style
+from timbrel.presets.folders import factory_models_dir
 
 
 def _require_training():
@@ -20,11 +22,11 @@ def _require_training():
 def _cmd_train(args: argparse.Namespace) -> int:
     _require_training()
     import os
-    from pathlib import Path
 
     from platformdirs import user_cache_dir
 
     from timbrel.export.model import ModelConfig
+    from timbrel.export.onnx_import import network_from_model
     from timbrel.export.release import release
     from timbrel.export.train import TrainConfig, train
 
@@ -38,14 +40,44 @@ def _cmd_train(args: argparse.Namespace) -> int:
     dataset = prepare_dataset(args.folder, model_config.sample_rate, model_config.hop, cache_dir=cache, seed=args.seed)
     print(f"{len(dataset.files)} file(s), {dataset.seconds / 60:.1f} min of audio; "
           f"{len(dataset.train)} training and {len(dataset.validation)} validation segments")
+    start_from, start_name = None, ""
+    if args.start_from and not args.resume:
+        source = _starting_model(args.start_from, dataset)
+        start_from, start_name = network_from_model(source), source.stem
+        print(f"fine-tuning from {source}")
     best = train(args.folder, workdir, name=args.name, model_config=model_config, config=config, resume=args.resume,
-                 progress=not args.quiet, dataset=dataset)
+                 progress=not args.quiet, dataset=dataset, start_from=start_from, start_name=start_name)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     figures = release(best, output, dataset, name=args.name)
+    line = figures.pop("verdict", None)
+    usable = figures.pop("usable", None)
     _print_figures(figures)
     print(f"loss curve: {workdir / 'loss.png'}")
+    if line:
+        advice = "" if usable else (f"; continue with `timbrel train {args.folder} --name {args.name} --workdir {workdir} "
+                                    f"--resume --max-minutes 10` (the model was written all the same)")
+        print(f"{output}: {line}{advice}")
     return 0
+
+
+def _starting_model(choice: str, dataset):
+    """The model file `--from` names: a path, a factory instrument ("cello"), or "auto" (the
+    factory model whose training pitch and loudness were nearest to these recordings')."""
+    from timbrel.export.onnx_import import nearest_model
+
+    factory = sorted(factory_models_dir().glob("*.onnx"))
+    if choice == "auto":
+        f0_stats, loudness_stats = dataset.statistics()
+        return nearest_model(factory, f0_stats, loudness_stats)
+    path = Path(choice)
+    if path.is_file():
+        return path
+    named = factory_models_dir() / f"{choice}.onnx"
+    if named.is_file():
+        return named
+    raise TimbrelError(f"--from {choice}: no such model file or factory instrument "
+                       f"(factory: {', '.join(p.stem for p in factory)}, or auto)")
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -102,6 +134,9 @@ def add_commands(commands) -> None:
     tr.add_argument("--units", type=int, default=128, help="width of the dense stacks")
     tr.add_argument("--hidden", type=int, default=128, help="GRU size")
     tr.add_argument("--layers", type=int, default=2, help="layers per dense stack")
+    tr.add_argument("--from", dest="start_from", metavar="MODEL",
+                    help="fine-tune another instrument's model (a .onnx file, a factory instrument such as cello, "
+                         "or auto: the nearest factory model) instead of starting from scratch")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(run=_cmd_train)
 
