@@ -145,10 +145,10 @@ def _vibrato(cents: np.ndarray, t: np.ndarray, frame_rate: int) -> tuple[float, 
     best = int(np.argmax(power))
     rate = float(_RATES_HZ[best])
     depth = 2.0 * float(power[best]) / late.sum()
-    cycle = max(2, int(round(frame_rate / rate)))
+    cycle = max(2, round(frame_rate / rate))
     basis = np.exp(-2j * np.pi * rate * t)
     envelope = np.array([2.0 * abs(np.dot(residual[k : k + cycle], basis[k : k + cycle])) / cycle
-                         for k in range(0, t.size - cycle + 1)])
+                         for k in range(t.size - cycle + 1)])
     centres = t[: envelope.size] + 0.5 * cycle / frame_rate
     early = np.flatnonzero((centres >= 0.1) & (centres <= 0.5 * t[-1]))
     quietest = early[np.argmin(envelope[early])] if early.size else 0

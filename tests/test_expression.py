@@ -121,7 +121,7 @@ def test_renders_with_expression_are_deterministic(tmp_path):
 @pytest.mark.parametrize("style, fault", [
     ({"version": 1}, "no 'fields' object"),
     ({"version": 1, "fields": {"vibrato_cents": [1, 2]}}, "'vibrato_cents' must be three finite numbers"),
-    ({"version": 1, "fields": dict.fromkeys(expression.STYLE_FIELDS, ["a", 0, 0])}, "must be three finite numbers"),
+    ({"version": 1, "fields": {name: ["a", 0, 0] for name in expression.STYLE_FIELDS}}, "must be three finite numbers"),
 ])
 def test_malformed_style_metadata_is_one_line_naming_the_file(tmp_path, style, fault):
     proto = onnx.load(str(default_model()))
@@ -257,7 +257,7 @@ def test_presets_keep_their_midi_learn_and_refuse_a_bad_entry_in_one_line(tmp_pa
 
 def test_a_note_slurred_from_one_still_held_gets_no_scoop_and_no_attack_noise(tmp_path):
     model = plain(tmp_path)
-    params = dict(scoop_cents=100.0, scoop_s=0.05, attack_noise_db=12.0)
+    params = {"scoop_cents": 100.0, "scoop_s": 0.05, "attack_noise_db": 12.0}
     _, detached, _ = play(model, [(0.0, on(60)), (0.3, off(60)), (0.5, on(64))], 0.502, **params)
     _, slurred, _ = play(model, [(0.0, on(60)), (0.5, on(64))], 0.502, **params)
     for instrument, scooped in ((detached, True), (slurred, False)):
