@@ -63,11 +63,18 @@ WANDER_HZ = 1.5
 
 
 def new_notes(voices: int) -> np.ndarray:
-    """A `notes` array `[NOTE_FIELDS, voices]` for `voices` voices (allocates: call off the audio thread)."""
+    """A `notes` array `[NOTE_FIELDS, voices]` for `voices` voices, `clear` (allocates: call off the audio thread)."""
     notes = np.zeros((NOTE_FIELDS, voices))
-    notes[N_AGE] = -1.0
-    notes[N_NOISE_GAIN] = 1.0
+    clear(notes)
     return notes
+
+
+@numba.njit(nogil=True, cache=True, _nrt=False)
+def clear(notes):
+    """No note begun in any voice, and this frame's outputs at rest."""
+    notes[:, :] = 0.0
+    notes[N_AGE, :] = -1.0
+    notes[N_NOISE_GAIN, :] = 1.0
 
 
 @numba.njit(nogil=True, cache=True, _nrt=False)

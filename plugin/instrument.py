@@ -121,6 +121,8 @@ class MidiInstrument(ModelPlugin):
                                        dtype=np.int64)
         self._zones, self._channels = mpe.new_zones()
         self._notes = expression.new_notes(v)
+        self._tilt, self._noise_gain = self._floats[va.TILT], self._notes[expression.N_NOISE_GAIN]
+        """Views made here, not on the audio thread: each frame's harmonic tilts and noise gains."""
         self._style = self.model.style
         self._ranges = np.array([[p.minimum, p.maximum, float(p.scale == "log"), float(bool(p.choices))]
                                  for p in PARAMETERS]).T.copy()
@@ -148,9 +150,7 @@ class MidiInstrument(ModelPlugin):
         self._controls[:] = 0.0
         self._counters[:] = 0
         mpe.clear(self._zones, self._channels)
-        self._notes[:] = 0.0
-        self._notes[expression.N_AGE] = -1.0
-        self._notes[expression.N_NOISE_GAIN] = 1.0
+        expression.clear(self._notes)
         self._gain = 10.0 ** (self.params.values[_I["gain_db"]] / 20.0)
         self.active_voices = 0
 
@@ -187,8 +187,7 @@ class MidiInstrument(ModelPlugin):
                                  self._order, self._finished, self._counters,
                                  *self._voice_arrays)
         TIMES.mark(VOICES)
-        self.synth.run(self._order, count, self._f0, self._loudness, self._scale, self._floats[va.TILT],
-                       self._notes[expression.N_NOISE_GAIN])
+        self.synth.run(self._order, count, self._f0, self._loudness, self._scale, self._tilt, self._noise_gain)
         TIMES.mark(MODEL)
         self.active_voices = count
 
