@@ -92,43 +92,51 @@ class MidiInstrument(ModelPlugin):
     @property
     def latency_samples(self) -> int:
         """A note sounds from the next hop boundary: at most one hop late."""
-        return self.synth.host_hop_samples if self.sample_rate else 0
+        return self.host_hop_samples if self.sample_rate else 0
 
     def prepare(self, sample_rate: int, max_block: int) -> None:
         super().prepare(sample_rate, max_block)
-        info = self.model.info
         v = self.voices
         self.synth = ModelSynth(self.model, v, sample_rate, max_block, self.seed)
-        self.host_hop_samples = self.synth.host_hop_samples
-        self._frame_params = np.zeros(vk.FRAME_PARAMS)
-        self._ints = np.zeros((va.INT_FIELDS, v), dtype=np.int64)
-        self._floats = np.zeros((va.FLOAT_FIELDS, v))
+        self.stage = self.synth.stage
+        self.attach(new_voice_state(v), (*self.synth.bank.voice_arrays, self.synth.gru), self.synth.host_hop_samples)
+        self.reset()
+        self._warm_up()
+
+    def attach(self, state: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], voice_arrays: tuple,
+               hop_samples: int) -> None:
+        """Play the voices whose state lives in `state` (`new_voice_state`, or views of an
+        ensemble's) and whose synth arrays are `voice_arrays` (`SynthBank.voice_arrays` and the GRU
+        states), at a hop of `hop_samples`. Writes nothing into them: an ensemble part being
+        prepared takes over its voices at a block boundary, as they are."""
+        info = self.model.info
+        v = self.voices
+        self.host_hop_samples = int(hop_samples)
+        self._ints, self._floats, self._frame, self._notes = state
         self._state, self._note, self._stage = (self._ints[i] for i in (va.STATE, va.NOTE, va.STAGE))
         self._velocity, self._env_db, self._pitch, self._glide_from, self._vibrato_phase = (
             self._floats[i] for i in (va.VELOCITY, va.ENV_DB, va.PITCH, va.GLIDE_FROM, va.VIBRATO_PHASE))
+        self._f0, self._loudness, self._scale = self._frame
+        self._tilt, self._noise_gain = self._floats[va.TILT], self._notes[expression.N_NOISE_GAIN]
+        """Views made here, not on the audio thread: each frame's harmonic tilts and noise gains."""
+        self._voice_arrays = voice_arrays
+        self._frame_params = np.zeros(vk.FRAME_PARAMS)
         self._controls = np.zeros(va.CONTROLS)
         self._counters = np.zeros(va.COUNTERS, dtype=np.int64)
         self._stack = np.zeros(128, dtype=np.int64)
-        self._frame = np.zeros((3, v))
-        """This frame's model inputs per voice: f0 (Hz), loudness (dB), and scale (1, or 0 to fade out)."""
-        self._f0, self._loudness, self._scale = self._frame
         self._order = np.zeros(v, dtype=np.int64)
         self._finished = np.zeros(v + 1, dtype=np.int64)
-        self._voice_arrays = (*self.synth.bank.voice_arrays, self.synth.gru)
         self._frame_params[vk.P_LOUDNESS_LO], self._frame_params[vk.P_LOUDNESS_HI] = info.loudness_range_db
-        self._frame_params[vk.P_FRAME_S] = self.host_hop_samples / sample_rate
+        self._frame_params[vk.P_FRAME_S] = self.host_hop_samples / self.sample_rate
         self._frame_sources = np.array([_I[name] for name in (*va.FRAME_SOURCES, *expression.PARAMETERS)],
                                        dtype=np.int64)
         self._zones, self._channels = mpe.new_zones()
-        self._notes = expression.new_notes(v)
-        self._tilt, self._noise_gain = self._floats[va.TILT], self._notes[expression.N_NOISE_GAIN]
-        """Views made here, not on the audio thread: each frame's harmonic tilts and noise gains."""
         self._style = self.model.style
         self._ranges = np.array([[p.minimum, p.maximum, float(p.scale == "log"), float(bool(p.choices))]
                                  for p in PARAMETERS]).T.copy()
         """Per parameter: minimum, maximum, log scale (1/0), switch (1/0), `[4, parameters]`."""
-        self.reset()
-        self._warm_up()
+        self._gain = 10.0 ** (self.params.values[_I["gain_db"]] / 20.0)
+        self.active_voices = 0
 
     def _warm_up(self) -> None:
         """Run every code path once (numba compiles, onnxruntime plans) before any audio block,
@@ -144,13 +152,10 @@ class MidiInstrument(ModelPlugin):
 
     def reset(self) -> None:
         self.synth.reset()
-        self._ints[:] = 0
-        self._ints[va.WAITING_NOTE:] = -1
-        self._floats[:] = 0.0
+        clear_voice_state(self._ints, self._floats, self._notes)
         self._controls[:] = 0.0
         self._counters[:] = 0
         mpe.clear(self._zones, self._channels)
-        expression.clear(self._notes)
         self._gain = 10.0 ** (self.params.values[_I["gain_db"]] / 20.0)
         self.active_voices = 0
 
@@ -179,30 +184,67 @@ class MidiInstrument(ModelPlugin):
 
     # Audio ------------------------------------------------------------------------------
 
-    def _control_frame(self, offset: int = 0) -> None:
-        """Advance the voices one hop and run the model for every sounding voice."""
+    def frame_voices(self) -> int:
+        """Advance the voices one hop (`voice_allocation.control_frame`): returns how many the
+        model runs for, listed in `order`, with their inputs in the voice state's frame."""
         # 19 arguments at most: CPython reuses argument tuples only up to that size, and a larger one is malloc'd
         count = va.control_frame(self.params.values, self._frame_sources, self._controls, self._zones, self._channels,
                                  self._style, self._notes, self._frame_params, self._ints, self._floats, self._frame,
                                  self._order, self._finished, self._counters,
                                  *self._voice_arrays)
+        self.active_voices = count
+        return count
+
+    @property
+    def order(self) -> np.ndarray:
+        """The voices the latest `frame_voices` listed for the model, `[voices]` (its count first)."""
+        return self._order
+
+    def _control_frame(self, offset: int = 0) -> None:
+        """Advance the voices one hop and run the model for every sounding voice."""
+        count = self.frame_voices()
         TIMES.mark(VOICES)
         self.synth.run(self._order, count, self._f0, self._loudness, self._scale, self._tilt, self._noise_gain)
         TIMES.mark(MODEL)
-        self.active_voices = count
 
-    def process(self, inp: np.ndarray, out: np.ndarray, events: np.ndarray) -> None:
-        n = out.shape[1]
+    def begin_block(self, n: int, events: np.ndarray) -> None:
+        """Start a block of `n` samples: glide the parameters and apply its MIDI `events`."""
         self.params.advance(n / self.sample_rate)
         if events.shape[0]:
             self.handle(events)
         TIMES.mark(VOICES)
+
+    def finish_block(self, mix: np.ndarray, out: np.ndarray) -> None:
+        """End a block: the learned reverb and the gain, from the voices' mono `mix` `[n]` into `out` `[2, n]`."""
+        values = self.params.values
+        gain = 10.0 ** (values[_I["gain_db"]] / 20.0)
+        self.stage.finish(mix, out, float(values[_I["reverb_mix"]]), self._gain, gain)
+        self._gain = gain
+        TIMES.mark(INSTRUMENT_TAIL)
+
+    def process(self, inp: np.ndarray, out: np.ndarray, events: np.ndarray) -> None:
+        n = out.shape[1]
+        self.begin_block(n, events)
         if va.any_voice(self._ints):
             mix = self.synth.render(n, self._control_frame)
         else:
             mix = self.synth.silence(n)  # every voice idle: control frames would change nothing
-        values = self.params.values
-        gain = 10.0 ** (values[_I["gain_db"]] / 20.0)
-        self.synth.finish(mix, out, float(values[_I["reverb_mix"]]), self._gain, gain)
-        self._gain = gain
-        TIMES.mark(INSTRUMENT_TAIL)
+        self.finish_block(mix, out)
+
+
+def new_voice_state(voices: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Cleared per-voice state for `voices` voices: the allocator's ints `[INT_FIELDS, voices]`
+    and floats `[FLOAT_FIELDS, voices]` (`voice_allocation`), the model inputs `[3, voices]`
+    (f0 in Hz, loudness in dB, scale) and the expression state `[NOTE_FIELDS, voices]`."""
+    state = (np.zeros((va.INT_FIELDS, voices), dtype=np.int64), np.zeros((va.FLOAT_FIELDS, voices)),
+             np.zeros((3, voices)), expression.new_notes(voices))
+    clear_voice_state(state[0], state[1], state[3])
+    return state
+
+
+def clear_voice_state(ints: np.ndarray, floats: np.ndarray, notes: np.ndarray) -> None:
+    """Every voice idle, with no note waiting."""
+    ints[:] = 0
+    ints[va.WAITING_NOTE:] = -1
+    floats[:] = 0.0
+    expression.clear(notes)

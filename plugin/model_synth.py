@@ -24,42 +24,20 @@ from timbrel.plugin import voices as vk
 from timbrel.plugin.model import INPUTS, OUTPUTS, TimbreModel, load_model
 
 
-class ModelSynth:
-    """`model` played by up to `voices` voices at `sample_rate` Hz, in blocks of up to `max_block`.
+class ModelRunner:
+    """One model's onnxruntime session with its input and output buffers for up to `voices`
+    voices, and an IO binding per batch size, all made here, off the audio thread."""
 
-    Noise bands are mapped by frequency and the reverb IR is resampled once, here, with
-    soxr, so the audio itself is never resampled. Voice v plays noise stream (seed, v).
-    """
-
-    skip_silent_reverb = True
-    """Skip the convolver while it could only add zeros (see `finish`)."""
-
-    def __init__(self, model: TimbreModel, voices: int, sample_rate: int, max_block: int, seed: int = 0):
-        import soxr
-
+    def __init__(self, model: TimbreModel, voices: int):
         info = model.info
-        self.model = model
-        self.host_hop_samples = info.hop_at(sample_rate)
-        self.bank = SynthBank(voices, info.harmonics, info.noise_bands, sample_rate, self.host_hop_samples, seed=seed,
-                              band_nyquist_hz=info.sample_rate / 2)
-        ir = model.reverb_ir.astype(np.float64)
-        if sample_rate != info.sample_rate:
-            ir = soxr.resample(ir, info.sample_rate, sample_rate, quality="VHQ")
-        self.reverb = Convolver(ir.astype(np.float32), max_block)
-        self._reverb_tail = ir.size + 4 * max_block
-        """Samples after which a silent input has left the convolver all zeros (its response plus
-        the block-sized partitions it finishes late), with room to spare."""
-        self._silent = 0
-        """Samples of silence the voices have made in a row."""
         h = info.hidden
-        self.gru = np.zeros((voices, h), dtype=np.float32)
-        """GRU state per voice `[voices, hidden]`; zero a row to start a voice afresh."""
+        self.model = model
+        self.voices = int(voices)
         self._in = (np.zeros((voices, 1), np.float32), np.zeros((voices, 1), np.float32), np.zeros((voices, h), np.float32))
         self._out = (np.zeros((voices, 1), np.float32), np.zeros((voices, 1, info.harmonics), np.float32),
                      np.zeros((voices, 1, info.noise_bands), np.float32), np.zeros((voices, h), np.float32))
-        self.frame = (np.zeros(voices, np.float32), np.zeros(voices, np.float32),
-                      np.zeros((voices, info.harmonics), np.float32), np.zeros((voices, info.noise_bands), np.float32))
-        """The synth's next frame per voice: f0 (Hz), amplitude, distribution, noise magnitudes."""
+        self.order = np.zeros(voices, dtype=np.int64)
+        """The voices of the batch being assembled (ensembles gather several parts' voices here)."""
         self.session = model.open_session()
         """This player's own onnxruntime session (see `TimbreModel.open_session`)."""
         self._bindings = [None] + [self._bind(count) for count in range(1, voices + 1)]
@@ -69,8 +47,6 @@ class ModelSynth:
             self.session.run_with_iobinding(binding)
         for array in self._out:
             array[:] = 0.0
-        self._mix = np.zeros(max_block)
-        self._mono = np.zeros(max_block, dtype=np.float32)
         self.muted_frames = 0
         """Voice-frames muted because the model produced NaN or inf."""
         self.runs = 0
@@ -85,56 +61,45 @@ class ModelSynth:
             binding.bind_output(name, "cpu", 0, np.float32, [count, *array.shape[1:]], array.ctypes.data)
         return binding
 
-    def reset(self) -> None:
-        """Silence every voice, clear the reverb and the GRU states."""
-        self.bank.reset()
-        self.reverb.reset()
-        self.gru[:] = 0.0
-        self._silent = 0
-
     def run(self, order: np.ndarray, count: int, f0_hz: np.ndarray, loudness_db: np.ndarray, scale: np.ndarray,
-            tilt: np.ndarray, noise_gain: np.ndarray) -> None:
-        """Run the model once for the voices `order[:count]` and write their synth frames.
-
-        `f0_hz`, `loudness_db`, `scale` (1 to sound, 0 to fade out this hop) and `tilt` (the
-        brightness exponent, `voices.scatter_outputs`; 0: as the model says) and `noise_gain`
-        are indexed by voice. Non-finite model outputs mute the voice for the frame (`muted_frames`).
-        """
-        if count == 0:
-            return
-        vk.gather_inputs(order, count, f0_hz, loudness_db, self.gru, *self._in)
+            tilt: np.ndarray, noise_gain: np.ndarray, gru: np.ndarray, frame: tuple) -> None:
+        """Run the model once for the voices `order[:count]` (indices into the per-voice arrays
+        `f0_hz`, `loudness_db`, `scale`, `tilt`, `noise_gain`, the GRU states `gru` and the synth
+        `frame`), and write their synth frames (`voices.scatter_outputs`)."""
+        vk.gather_inputs(order, count, f0_hz, loudness_db, gru, *self._in)
         self.session.run_with_iobinding(self._bindings[count])
         self.runs += 1
-        frame = self.frame
-        self.muted_frames += vk.scatter_outputs(order, count, scale, tilt, noise_gain, *self._out, frame[1], frame[2], frame[3], self.gru)
-        np.copyto(frame[0], f0_hz, casting="same_kind")
+        self.muted_frames += vk.scatter_outputs(order, count, scale, tilt, noise_gain, *self._out, frame[1], frame[2],
+                                                frame[3], gru)
 
-    def render(self, n: int, on_boundary: Callable[[int], None]) -> np.ndarray:
-        """Synthesise `n` samples; `on_boundary(offset)` runs where a new hop starts, to set `frame`.
 
-        Returns the mono mix, a float64 view `[n]` valid until the next call.
-        """
-        mix = self._mix[:n]
-        mix[:] = 0.0
-        frame, hop, bank = self.frame, self.host_hop_samples, self.bank
-        pos = 0
-        while pos < n:
-            remaining = bank.remaining
-            m = min(n - pos, remaining + hop)
-            if m > remaining:
-                on_boundary(pos + remaining)
-            bank.process(mix[pos : pos + m], frame[0], frame[1], frame[2], frame[3])
-            TIMES.mark(SYNTH)
-            pos += m
-        return mix
+class ReverbStage:
+    """A model's learned reverb at the host rate, and the gain stage after it, for one bus.
 
-    def silence(self, n: int) -> np.ndarray:
-        """`render` for a block in which no voice sounds and none starts: the hop grid moves on,
-        and the mix `[n]` (float64 zeros, valid until the next call) is returned."""
-        mix = self._mix[:n]
-        mix[:] = 0.0
-        self.bank.advance_silent(n)
-        return mix
+    The IR is resampled once, here, with soxr, so the audio itself is never resampled."""
+
+    skip_silent_reverb = True
+    """Skip the convolver while it could only add zeros (see `finish`)."""
+
+    def __init__(self, model: TimbreModel, sample_rate: int, max_block: int):
+        import soxr
+
+        info = model.info
+        ir = model.reverb_ir.astype(np.float64)
+        if sample_rate != info.sample_rate:
+            ir = soxr.resample(ir, info.sample_rate, sample_rate, quality="VHQ")
+        self.reverb = Convolver(ir.astype(np.float32), max_block)
+        self._reverb_tail = ir.size + 4 * max_block
+        """Samples after which a silent input has left the convolver all zeros (its response plus
+        the block-sized partitions it finishes late), with room to spare."""
+        self._silent = 0
+        """Samples of silence the voices have made in a row."""
+        self._mono = np.zeros(max_block, dtype=np.float32)
+
+    def reset(self) -> None:
+        """Clear the reverb."""
+        self.reverb.reset()
+        self._silent = 0
 
     def finish(self, mix: np.ndarray, out: np.ndarray, reverb_mix: float, gain_from: float, gain_to: float) -> None:
         """Reverb the mono `mix` `[n]` and write it to the stereo bus `out` `[2, n]`, the gain ramping.
@@ -157,6 +122,105 @@ class ModelSynth:
         mono_to_bus(mono, out, gain_from, gain_to)
 
 
+class ModelSynth:
+    """`model` played by up to `voices` voices at `sample_rate` Hz, in blocks of up to `max_block`:
+    a `ModelRunner`, the fused synth bank and a `ReverbStage`.
+
+    Noise bands are mapped by frequency once, here. Voice v plays noise stream (seed, v).
+    """
+
+    def __init__(self, model: TimbreModel, voices: int, sample_rate: int, max_block: int, seed: int = 0):
+        info = model.info
+        self.model = model
+        self.host_hop_samples = info.hop_at(sample_rate)
+        self.bank = SynthBank(voices, info.harmonics, info.noise_bands, sample_rate, self.host_hop_samples, seed=seed,
+                              band_nyquist_hz=info.sample_rate / 2)
+        self.stage = ReverbStage(model, sample_rate, max_block)
+        self.reverb = self.stage.reverb
+        self.gru = np.zeros((voices, info.hidden), dtype=np.float32)
+        """GRU state per voice `[voices, hidden]`; zero a row to start a voice afresh."""
+        self.frame = new_frame(voices, info.harmonics, info.noise_bands)
+        """The synth's next frame per voice: f0 (Hz), amplitude, distribution, noise magnitudes."""
+        self.runner = ModelRunner(model, voices)
+        self.session = self.runner.session
+        self._mix = np.zeros(max_block)
+
+    @property
+    def muted_frames(self) -> int:
+        """Voice-frames muted because the model produced NaN or inf."""
+        return self.runner.muted_frames
+
+    @property
+    def runs(self) -> int:
+        """onnxruntime calls made by `run` so far."""
+        return self.runner.runs
+
+    def reset(self) -> None:
+        """Silence every voice, clear the reverb and the GRU states."""
+        self.bank.reset()
+        self.stage.reset()
+        self.gru[:] = 0.0
+
+    def run(self, order: np.ndarray, count: int, f0_hz: np.ndarray, loudness_db: np.ndarray, scale: np.ndarray,
+            tilt: np.ndarray, noise_gain: np.ndarray) -> None:
+        """Run the model once for the voices `order[:count]` and write their synth frames.
+
+        `f0_hz`, `loudness_db`, `scale` (1 to sound, 0 to fade out this hop) and `tilt` (the
+        brightness exponent, `voices.scatter_outputs`; 0: as the model says) and `noise_gain`
+        are indexed by voice. Non-finite model outputs mute the voice for the frame (`muted_frames`).
+        """
+        if count == 0:
+            return
+        frame = self.frame
+        self.runner.run(order, count, f0_hz, loudness_db, scale, tilt, noise_gain, self.gru, frame)
+        np.copyto(frame[0], f0_hz, casting="same_kind")
+
+    def render(self, n: int, on_boundary: Callable[[int], None]) -> np.ndarray:
+        """Synthesise `n` samples; `on_boundary(offset)` runs where a new hop starts, to set `frame`.
+
+        Returns the mono mix, a float64 view `[n]` valid until the next call.
+        """
+        mix = self._mix[:n]
+        mix[:] = 0.0
+        render_frames(self.bank, mix, self.frame, on_boundary)
+        return mix
+
+    def silence(self, n: int) -> np.ndarray:
+        """`render` for a block in which no voice sounds and none starts: the hop grid moves on,
+        and the mix `[n]` (float64 zeros, valid until the next call) is returned."""
+        mix = self._mix[:n]
+        mix[:] = 0.0
+        self.bank.advance_silent(n)
+        return mix
+
+    def finish(self, mix: np.ndarray, out: np.ndarray, reverb_mix: float, gain_from: float, gain_to: float) -> None:
+        """Reverb the mono `mix` `[n]` into the stereo bus `out` `[2, n]` (`ReverbStage.finish`)."""
+        self.stage.finish(mix, out, reverb_mix, gain_from, gain_to)
+
+
+def new_frame(voices: int, harmonics: int, bands: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A synth frame for `voices` voices: f0 (Hz) and amplitude `[voices]`, harmonic distribution
+    `[voices, harmonics]`, noise magnitudes `[voices, bands]`, all float32 zeros."""
+    return (np.zeros(voices, np.float32), np.zeros(voices, np.float32), np.zeros((voices, harmonics), np.float32),
+            np.zeros((voices, bands), np.float32))
+
+
+def render_frames(bank: SynthBank, mix: np.ndarray, frame: tuple, on_boundary: Callable[[int], None]) -> None:
+    """Add `n` samples of `bank` into `mix` (`[n]`, or `[buses, n]`), calling `on_boundary(offset)`
+    where a new hop starts, to set `frame` (`new_frame`), in at most two calls of the fused kernel."""
+    n = mix.shape[-1]
+    hop = bank.hop
+    pos = 0
+    while pos < n:
+        remaining = bank.remaining
+        m = min(n - pos, remaining + hop)
+        if m > remaining:
+            on_boundary(pos + remaining)
+        bank.process(mix[..., pos : pos + m], frame[0], frame[1], frame[2], frame[3])
+        TIMES.mark(SYNTH)
+        pos += m
+
+
 class ModelPlugin(Plugin):
     """Base of the plugins that play a timbre model: `model` is a `TimbreModel` or a `.onnx` path.
 
@@ -172,7 +236,8 @@ class ModelPlugin(Plugin):
     @property
     def muted_frames(self) -> int:
         """Voice-frames muted because the model produced NaN or inf."""
-        return self.synth.muted_frames if self.sample_rate else 0
+        synth = getattr(self, "synth", None)
+        return synth.muted_frames if synth is not None and self.sample_rate else 0
 
 
 def resynthesise(model: TimbreModel, f0_hz: np.ndarray, loudness_db: np.ndarray, seed: int = 0) -> np.ndarray:

@@ -16,7 +16,7 @@ from timbrel.plugin import voice_allocation as va
 from timbrel.plugin import voices as vk
 from timbrel.plugin.instrument import MidiInstrument
 from timbrel.plugin.model import load_model
-from timbrel.plugin.model_synth import ModelSynth
+from timbrel.plugin.model_synth import ReverbStage
 from timbrel.presets import default_model
 
 SR, BLOCK, HOP = 48000, 128, 160
@@ -322,7 +322,7 @@ def test_skipping_the_reverb_on_silence_changes_no_sample(model, monkeypatch):
     monkeypatch.setattr(Convolver, "process", lambda self, x, out: (calls.append(1), process(self, x, out))[1])
     skipping, _, _ = play(model, events, 5.5, release_s=0.1)
     skipped = len(calls)
-    monkeypatch.setattr(ModelSynth, "skip_silent_reverb", False)
+    monkeypatch.setattr(ReverbStage, "skip_silent_reverb", False)
     calls.clear()
     always, _, _ = play(model, events, 5.5, release_s=0.1)
     assert np.abs(skipping).max() > 0.01

@@ -22,15 +22,17 @@ _KEY, _COUNTER = 0, 1
 
 
 @numba.njit(nogil=True, cache=True, _nrt=False, fastmath=FASTMATH)
-def synth_block(out, split, f0_hz, amplitude, distribution, magnitudes, flags, hstate, amps, kmax, rng,
+def synth_block(out, split, f0_hz, amplitude, distribution, magnitudes, flags, hstate, amps, routing, rng,
                 taps, pending, matrix_t, scratch, pos, hop, nyquist, rad_per_hz):
-    """Add `n = out.shape[0]` samples of every active voice, mixed, into `out` `[n]`.
+    """Add `n = out.shape[1]` samples of every active voice into `out` `[buses, n]`, voice v
+    mixed into bus `routing[1, v]` (`routing[0]` holds each voice's highest harmonic).
 
     Samples `[0, split)` finish the current segment (which is at offset `pos`); if
     `split < n` the frame (`f0_hz`, `amplitude` `[voices]`, `distribution` `[voices, K]`,
     `magnitudes` `[voices, N]`) starts the next segment and renders `[split, n)`.
     """
-    n = out.shape[0]
+    n = out.shape[1]
+    kmax, bus = routing[0], routing[1]
     active, primed = flags[_ACTIVE], flags[_PRIMED]
     phase, f0_prev, f0_cur = hstate[_PHASE], hstate[_F0_PREV], hstate[_F0_CUR]
     a_prev, a_cur = amps[0], amps[1]
@@ -50,12 +52,14 @@ def synth_block(out, split, f0_hz, amplitude, distribution, magnitudes, flags, h
             rest = acc[split:n]
             harmonic.render_voice(v, rest, 0, hop, phase, f0_prev, f0_cur, a_prev, a_cur, kmax, rad_per_hz, s0, s1, cos2)
             noise.render_voice(v, rest, keys, counters, taps, pending, work)
+        b = bus[v]
         for j in range(n):
-            out[j] += acc[j]
+            out[b, j] += acc[j]
 
 
 class SynthBank:
-    """Harmonic oscillators plus filtered noise for up to `voices` voices, mixed to mono.
+    """Harmonic oscillators plus filtered noise for up to `voices` voices, mixed to mono, or
+    to one bus per part of an ensemble (`bus`: the bus `[voices]` each voice mixes into).
 
     The engine keeps the frame schedule: a block may cross at most one hop boundary
     (`len(out) <= remaining + hop`), and when it does (`len(out) > remaining`) the next
@@ -67,7 +71,7 @@ class SynthBank:
     """
 
     def __init__(self, voices: int, harmonics: int, bands: int, sample_rate: float, hop: int,
-                 seed: int = 0, band_nyquist_hz: float | None = None):
+                 seed: int = 0, band_nyquist_hz: float | None = None, bus: np.ndarray | None = None):
         self.voices, self.harmonics, self.bands, self.hop = int(voices), int(harmonics), int(bands), int(hop)
         self.sample_rate = float(sample_rate)
         self._matrix_t = np.ascontiguousarray(noise_filter_matrix(bands, sample_rate, band_nyquist_hz).T)
@@ -75,7 +79,10 @@ class SynthBank:
         self._flags = np.zeros((2, voices), dtype=np.bool_)
         self._hstate = np.zeros((3, voices))
         self._amps = np.zeros((2, voices, harmonics))
-        self._kmax = np.zeros(voices, dtype=np.int64)
+        self._routing = np.zeros((2, voices), dtype=np.int64)
+        if bus is not None:
+            self._routing[1] = bus
+        self.buses = int(self._routing[1].max()) + 1 if voices else 1
         self._rng = np.zeros((2, voices), dtype=np.uint64)
         self._rng[_KEY] = [noise_key(seed, v) for v in range(voices)]
         self._taps = np.zeros((voices, taps))
@@ -85,7 +92,7 @@ class SynthBank:
         self._nyquist = self.sample_rate / 2
         self._rad_per_hz = 2.0 * np.pi / self.sample_rate
         self.active = self._flags[_ACTIVE]
-        self._state = (self._flags, self._hstate, self._amps, self._kmax, self._rng, self._taps, self._pending,
+        self._state = (self._flags, self._hstate, self._amps, self._routing, self._rng, self._taps, self._pending,
                        self._matrix_t, self._scratch)
 
     @property
@@ -94,12 +101,14 @@ class SynthBank:
         return self.hop - self._pos
 
     def process(self, out: np.ndarray, f0_hz=None, amplitude=None, distribution=None, magnitudes=None) -> None:
-        """Add the next `len(out)` samples into `out` `[n]` float64.
+        """Add the next `n` samples into `out`: `[n]` float64 for a single bus, else `[buses, n]`.
 
         The frame arguments (`[voices]`, `[voices]`, `[voices, K]`, `[voices, N]`) are read
         only when the block crosses into a new segment.
         """
-        n = out.shape[0]
+        if out.ndim == 1:
+            out = out.reshape(1, out.shape[0])
+        n = out.shape[1]
         split = self.hop - self._pos
         if n > split + self.hop:
             raise ValueError(f"a block of {n} samples crosses two hop boundaries; split it")

@@ -1,0 +1,89 @@
+"""The voices of every part of an ensemble, in one set of arrays, so that one call of the fused
+synth kernel renders them all and one onnxruntime call per model runs every part playing it.
+
+Part p owns the ensemble voices `offsets[p]` to `offsets[p + 1]`; its instrument plays views
+of the shared arrays (`state` and `voice_arrays`), numbered from 0 as a lone instrument's
+are, and the synth bank mixes each part's voices into the part's own row of the mix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from timbrel.engine.errors import TimbrelError
+from timbrel.engine.realtime.kernels.synth import SynthBank
+from timbrel.plugin import voice_allocation as va
+from timbrel.plugin.expression import N_NOISE_GAIN
+from timbrel.plugin.instrument import new_voice_state
+from timbrel.plugin.model import TimbreModel
+from timbrel.plugin.model_synth import ModelRunner, new_frame
+
+
+def synth_shape(model: TimbreModel, sample_rate: int) -> tuple[int, int, int, int, int]:
+    """What voices must share to be synthesised in one bank: harmonics, noise bands, GRU size,
+    the model's own rate (Hz: its noise bands' span) and the hop at `sample_rate` (samples)."""
+    info = model.info
+    return info.harmonics, info.noise_bands, info.hidden, info.sample_rate, info.hop_at(sample_rate)
+
+
+class EnsembleVoices:
+    """`voices[p]` voices for each part p, first playing `models[p]`, at `sample_rate` Hz.
+
+    Every model must have the first one's `synth_shape`; a model that does not is refused in
+    one line naming the part. Each distinct model gets a `ModelRunner` able to run every voice
+    of the ensemble, so a part may switch to any model already running without a new session.
+    """
+
+    def __init__(self, models: Sequence[TimbreModel], voices: Sequence[int], sample_rate: int, seed: int = 0):
+        if not models:
+            raise TimbrelError("an ensemble needs at least one part")
+        self.sample_rate = int(sample_rate)
+        self.shape = synth_shape(models[0], sample_rate)
+        for p, model in enumerate(models):
+            self.check(model, p)
+        harmonics, bands, hidden, model_rate, hop = self.shape
+        self.offsets = np.concatenate([[0], np.cumsum(voices)]).astype(np.int64)
+        total = int(self.offsets[-1])
+        self.voices = total
+        self.hop_samples = hop
+        bus = np.repeat(np.arange(len(voices)), voices)
+        self.bank = SynthBank(total, harmonics, bands, sample_rate, hop, seed=seed, band_nyquist_hz=model_rate / 2, bus=bus)
+        self.ints, self.floats, self.inputs, self.notes = new_voice_state(total)
+        self.f0, self.loudness, self.scale = self.inputs
+        self.tilt = self.floats[va.TILT]
+        self.noise_gain = self.notes[N_NOISE_GAIN]
+        self.gru = np.zeros((total, hidden), dtype=np.float32)
+        self.frame = new_frame(total, harmonics, bands)
+        self.runners: tuple[ModelRunner, ...] = ()
+        """One per distinct model, each sized for every voice; parts name theirs by index."""
+        for model in models:
+            self.runner_for(model)
+
+    def check(self, model: TimbreModel, part: int) -> None:
+        """Refuse, in one line, a model whose synth shape differs from the ensemble's."""
+        shape = synth_shape(model, self.sample_rate)
+        if shape != self.shape:
+            names = ("harmonics", "noise bands", "GRU size", "model rate (Hz)", "hop (samples)")
+            diff = "; ".join(f"{n} {a} (ensemble: {b})" for n, a, b in zip(names, shape, self.shape) if a != b)
+            raise TimbrelError(f"part {part + 1} ({model.info.name}): its model cannot share the ensemble's synth: {diff}")
+
+    def runner_for(self, model: TimbreModel) -> int:
+        """The index of the runner for `model`, made (off the audio thread) and published if new."""
+        for i, runner in enumerate(self.runners):
+            if runner.model is model:
+                return i
+        self.runners = (*self.runners, ModelRunner(model, self.voices))
+        return len(self.runners) - 1
+
+    def state(self, part: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Views of part `part`'s voice state (`instrument.new_voice_state`'s layout)."""
+        a, b = self.offsets[part], self.offsets[part + 1]
+        return self.ints[:, a:b], self.floats[:, a:b], self.inputs[:, a:b], self.notes[:, a:b]
+
+    def voice_arrays(self, part: int) -> tuple:
+        """Views of part `part`'s synth voice arrays and GRU states (`MidiInstrument.attach`)."""
+        a, b = self.offsets[part], self.offsets[part + 1]
+        flags, hstate, rng, tails = self.bank.voice_arrays
+        return flags[:, a:b], hstate[:, a:b], rng[:, a:b], tails[a:b], self.gru[a:b]
