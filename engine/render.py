@@ -8,6 +8,7 @@ feeds a recording in as the microphone. Both are deterministic.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +46,9 @@ def midi_events(path: str | os.PathLike) -> list[tuple[float, int]]:
 
 
 def render_events(engine: Engine, plugin: Plugin, events: list[tuple[float, int]], seconds: float,
-                  block: int) -> np.ndarray:
-    """Play timed packed messages through `engine` with `plugin`; returns stereo float32 `[samples, 2]`."""
+                  block: int, after_block: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Play timed packed messages through `engine` with `plugin`; returns stereo float32 `[samples, 2]`.
+    `after_block(start, stop)` runs after each block (samples `start` to `stop`), to read meters or stems."""
     engine.load(plugin)
     total = int(np.ceil(seconds * engine.sample_rate))
     out = np.zeros((total, 2), dtype=np.float32)
@@ -57,14 +59,18 @@ def render_events(engine: Engine, plugin: Plugin, events: list[tuple[float, int]
             engine.events.push(events[i][1])
             i += 1
         engine.process(None, out[start:stop])
+        if after_block is not None:
+            after_block(start, stop)
     return out
 
 
-def render_midi(path: str | os.PathLike, plugin: Plugin, sample_rate: int = 48000, block: int = 128) -> np.ndarray:
-    """Render a MIDI file (plus a release tail) with `plugin`; stereo float32 `[samples, 2]`."""
+def render_midi(path: str | os.PathLike, plugin: Plugin, sample_rate: int = 48000, block: int = 128,
+                after_block: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Render a MIDI file (plus a release tail) with `plugin`; stereo float32 `[samples, 2]`
+    (`render_events` says what `after_block` is)."""
     events = midi_events(path)
     engine = Engine(sample_rate, block)
-    return render_events(engine, plugin, events, events[-1][0] + TAIL_S, block)
+    return render_events(engine, plugin, events, events[-1][0] + TAIL_S, block, after_block)
 
 
 def render_audio(audio: np.ndarray, plugin: Plugin, sample_rate: int = 48000, block: int = 128) -> np.ndarray:

@@ -241,6 +241,8 @@ class Ensemble(Plugin):
         count = len(self.parts)
         self._mix = np.zeros((count, max_block))
         self._buses = np.zeros((count, 2, max_block), dtype=np.float32)
+        self.stems = np.zeros((count, 2, max_block), dtype=np.float32)
+        """Each part's share of the latest block's output `[parts, 2, n]`, after its volume and pan."""
         self._old = np.zeros((2, max_block), dtype=np.float32)
         self._send_buses = np.zeros((2, 2, max_block), dtype=np.float32)
         self._table = np.zeros((count, len(ek.PART_FIELDS)))
@@ -337,7 +339,7 @@ class Ensemble(Plugin):
                     part.outgoing = None
         reverb, delay = self._send_buses[0, :, :n], self._send_buses[1, :, :n]
         ek.part_gains(self._table, self._live, self._gains)
-        ek.mix_parts(self._buses, n, self._previous, self._gains, out, reverb, delay, self._peaks)
+        ek.mix_parts(self._buses, n, self._previous, self._gains, out, reverb, delay, self._peaks, self.stems)
         for bus, signal in zip(self.sends, (reverb, delay)):
             if len(bus):
                 bus.process(inp, signal, self._none)

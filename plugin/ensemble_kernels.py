@@ -115,11 +115,12 @@ def part_gains(table, live, gains):
 
 
 @numba.njit(nogil=True, cache=True, _nrt=False)
-def mix_parts(buses, n, previous, gains, master, reverb_bus, delay_bus, peaks):
+def mix_parts(buses, n, previous, gains, master, reverb_bus, delay_bus, peaks, stems):
     """Mix `n` samples of the parts' stereo buses `buses` `[parts, 2, max_block]` into `master`,
     `reverb_bus` and `delay_bus` (each `[2, n]`, overwritten), the gains ramping linearly
-    from `previous` to `gains` (`[parts, GAINS]`; `previous` then takes `gains`). `peaks`
-    `[parts]` decays by 0.95 per block and takes each part's peak after its gain."""
+    from `previous` to `gains` (`[parts, GAINS]`; `previous` then takes `gains`). `stems`
+    `[parts, 2, max_block]` gets each part's share of `master`. `peaks` `[parts]` decays by
+    0.95 per block and takes each part's peak after its gain."""
     for c in range(2):
         for j in range(n):
             master[c, j] = 0.0
@@ -131,7 +132,11 @@ def mix_parts(buses, n, previous, gains, master, reverb_bus, delay_bus, peaks):
         for g in range(GAINS):
             if previous[p, g] != 0.0 or gains[p, g] != 0.0:
                 silent = False
-        if not silent:
+        if silent:
+            for c in range(2):
+                for j in range(n):
+                    stems[p, c, j] = 0.0
+        else:
             for c in range(2):
                 a0, a1 = previous[p, c], gains[p, c]
                 r0, r1 = previous[p, 2], gains[p, 2]
@@ -140,6 +145,7 @@ def mix_parts(buses, n, previous, gains, master, reverb_bus, delay_bus, peaks):
                     t = (j + 1) / n
                     x = buses[p, c, j]
                     y = x * (a0 + (a1 - a0) * t)
+                    stems[p, c, j] = y
                     master[c, j] += y
                     reverb_bus[c, j] += x * (r0 + (r1 - r0) * t)
                     delay_bus[c, j] += x * (d0 + (d1 - d0) * t)

@@ -50,6 +50,7 @@ class EnsembleVoices:
         self.hop_samples = hop
         bus = np.repeat(np.arange(len(voices)), voices)
         self.bank = SynthBank(total, harmonics, bands, sample_rate, hop, seed=seed, band_nyquist_hz=model_rate / 2, bus=bus)
+        self.bank.number_voices(np.concatenate([np.arange(v) for v in voices]))
         self.ints, self.floats, self.inputs, self.notes = new_voice_state(total)
         self.f0, self.loudness, self.scale = self.inputs
         self.tilt = self.floats[va.TILT]

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from timbrel.cli import play, plugins, presets, training
+from timbrel.cli import multis, play, plugins, presets, training
 from timbrel.cli.version import installed_version
 from timbrel.engine.errors import TimbrelError
 
@@ -16,7 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="timbrel", description="A real-time host for neural (DDSP) instruments.")
     parser.add_argument("--version", action="version", version=f"timbrel {installed_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (play, presets, training, plugins):
+    for group in (play, presets, multis, training, plugins):
         group.add_commands(commands)
     return parser
 

@@ -6,6 +6,7 @@ import argparse
 import json
 import signal
 import sys
+from pathlib import Path
 
 from timbrel.cli.options import assignments, block_size, chain_for, resolve_preset
 from timbrel.demo import demo_phrase
@@ -15,7 +16,12 @@ from timbrel.engine.io.audio import NO_OUTPUT, list_audio_devices
 from timbrel.engine.io.audiofile import read_audio, write_audio
 from timbrel.engine.io.midi import list_midi_inputs
 from timbrel.engine.realtime.stages import TIMES, summary
-from timbrel.engine.render import render_audio, render_midi
+from timbrel.engine.realtime.events import PROGRAM_CHANGE
+from timbrel.engine.render import TAIL_S, midi_events, render_audio, render_midi
+from timbrel.presets.library import Library
+from timbrel.presets.multi import build_ensemble, get_multi
+from timbrel.presets.names import slug
+from timbrel.presets.song import song_multi
 from timbrel.session import Session
 from timbrel.ui.server import serve
 
@@ -43,11 +49,52 @@ def _play(audio, sample_rate: int) -> None:
 def _cmd_render(args: argparse.Namespace) -> int:
     import time
 
-    chain = chain_for(args.preset, "midi", args.voices, args.set)
+    import numpy as np
+
+    multi = _render_multi(args)
+    if multi is None:
+        if args.stems:
+            raise TimbrelError("--stems needs an ensemble: a General MIDI song, or --multi")
+        plugin = chain_for(args.preset, "midi", args.voices, args.set)
+        after = None
+    else:
+        plugin = build_ensemble(multi)
+        seconds = midi_events(args.song)[-1][0] + TAIL_S
+        stems = np.zeros((len(plugin.parts), int(np.ceil(seconds * args.samplerate)), 2), dtype=np.float32)
+
+        def after(start: int, stop: int) -> None:
+            stems[:, start:stop] = plugin.stems[:, :, : stop - start].transpose(0, 2, 1)
+
     began = time.perf_counter()
-    audio = render_midi(args.song, chain, args.samplerate, args.blocksize)
+    audio = render_midi(args.song, plugin, args.samplerate, args.blocksize, after_block=after)
     _write_rendered(args.output, audio, args.samplerate, time.perf_counter() - began)
+    if multi is not None and args.stems:
+        folder = Path(args.stems)
+        folder.mkdir(parents=True, exist_ok=True)
+        for number, (part, stem) in enumerate(zip(plugin.parts, stems), 1):
+            path = write_audio(folder / f"{number:02d}-{slug(part.name)}.wav", stem, args.samplerate)
+            print(f"wrote {path} (part {number}: {part.name})")
     return 0
+
+
+def _render_multi(args: argparse.Namespace):
+    """The multi a render plays: `--multi`; else, with no `--preset`, the song's General MIDI
+    ensemble when it plays on more than one channel or changes program; else None (one preset)."""
+    if args.multi:
+        if args.preset:
+            raise TimbrelError("give --preset or --multi, not both")
+        return get_multi(Library(), args.multi)
+    if args.preset:
+        return None
+    multi, lines = song_multi(args.song, voices=min(args.voices, 16))
+    programs = any(packed & 0xF0 == PROGRAM_CHANGE for _, packed in midi_events(args.song))
+    if len(lines) < 2 and not programs:
+        return None
+    for line in lines:
+        print(f"timbrel: {line}")
+    if not multi.parts:
+        raise TimbrelError(f"{args.song}: nothing to play (only drums)")
+    return multi
 
 
 def _write_rendered(path: str, audio, sample_rate: int, elapsed_s: float) -> None:
@@ -175,10 +222,13 @@ def add_commands(commands) -> None:
 
     rn = commands.add_parser("render", help="render a MIDI file through the live engine path")
     rn.add_argument("song", help="a standard MIDI file")
-    rn.add_argument("-p", "--preset", help="preset name, .toml preset or .onnx model (default: Violin)")
+    rn.add_argument("-p", "--preset", help="preset name, .toml preset or .onnx model (default: a song on several "
+                    "channels or with program changes plays its General MIDI instruments, else Violin)")
+    rn.add_argument("--multi", metavar="MULTI", help="play an ensemble: a multi name or .toml file (timbrel multis)")
+    rn.add_argument("--stems", metavar="DIR", help="also write each part of an ensemble to DIR, one file per part")
     rn.add_argument("--set", action="append", metavar="KEY=VALUE", help="e.g. --set release_s=1, voice_mode=legato or delay.mix=0.2")
     rn.add_argument("-o", "--output", required=True, help="audio file to write (.wav, .flac, .ogg)")
-    rn.add_argument("--voices", type=int, default=16, help="polyphony, 1 to 64")
+    rn.add_argument("--voices", type=int, default=16, help="polyphony, 1 to 64 (an ensemble's parts: at most 16 each)")
     rn.add_argument("--samplerate", type=int, default=48000, choices=(44100, 48000, 96000), help="Hz")
     rn.add_argument("--blocksize", type=block_size, default=128, help="samples per block, 16 to 2048")
     rn.set_defaults(run=_cmd_render)

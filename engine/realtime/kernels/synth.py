@@ -84,7 +84,8 @@ class SynthBank:
             self._routing[1] = bus
         self.buses = int(self._routing[1].max()) + 1 if voices else 1
         self._rng = np.zeros((2, voices), dtype=np.uint64)
-        self._rng[_KEY] = [noise_key(seed, v) for v in range(voices)]
+        self._seed = seed
+        self.number_voices(np.arange(voices))
         self._taps = np.zeros((voices, taps))
         self._pending = np.zeros((voices, taps - 1))
         self._scratch = np.zeros((5, 2 * self.hop + taps))
@@ -94,6 +95,11 @@ class SynthBank:
         self.active = self._flags[_ACTIVE]
         self._state = (self._flags, self._hstate, self._amps, self._routing, self._rng, self._taps, self._pending,
                        self._matrix_t, self._scratch)
+
+    def number_voices(self, numbers: np.ndarray) -> None:
+        """Give voice v the noise stream (seed, `numbers[v]`): an ensemble numbers each part's
+        voices from 0, so a part plays the same noise as it would alone."""
+        self._rng[_KEY] = [noise_key(self._seed, int(n)) for n in numbers]
 
     @property
     def remaining(self) -> int:
