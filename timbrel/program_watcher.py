@@ -22,14 +22,17 @@ COLLECT_EVERY = 10
 
 
 class ProgramWatcher:
-    """Calls `switch(number)` for each new program change `engine` counted; `stop` ends it."""
+    """Calls `switch(number)` for each new program change `engine` counted, or, with `per_channel`,
+    `switch(number, channel)` (channel 0 to 15) for each channel whose programs changed; `stop` ends it."""
 
-    def __init__(self, engine: Engine, switch: Callable[[int], None], policy: RealtimePolicy):
+    def __init__(self, engine: Engine, switch: Callable[..., None], policy: RealtimePolicy, per_channel: bool = False):
         self.engine = engine
         self.switch = switch
         self.policy = policy
+        self.per_channel = per_channel
         self._stopping = threading.Event()
         self._seen = int(engine.keyboard.program[1])
+        self._seen_channels = engine.keyboard.programs[1].copy()
         self._thread = threading.Thread(target=self._run, name="timbrel-programs", daemon=True)
 
     def start(self) -> None:
@@ -46,8 +49,15 @@ class ProgramWatcher:
             ticks += 1
             if ticks % COLLECT_EVERY == 0:
                 self.policy.collect_young()
-            number, count = (int(v) for v in self.engine.keyboard.program)
-            if count != self._seen:
-                self._seen = count
-                self.switch(number)
+            if self.per_channel:
+                numbers, counts = self.engine.keyboard.programs
+                for channel in range(16):
+                    if counts[channel] != self._seen_channels[channel]:
+                        self._seen_channels[channel] = counts[channel]
+                        self.switch(int(numbers[channel]), channel)
+            else:
+                number, count = (int(v) for v in self.engine.keyboard.program)
+                if count != self._seen:
+                    self._seen = count
+                    self.switch(number)
             self.engine.collect()

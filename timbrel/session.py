@@ -24,7 +24,10 @@ from timbrel.engine.io.midi import MidiInput, list_midi_inputs
 from timbrel.engine.realtime.events import CONTROL_CHANGE, NOTE_OFF, NOTE_ON
 from timbrel.engine.realtime.host import Engine
 from timbrel.model_cache import ModelCache
+from timbrel.plugin.ensemble import Ensemble
 from timbrel.presets.build import build_chain
+from timbrel.presets.gm import DRUM_CHANNEL, GM_PROGRAMS, choice_for_program
+from timbrel.presets.multi import Multi, PartSpec, build_ensemble
 from timbrel.presets.library import Library
 from timbrel.presets.model_files import model_path
 from timbrel.presets.preset import MODES, EffectSettings
@@ -73,6 +76,11 @@ class Session:
         self.models = ModelCache()
         """Models loaded so far, reused when a preset of the same model is loaded again."""
         self._watcher: ProgramWatcher | None = None
+        self.multi: Multi | None = None
+        """The ensemble playing (`load_multi`), else None."""
+        self.ensemble: Ensemble | None = None
+        self.gm = False
+        """Whether program changes choose parts' presets by the General MIDI map (`timbrel play --gm`)."""
 
     # Presets ------------------------------------------------------------------------------
 
@@ -121,6 +129,74 @@ class Session:
             self.preset, self.mode = preset, chosen
             self.switches += 1
         return preset
+
+    @staticmethod
+    def general_midi(voices: int = 4) -> Multi:
+        """A General MIDI ensemble: a part on each channel but 10 (drums), each playing program 1's
+        preset until a program change on its channel chooses another (with `start(gm=True)`)."""
+        first = choice_for_program(0)
+        parts = [PartSpec(preset=first.preset, voices=voices, settings={"midi_channel": float(channel + 1), "volume_db": -6.0})
+                 for channel in range(16) if channel != DRUM_CHANNEL]
+        return Multi(name=f"General MIDI ({GM_PROGRAMS[0]} until a program change)", parts=parts)
+
+    def load_multi(self, multi: Multi, wait: bool = False) -> Future:
+        """Play the ensemble `multi` (built off the audio thread, then swapped in as a preset is).
+        Program changes then switch the preset of the part on their channel (by the General MIDI
+        map when `gm`, else the Nth preset of the library). Faults leave what plays playing."""
+        future = self._loader.submit(self._load_multi, multi)
+        if wait:
+            future.result()
+        return future
+
+    def _load_multi(self, multi: Multi) -> Multi:
+        try:
+            ensemble = build_ensemble(multi, self.library, self.models)
+            self.engine.load(ensemble, before_swap=self.policy.settle)
+        except TimbrelError as err:
+            self.last_error = str(err)
+            raise
+        with self._lock:
+            self.multi, self.ensemble, self.mode = multi, ensemble, "midi"
+            self.switches += 1
+        return multi
+
+    def switch_part(self, part: int | str, name: str, wait: bool = False) -> Future:
+        """Have one part of the playing ensemble play preset `name`; the other parts play on."""
+        future = self._loader.submit(self._switch_part, part, name)
+        if wait:
+            future.result()
+        return future
+
+    def _switch_part(self, part: int | str, name: str):
+        ensemble = self.ensemble
+        try:
+            if ensemble is None:
+                raise TimbrelError("no ensemble is playing (timbrel play --multi or --gm)")
+            index = ensemble.part_index(part)
+            preset = self.library.get(name)
+            model = self.models.get(model_path(preset), preset.model_sha256)
+            voices = ensemble.parts[index].chain.instrument.voices
+            ensemble.switch_part(index, build_chain(preset, "midi", voices=voices, model=model), preset.name)
+        except TimbrelError as err:
+            self.last_error = str(err)
+            raise
+        self.switches += 1
+        return preset
+
+    def _part_program(self, number: int, channel: int) -> None:
+        """A program change on `channel` (0 to 15) switches the part listening there: by the
+        General MIDI map in a `--gm` session, else to the library's Nth preset."""
+        ensemble = self.ensemble
+        if ensemble is None or channel == DRUM_CHANNEL and self.gm:
+            return
+        for index, part in enumerate(ensemble.parts):
+            if int(part.params.get("midi_channel")) == channel + 1:
+                if self.gm:
+                    self.switch_part(index, choice_for_program(number).preset)
+                else:
+                    presets = self.library.list()
+                    if number < len(presets):
+                        self.switch_part(index, presets[number].name)
 
     def set_mode(self, mode: str, wait: bool = False) -> Future:
         """Play the current preset from the keyboard ("midi") or the microphone ("transfer");
@@ -221,7 +297,9 @@ class Session:
         if stream is not None:
             output_latency = stream.latency[1] if isinstance(stream.latency, tuple) else stream.latency
         return {
-            "preset": self.preset.name if self.preset else None, "mode": self.mode, "voices": s.voices,
+            "preset": self.multi.name if self.multi else self.preset.name if self.preset else None,
+            "mode": self.mode, "voices": s.voices,
+            "parts": self.ensemble.status() if self.multi is not None and self.ensemble is not None else [],
             "cpu_load": s.cpu_load, "peak_load": s.peak_load, "late_blocks": s.late_blocks,
             "xruns": stream.xruns if stream is not None else 0, "errors": s.errors,
             "latency_ms": 1000 * (output_latency + (self.block_size + s.latency_samples) / self.sample_rate),
@@ -236,7 +314,7 @@ class Session:
 
     def start(self, preset: str | None = None, mode: str | None = None, output_device=None, input_device=None,
               midi_ports=None, midi_backend: str = "auto", latency: str | float = "low", use_midi: bool = True,
-              settings: Mapping[str, str | float] | None = None) -> None:
+              settings: Mapping[str, str | float] | None = None, multi: Multi | None = None, gm: bool = False) -> None:
         """Load `preset` (default: the first listed) with `settings` applied (the `--set`
         grammar of `timbrel.presets.settings`), then open audio and MIDI and start playing.
 
@@ -244,8 +322,12 @@ class Session:
         without it transfer mode has nothing to follow.
         """
         self.policy.enter()
-        first = preset or self.library.list()[0].name
-        self.load(first, mode, wait=True, settings=settings)
+        self.gm = gm
+        if multi is not None:
+            self.load_multi(multi, wait=True)
+        else:
+            first = preset or self.library.list()[0].name
+            self.load(first, mode, wait=True, settings=settings)
         use_input = self.mode == "transfer" or input_device is not None
         if use_midi:
             try:
@@ -257,7 +339,10 @@ class Session:
                                   input_device=input_device or None, use_input=use_input, latency=latency)
         self.engine.reset_meters()
         self.stream.start()
-        self._watcher = ProgramWatcher(self.engine, self._switch_to_program, self.policy)
+        if multi is not None:
+            self._watcher = ProgramWatcher(self.engine, self._part_program, self.policy, per_channel=True)
+        else:
+            self._watcher = ProgramWatcher(self.engine, self._switch_to_program, self.policy)
         self._watcher.start()
 
     def _switch_to_program(self, number: int) -> None:

@@ -127,6 +127,13 @@ def _cmd_play(args: argparse.Namespace) -> int:
         raise TimbrelError(NO_OUTPUT)
     preset = resolve_preset(args.preset)
     session = Session(sample_rate=args.samplerate, block_size=args.blocksize, voices=args.voices)
+    multi = None
+    if args.multi and args.gm:
+        raise TimbrelError("give --multi or --gm, not both")
+    if args.multi:
+        multi = get_multi(session.library, args.multi)
+    elif args.gm:
+        multi = Session.general_midi()
     mode = "transfer" if args.mic is not None else args.mode
     ui = None
     if args.stages:
@@ -134,14 +141,14 @@ def _cmd_play(args: argparse.Namespace) -> int:
     try:
         session.start(str(preset.path) if preset.implicit else preset.name, mode=mode, output_device=args.output,
                       input_device=args.mic or None, midi_ports=args.midi, midi_backend=args.midi_backend,
-                      latency=args.latency, settings=assignments(args.set))
+                      latency=args.latency, settings=assignments(args.set), multi=multi, gm=args.gm)
         if args.ui:
             ui = serve(session, host=args.host, port=args.port)
             print(f"timbrel: control surface at {ui.url}" + (f"  (token {ui.token})" if ui.token else ""))
         stream = session.stream
         source = f"input {stream.input_device}" if session.mode == "transfer" else (
             f"MIDI port {session.midi.virtual_port}" if session.midi else "nowhere (no MIDI)")
-        print(f"timbrel: {session.preset.name} on {stream.output_device} ({stream.host_api}), "
+        print(f"timbrel: {session.status()['preset']} on {stream.output_device} ({stream.host_api}), "
               f"{int(stream.sample_rate)} Hz, block {stream.block_size}; playing from {source}. "
               "MIDI program changes switch presets; Ctrl-C stops.")
         if session.last_error:
@@ -186,7 +193,9 @@ def _status_line(session) -> str:
 
     s = session.status()
     level = 20 * math.log10(max(s["output_peak"], 1e-6))
-    return (f"{s['preset']} | voices {s['voices']:2d} | cpu {100 * s['cpu_load']:4.1f}% (peak {100 * s['peak_load']:4.0f}%) | "
+    parts = "".join(f" {p['part']}:{20 * math.log10(max(p['peak'], 1e-6)):4.0f}" for p in s["parts"])
+    return (f"{s['preset']}{' | parts' + parts if parts else ''} | voices {s['voices']:2d} | "
+            f"cpu {100 * s['cpu_load']:4.1f}% (peak {100 * s['peak_load']:4.0f}%) | "
             f"xruns {s['xruns']} | late blocks {s['late_blocks']} | latency {s['latency_ms']:4.1f} ms | "
             f"out {level:5.1f} dB   ")
 
@@ -245,6 +254,9 @@ def add_commands(commands) -> None:
     pl = commands.add_parser("play", help="play live: MIDI in (or a microphone with --mic), audio out")
     pl.add_argument("-p", "--preset", help="preset name, .toml preset or .onnx model (default: Violin)")
     pl.add_argument("--mode", choices=("midi", "transfer"), help="play from MIDI or a microphone (default: the preset's)")
+    pl.add_argument("--multi", metavar="MULTI", help="play an ensemble: a multi name or .toml file (timbrel multis)")
+    pl.add_argument("--gm", action="store_true", help="play General MIDI: a part per channel, program changes choose "
+                    "each part's instrument by the GM map (docs/GM.md); channel 10 (drums) is skipped")
     pl.add_argument("--midi", nargs="*", metavar="PORT", help="MIDI inputs to open by name (default: all)")
     pl.add_argument("--midi-backend", choices=("auto", "alsa", "jack"), default="auto")
     pl.add_argument("--mic", nargs="?", const="", metavar="DEVICE", help="live timbre transfer from an input device")
