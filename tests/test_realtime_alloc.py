@@ -5,7 +5,8 @@ Python, wraps malloc, calloc, realloc, free and the aligned allocators, and coun
 one thread makes while `Engine.process` runs prepared blocks (`tests/alloc/probe.py`):
 notes on and off, an MPE chord with per-note bend, pressure and CC 74, voice stealing, a preset with its full effects chain, live transfer, and a
 preset switch with its crossfade and the replay of held keys (the process's second switch:
-its first fills one numpy-internal cache, a single allocation never freed). onnxruntime's own run is
+its first fills one numpy-internal cache, a single allocation never freed), and an ensemble of
+three parts (a split and a channel of their own) while one part switches preset. onnxruntime's own run is
 counted apart: it allocates on every call whatever its session options (measured in
 BENCHMARKS.md), the one exception to the rule, which only replacing onnxruntime would lift.
 A control effect that makes an array per block shows that the count sees allocations.
@@ -23,7 +24,7 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent / "alloc"
-SCENARIOS = ("notes", "mpe", "stealing", "full_chain", "preset_switch", "transfer")
+SCENARIOS = ("notes", "mpe", "stealing", "full_chain", "preset_switch", "transfer", "ensemble")
 ONNXRUNTIME_MALLOCS_PER_RUN = 512
 """Ceiling on onnxruntime's heap calls per run (about 220 measured with onnxruntime 1.2x),
 so that a change making it allocate far more is noticed."""

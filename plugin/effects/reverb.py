@@ -69,7 +69,9 @@ class LearnedReverb(Effect):
     def process(self, inp: np.ndarray, out: np.ndarray, events: np.ndarray) -> None:
         n = out.shape[1]
         self.params.advance(n / self.sample_rate)
-        mix, wet_db = self.params.values
+        # Python floats, not numpy float64 scalars: numpy scales a float32 row by a float64 scalar
+        # through a heap buffer, on the audio thread.
+        mix, wet_db = float(self.params.values[0]), float(self.params.values[1])
         wet = mix * 10.0 ** (wet_db / 20.0)
         row = self._row[:n]
         for c, convolver in enumerate(self._convolvers):

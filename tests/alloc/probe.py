@@ -24,6 +24,7 @@ from timbrel.engine.plugin_api import Effect  # noqa: E402
 from timbrel.engine.realtime.events import CHANNEL_PRESSURE, CONTROL_CHANGE, NOTE_OFF, NOTE_ON, PITCH_BEND  # noqa: E402
 from timbrel.engine.realtime.host import Engine  # noqa: E402
 from timbrel.plugin.chain import Chain  # noqa: E402
+from timbrel.plugin.ensemble import Ensemble, Part  # noqa: E402
 from timbrel.plugin.instrument import MidiInstrument  # noqa: E402
 from timbrel.plugin.model import load_model  # noqa: E402
 from timbrel.plugin.transfer import TimbreTransfer  # noqa: E402
@@ -54,25 +55,36 @@ def counted(work) -> dict:
     return dict(zip(KINDS, counts[:len(KINDS)])) | {f"onnxruntime_{k}": n for k, n in zip(KINDS, counts[len(KINDS):])}
 
 
+def runners_of(plugin) -> list:
+    """The onnxruntime runners of `plugin`: an instrument's, a chain's instrument's, or every
+    model's of an ensemble."""
+    if isinstance(plugin, Ensemble):
+        return list(plugin.voices.runners)
+    return [getattr(plugin, "instrument", plugin).synth.runner]
+
+
 def measured_apart(plugin) -> None:
-    """Charge what the onnxruntime session of `plugin` (an instrument, or a chain that starts
-    with one; prepared) allocates while running to the second bucket."""
-    session = getattr(plugin, "instrument", plugin).synth.session
-    run = session.run_with_iobinding
+    """Charge what the onnxruntime sessions of `plugin` (prepared) allocate while running to the
+    second bucket."""
+    for runner in runners_of(plugin):
+        session = runner.session
+        if getattr(session, "apart", False):
+            continue
+        run = session.run_with_iobinding
 
-    def run_apart(*args, **kwargs):
-        counter.timbrel_alloc_bucket(1)
-        try:
-            return run(*args, **kwargs)
-        finally:
-            counter.timbrel_alloc_bucket(0)
+        def run_apart(*args, run=run, **kwargs):
+            counter.timbrel_alloc_bucket(1)
+            try:
+                return run(*args, **kwargs)
+            finally:
+                counter.timbrel_alloc_bucket(0)
 
-    session.run_with_iobinding = run_apart
+        session.run_with_iobinding = run_apart
+        session.apart = True
 
 
 def runs_of(plugin) -> int:
-    instrument = getattr(plugin, "instrument", plugin)
-    return instrument.synth.runs
+    return sum(runner.runs for runner in runners_of(plugin))
 
 
 def blocks(engine: Engine, count: int, events: dict[int, list[int]], voice: np.ndarray | None = None):
@@ -152,6 +164,26 @@ def main() -> None:
     t = np.arange(600 * BLOCK) / SR
     voice = (0.3 * np.sin(2 * np.pi * 220 * t) * np.clip(t / 0.2, 0, 1)).astype(np.float32)
     results["transfer"] = scenario(engine, transfer, 400, {}, voice[200 * BLOCK:])
+
+    ensemble = Ensemble([Part(load_preset("Violin", voices=8), midi_channel=1),
+                         Part(load_preset("Cello", voices=8), midi_channel=2, key_high=59, reverb_send=0.3),
+                         Part(load_preset("Flute", voices=8), midi_channel=2, key_low=60, pan=0.5)],
+                        reverb=None, delay=None)
+    engine.load(ensemble)
+    measured_apart(ensemble)
+    for counting in (False, True):
+        # As for presets, the process's first part switch fills numpy's cache; the second is counted.
+        engine.events.push(NOTE_ON | 1 | 48 << 8 | 90 << 16)
+        blocks(engine, 5, {})()
+        ensemble.switch_part(1, load_preset("Bassoon" if counting else "Tuba", voices=8))
+        measured_apart(ensemble)
+        before = runs_of(ensemble)
+        played = {0: [NOTE_ON | 67 << 8 | 90 << 16, NOTE_ON | 1 | 72 << 8 | 80 << 16, NOTE_ON | 1 | 43 << 8 | 80 << 16],
+                  40: [CONTROL_CHANGE | 1 | 1 << 8 | 90 << 16, PITCH_BEND | 70 << 16],
+                  200: [NOTE_OFF | 67 << 8, NOTE_OFF | 1 | 72 << 8, NOTE_OFF | 1 | 43 << 8, NOTE_OFF | 1 | 48 << 8]}
+        found = counted(blocks(engine, 300, played))
+        if counting:
+            results["ensemble"] = found | {"onnxruntime_runs": runs_of(ensemble) - before, "blocks": 300}
 
     control = Chain(MidiInstrument(model, voices=4), [Allocating()])
     engine.load(control)
