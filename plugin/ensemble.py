@@ -63,6 +63,15 @@ are inclusive MIDI numbers; `midi_channel` 0 hears every channel; `transpose` is
 assert tuple(p.id for p in PART_PARAMETERS) == ek.PART_FIELDS
 
 
+def refill_view_cache() -> None:
+    """Refill numpy's small cache of array shape records (a few per number of dimensions),
+    which preparing a part uses up: an array view made on the audio thread then takes its
+    record from the cache instead of from the heap."""
+    scratch = np.zeros((1, 1, 1))
+    views = [scratch[(0,) * (3 - ndim)] for ndim in (1, 2, 3) for _ in range(8)]
+    del views
+
+
 class PartInstrument(MidiInstrument):
     """A `MidiInstrument` whose voices live in an ensemble's `EnsembleVoices`: the ensemble
     applies its MIDI and runs its frames; `process` plays its learned reverb and gain from the
@@ -212,6 +221,7 @@ class Ensemble(Plugin):
             runner = self.voices.runner_for(chain.instrument.model)
             chain.instrument.place(self.voices, index, self._mix[index])
             chain.prepare(self.sample_rate, self.max_block)
+            refill_view_cache()
             target.incoming = (chain, runner, name or chain.instrument.model.info.name)
 
     def collect(self) -> None:
@@ -260,6 +270,7 @@ class Ensemble(Plugin):
         self._none = np.zeros(0, dtype=np.int32)
         self._panic = np.array([CONTROL_CHANGE | 120 << 8], dtype=np.int32)
         self._fade_len = max(1, int(CROSSFADE_S * sample_rate))
+        self._view_size = -1
         self.keyboard = MidiState()
         """Every key and controller the ensemble has heard, replayed into a part that switches preset."""
         for p, part in enumerate(self.parts):
@@ -306,9 +317,19 @@ class Ensemble(Plugin):
 
     # Audio thread ------------------------------------------------------------------------
 
+    def _views(self, n: int) -> tuple:
+        """The block's views of the mix, the part and send buses and the crossfade bus, made
+        again only when the block size changes, so that a steady stream of blocks makes none."""
+        if n != self._view_size:
+            self._view_size = n
+            self._block_views = (self._mix[:, :n], [self._buses[p, :, :n] for p in range(len(self.parts))],
+                                 self._old[:, :n], self._send_buses[0, :, :n], self._send_buses[1, :, :n])
+        return self._block_views
+
     def process(self, inp: np.ndarray, out: np.ndarray, events: np.ndarray) -> None:
         n = out.shape[1]
         parts = self.parts
+        mix, buses, old, reverb, delay = self._views(n)
         if events.shape[0]:
             self.keyboard.track(events, events.shape[0])
         seconds = n / self.sample_rate
@@ -320,7 +341,6 @@ class Ensemble(Plugin):
         ek.route_events(events, self._table, self._live, self._routed, self._counts, self._sounding)
         for p, part in enumerate(parts):
             part.chain.instrument.begin_block(n, self._routed[p, : self._counts[p]])
-        mix = self._mix[:, :n]
         mix[:] = 0.0
         voices = self.voices
         if va.any_voice(voices.ints):
@@ -328,16 +348,14 @@ class Ensemble(Plugin):
         else:
             voices.bank.advance_silent(n)
         for p, part in enumerate(parts):
-            bus = self._buses[p, :, :n]
+            bus = buses[p]
             part.chain.process(inp, bus, self._none)
             if part.fade_left:
-                old = self._old[:, :n]
                 part.outgoing.process(inp, old, self._none)
                 part.fade_left -= crossfade(bus, old, self._fade_len - part.fade_left, self._fade_len)
                 if part.fade_left == 0:
                     self._retire(part.outgoing)
                     part.outgoing = None
-        reverb, delay = self._send_buses[0, :, :n], self._send_buses[1, :, :n]
         ek.part_gains(self._table, self._live, self._gains)
         ek.mix_parts(self._buses, n, self._previous, self._gains, out, reverb, delay, self._peaks, self.stems)
         for bus, signal in zip(self.sends, (reverb, delay)):
