@@ -1,6 +1,6 @@
 """The live process as the OS sees it: `timbrel play` on a private JACK server, read from /proc.
 
-    python -m bench.bench_process [--seconds 10] [--preset Violin] [--scenarios idle,1,16,64,transfer,floor]
+    python -m bench.bench_process [--seconds 10] [--preset Violin] [--scenarios idle,1,16,64,transfer,floor,4x8,8x8]
 
 Starts a private `jackd --no-realtime -d dummy -r 48000 -p 128` (asynchronous, as a real
 session runs) and, for each scenario, the real `timbrel play --no-ui` on it, as a user
@@ -17,7 +17,9 @@ a JACK audio port connected to the input). After the notes sound, over `--second
 
 Scenarios: `idle` (preset loaded, nothing played), `1`, `16` and `64` held notes (with
 `--voices 64` for the last), `transfer` (the preset in microphone mode, singing), and
-`floor`: an empty sounddevice callback on the same server, the I/O's own cost. Writes
+`floor`: an empty sounddevice callback on the same server, the I/O's own cost; `4x8` and
+`8x8`: an ensemble (`timbrel play --multi`) of 4 or 8 parts on channels 1 to 8, each part's
+preset with its effects, 8 notes held in each part (`bench.ensembles`). Writes
 bench/results/process.json.
 """
 
@@ -36,8 +38,10 @@ from pathlib import Path
 import jack
 import numpy as np
 
+from bench.ensembles import bench_multi, chord
 from bench.jack import dummy_server
 from bench.report import report
+from timbrel.presets.multi import write_multi
 
 SR, BLOCK = 48000, 128
 TICK = os.sysconf("SC_CLK_TCK")
@@ -163,6 +167,7 @@ def last_status(log: Path) -> dict:
 def measure(name: str, world: World, seconds: float, preset: str, folder: Path) -> dict:
     log = folder / f"{name}.log"
     notes = {"idle": 0, "1": 1, "16": 16, "64": 64}.get(name, 0)
+    parts = int(name.split("x")[0]) if "x" in name else 0
     if name == "floor":
         process = floor_process(log)
     else:
@@ -170,6 +175,9 @@ def measure(name: str, world: World, seconds: float, preset: str, folder: Path) 
         extra += ["--stages", str(folder / f"{name}.stages.json")]
         if name == "transfer":
             extra += ["--mode", "transfer", "--mic", ""]
+        if parts:
+            multi = write_multi(bench_multi(parts), folder / f"{name}.toml")
+            extra += ["--multi", str(multi)]
         process = start_play(["-p", preset, *extra], log)
     try:
         wait_playing(process, log)
@@ -185,6 +193,8 @@ def measure(name: str, world: World, seconds: float, preset: str, folder: Path) 
         world.send(bytes([0xB0, 64, 127]))
         for i in range(notes):
             world.send(bytes([0x90, 36 + i if notes > 16 else 48 + 2 * i, 80]))
+        for part in range(parts):
+            world.send(bytes([0xB0 | part, 64, 127]), *(bytes([0x90 | part, key, 80]) for key in chord(part, 8)))
         time.sleep(1.5)
         if name != "floor":
             process.send_signal(signal.SIGUSR1)
@@ -215,7 +225,7 @@ def measure(name: str, world: World, seconds: float, preset: str, folder: Path) 
            "audio_thread_cpu_pct": audio * per_core, "steal_pct": (steal1 - steal0) * per_core, "seconds": elapsed}
     if name == "floor":
         return row
-    expected = 1 if name == "transfer" else notes
+    expected = 1 if name == "transfer" else 8 * parts if parts else notes
     if status.get("voices") != expected:
         sys.exit(f"bench_process: {name}: {status.get('voices')} voices sounded, not {expected}; see {log}")
     stages = json.loads((folder / f"{name}.stages.json").read_text())
@@ -227,6 +237,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--preset", default="Violin")
     parser.add_argument("--scenarios", default="floor,idle,1,16,64,transfer")
+    parser.add_argument("--name", default="process", help="results file: bench/results/NAME.json")
     args = parser.parse_args()
     folder = Path(os.environ.get("TMPDIR", "/tmp")) / f"timbrel-bench-process-{os.getpid()}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -249,7 +260,7 @@ def main() -> None:
             block = stages[row["scenario"]]["stages"]
             row["block_cpu_median_us"] = block["cpu"]["median_us"]
             row["block_cpu_max_pct"] = 100 * block["cpu"]["max_us"] / (1e6 * BLOCK / SR)
-    report("process", rows, sample_rate=SR, block=BLOCK, preset=args.preset, seconds=args.seconds, stages=stages,
+    report(args.name, rows, sample_rate=SR, block=BLOCK, preset=args.preset, seconds=args.seconds, stages=stages,
            note="CPU as % of one core, from /proc over the span; late_blocks by the engine's own CPU time; "
                 "stages: per-stage wall µs per block inside the live process over the same span")
     for name, found in stages.items():

@@ -282,23 +282,23 @@ class Ensemble(Plugin):
         self._warm_up()
 
     def _warm_up(self) -> None:
-        """A note through every part, then silence again: numba compiles for the shared arrays'
-        layouts, and every code path runs once, before any audio block."""
+        """A note through every part, then silence again, on a whole bus and on a view of a wider
+        one (the engine's), whose layouts differ: numba compiles (or loads) for both and for
+        the shared arrays' layouts, and every code path runs once, before any audio block."""
         m = min(self.max_block, 64)
-        out = np.zeros((2, m), dtype=np.float32)
+        wide = np.zeros((2, 2 * m), dtype=np.float32)
         silence = np.zeros(m, dtype=np.float32)
         hop = self.voices.hop_samples
         notes = []
-        for p in range(len(self.parts)):
-            channel = int(self.parts[p].params.values[0]) - 1 if self.parts[p].params.values[0] else 0
-            low, high = self.parts[p].params.values[1], self.parts[p].params.values[2]
-            key = int((low + high) / 2)
-            notes.append(0x90 | channel | key << 8 | 100 << 16)
+        for part in self.parts:
+            channel, low, high = part.params.values[:3]
+            notes.append(0x90 | max(int(channel) - 1, 0) | int((low + high) / 2) << 8 | 100 << 16)
         on = np.array(notes, dtype=np.int32)
         off = on & ~np.int32(0xFF0000)
-        for i in range(2 * hop // m + 2):
-            self.process(silence, out, on if i == 0 else off if i == 1 else self._none)
-        self.reset()
+        for out in (wide[:, :m].copy(), wide[:, :m]):
+            for i in range(2 * hop // m + 2):
+                self.process(silence, out, on if i == 0 else off if i == 1 else self._none)
+            self.reset()
 
     def reset(self) -> None:
         """Every voice silent, every part's tails and the send buses cleared."""
