@@ -185,23 +185,48 @@ class Ensemble(Plugin):
         raise TimbrelError(f"no part {part!r} (this ensemble has {len(self.parts)}: "
                            f"{', '.join(p.name for p in self.parts)})")
 
-    def set_parameter(self, parameter_id: str, value: float) -> float:
-        """`partN.PARAM` (N from 1) sets a part's setting (`PART_PARAMETERS`), or a parameter of its
-        chain (`partN.gain_db`, `partN.KEY.PARAM`); `reverb.PARAM` and `delay.PARAM` set the send
-        buses' effects. Values are checked (`Parameter.check`); returns the value set."""
+    def parameter(self, parameter_id: str) -> Parameter:
+        """The `Parameter` that `partN.PARAM`, `partN.KEY.PARAM`, `reverb.PARAM` or `delay.PARAM` names
+        (`set_parameter`); a one-line TimbrelError when there is none."""
+        owner, rest = self._owner(parameter_id)
+        if isinstance(owner, Part):
+            return owner.params.parameters[owner.params.index(rest)]
+        return owner.parameter(rest)
+
+    def _owner(self, parameter_id: str) -> tuple[Part | Chain, str]:
+        """Who holds `parameter_id`: a part (its own setting), a part's chain, or a send bus's
+        chain, and the id as that owner names it."""
         head, _, rest = parameter_id.partition(".")
         if head in ("reverb", "delay") and rest:
             bus = self.sends[0 if head == "reverb" else 1]
             if not len(bus):
                 raise TimbrelError(f"this ensemble has no {head} bus")
-            return bus.set_parameter(f"{bus.slots[0].key}.{rest}", value)
+            return bus, f"{bus.slots[0].key}.{rest}"
         if not head.startswith("part") or not head[4:].isdigit() or not rest:
             raise TimbrelError(f"'{parameter_id}': an ensemble's parameters are partN.PARAM, reverb.PARAM or delay.PARAM")
         part = self.parts[self.part_index(int(head[4:]) - 1)]
-        if rest in part.params._index:
-            parameter = part.params.parameters[part.params.index(rest)]
-            return part.params.set(rest, parameter.check(value, f"part {head[4:]}"))
-        return part.chain.set_parameter(rest, value)
+        return (part, rest) if rest in part.params._index else (part.chain, rest)
+
+    def set_parameter(self, parameter_id: str, value: float) -> float:
+        """`partN.PARAM` (N from 1) sets a part's setting (`PART_PARAMETERS`), or a parameter of its
+        chain (`partN.gain_db`, `partN.KEY.PARAM`); `reverb.PARAM` and `delay.PARAM` set the send
+        buses' effects. Values are checked (`Parameter.check`); returns the value set."""
+        owner, rest = self._owner(parameter_id)
+        if isinstance(owner, Part):
+            parameter = owner.params.parameters[owner.params.index(rest)]
+            return owner.params.set(rest, parameter.check(value, parameter_id))
+        return owner.set_parameter(rest, value)
+
+    def describe(self) -> dict:
+        """JSON-ready state for control surfaces: per part its number, preset, sounding voices and
+        settings (ids `partN.PARAM`), each with its range, unit and value."""
+        parts = []
+        for i, part in enumerate(self.parts):
+            values = part.params.as_dict()
+            parts.append({"part": i + 1, "name": part.name, "voices": part.chain.active_voices,
+                          "parameters": [p.describe() | {"id": f"part{i + 1}.{p.id}", "value": values[p.id]}
+                                         for p in PART_PARAMETERS]})
+        return {"instrument": None, "effects": [], "parts": parts, "latency_samples": self.latency_samples}
 
     def switch_part(self, part: int | str, chain: Chain, name: str = "") -> None:
         """Have part `part` play `chain` (a MIDI instrument and its effects), prepared here; the

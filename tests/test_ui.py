@@ -25,6 +25,7 @@ from tests.test_io import playback_sources
 from timbrel.engine.errors import TimbrelError
 from timbrel.engine.realtime.features import estimate_pitch
 from timbrel.presets.library import Library
+from timbrel.presets.multi import Multi, PartSpec
 from timbrel.session import Session
 from timbrel.ui import relay
 from timbrel.ui.bridge import HEARTBEAT_TIMEOUT_S
@@ -501,3 +502,25 @@ def test_expression_and_mpe_controls_have_cards_of_their_own_and_reach_the_engin
     page.locator('[data-param="auto_vibrato_cents"] input[type=range]').focus()
     page.keyboard.press("End")
     assert wait_until(lambda: instrument.params.get("auto_vibrato_cents") == 100.0, timeout=5.0)
+
+
+def test_an_ensemble_shows_its_parts_and_a_part_switches_preset_from_the_surface(page, session):
+    multi = Multi(name="Duo", parts=[PartSpec(preset="violin", voices=4, settings={"midi_channel": 1.0}),
+                                     PartSpec(preset="cello", voices=4, settings={"midi_channel": 2.0})])
+    session.load_multi(multi, wait=True)
+    assert session.wait_idle()
+    ensemble = session.ensemble
+    page.reload()
+    expect(page.locator('section.part[data-part="2"]')).to_be_visible()
+    expect(page.locator("#current")).to_have_text("Duo")
+    page.locator('section.part[data-part="2"] [data-param="part2.mute"] button.choice[data-index="1"]').click()
+    assert wait_until(lambda: ensemble.parts[1].params.get("mute") == 1.0, timeout=5.0)
+    page.locator('[data-param="part1.volume_db"] input[type=range]').focus()
+    page.keyboard.press("Home")
+    assert wait_until(lambda: ensemble.parts[0].params.get("volume_db") == -60.0, timeout=5.0)
+    session.note_on(60, channel=0)
+    page.locator('select.part-preset[data-part="2"]').select_option("Bassoon")
+    assert wait_until(lambda: ensemble.parts[1].name == "Bassoon", timeout=10.0)
+    assert ensemble.parts[0].name == "Violin" and session.engine.keyboard.held_notes() == [(0, 60)]
+    session.note_off(60, channel=0)
+    expect(page.locator('select.part-preset[data-part="2"]')).to_have_value("Bassoon")

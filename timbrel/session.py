@@ -127,6 +127,7 @@ class Session:
             raise TimbrelError(self.last_error) from None
         with self._lock:
             self.preset, self.mode = preset, chosen
+            self.multi = self.ensemble = None
             self.switches += 1
         return preset
 

@@ -84,7 +84,7 @@ class Bridge:
         """Notes released because the surface went quiet while holding them."""
         self._watchdog = threading.Thread(target=self._watch, name="timbrel-ui-watchdog", daemon=True)
         self._slow: dict[str, Callable[[dict], object]] = {
-            "audition": self._audition, "mode": self._mode, "save": self._save,
+            "audition": self._audition, "mode": self._mode, "save": self._save, "part": self._part,
             "devices": self._devices, "set_devices": self._set_devices,
         }
 
@@ -139,7 +139,7 @@ class Bridge:
     def _describe(self, _args: dict) -> dict:
         session = self.session
         chain = session.engine.plugin
-        state = {"preset": session.preset.name if session.preset else None, "mode": session.mode,
+        state = {"preset": session.status()["preset"], "mode": session.mode,
                  "switches": session.switches, "instrument": None, "effects": []}
         return state | (chain.describe() if chain is not None else {})
 
@@ -252,6 +252,16 @@ class Bridge:
             raise RequestError(400, f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         self.session.set_mode(mode, wait=True)
         return {"mode": self.session.mode}
+
+    def _part(self, args: dict) -> dict:
+        """`{"part": N (from 1), "preset": name}`: that part of the playing ensemble switches preset."""
+        ensemble = self.session.ensemble
+        if ensemble is None:
+            raise RequestError(409, "no ensemble is playing (timbrel play --multi or --gm)")
+        part = whole_number(args.get("part"), "part", 1, len(ensemble.parts))
+        name = text(args.get("preset"), "the preset name")
+        preset = self.session.switch_part(part - 1, name, wait=True).result()
+        return {"part": part, "preset": preset.name}
 
     def _save(self, args: dict) -> dict:
         name = text(args.get("name"), "the preset name")

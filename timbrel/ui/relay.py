@@ -132,6 +132,8 @@ class Relay:
             table = {p["id"]: p for p in described.get("instrument") or []}
             for effect in described.get("effects", []):
                 table.update({f"{effect['key']}.{p['id']}": p for p in effect["parameters"]})
+            for part in described.get("parts", []):
+                table.update({p["id"]: p for p in part["parameters"]})
             with self._lock:
                 for parameter_id, value in {**self._in_flight, **self._pending}.items():
                     if parameter_id in table:

@@ -79,6 +79,8 @@ class Surface:
             ("POST", "/api/heartbeat"): lambda q, b: call("heartbeat"),
             ("POST", "/api/panic"): lambda q, b: call("panic"),
             ("POST", "/api/mode"): lambda q, b: call("mode", b, SLOW_TIMEOUT_S),
+            ("POST", "/api/part"): lambda q, b: call(
+                "part", {"part": b.get("part"), "preset": self.preset(b.get("preset")).name}, SLOW_TIMEOUT_S),
             ("POST", "/api/save"): self.save,
             ("POST", "/api/favourite"): self.favourite,
             ("POST", "/api/devices"): lambda q, b: call("set_devices", b, SLOW_TIMEOUT_S),

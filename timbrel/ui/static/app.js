@@ -11,7 +11,7 @@ const NAMES = ["C", "C♯", "D", "D♯", "E", "F", "F♯", "G", "G♯", "A", "A�
 const BLACK = new Set([1, 3, 6, 8, 10]);
 
 const state = {
-  preset: null, switches: -1, mode: null, busy: 0,
+  preset: null, switches: -1, mode: null, busy: 0, presetNames: [],
   filter: { q: "", category: "", tag: "", favourites: false },
   controls: new Map(),
   octave: 4,
@@ -162,6 +162,7 @@ function renderControls(described) {
         el("header", {}, el("h2", {}, heading)), el("div", { class: "grid" }, ...params.map((p) => control(p.id, p)))));
     }
   }
+  for (const part of described.parts || []) instrument.append(partCard(part));
   for (const fx of described.effects) {
     const toggle = el("button", {
       type: "button", class: "bypass", "aria-pressed": String(!fx.bypassed), "data-effect": fx.key,
@@ -184,9 +185,41 @@ function renderControls(described) {
   }
 }
 
+// One card per part of an ensemble: its preset (a menu to switch it), its level, its settings.
+const PART_MAIN = ["volume_db", "pan", "mute", "solo", "reverb_send", "delay_send"];
+function partCard(part) {
+  const menu = el("select", { class: "part-preset", "data-part": part.part, "aria-label": `Part ${part.part} preset` },
+    ...state.presetNames.map((name) => el("option", { value: name, selected: name === part.name }, name)));
+  if (!state.presetNames.includes(part.name)) menu.prepend(el("option", { value: part.name, selected: true }, part.name));
+  menu.addEventListener("change", async () => {
+    menu.disabled = true;
+    try { await api("/api/part", { part: part.part, preset: menu.value }); } catch (e) { say(e.message); }
+    menu.disabled = false;
+    refreshControls();
+  });
+  const fill = el("div", { class: "fill", id: `meter-part${part.part}` });
+  const level = el("div", { class: "meter" }, el("span", {}, "Out"), el("div", { class: "track" }, fill),
+    el("span", { class: "db", id: `meter-part${part.part}-db` }, "–∞"));
+  const main = part.parameters.filter((p) => PART_MAIN.some((id) => p.id.endsWith(`.${id}`)));
+  const routing = part.parameters.filter((p) => !main.includes(p));
+  return el("section", { class: "card part", "data-group": "Parts", "data-part": part.part },
+    el("header", {}, el("h2", {}, `Part ${part.part}`), menu, level),
+    el("div", { class: "grid" }, ...main.map((p) => control(p.id, p))),
+    el("details", {}, el("summary", {}, "Channel, keys, velocities, transpose"),
+      el("div", { class: "grid" }, ...routing.map((p) => control(p.id, p)))));
+}
+
+async function loadPresetNames() {
+  try {
+    const data = await api("/api/presets");
+    state.presetNames = data.presets.filter((p) => p.mode !== "transfer").map((p) => p.name);
+  } catch (e) { say(e.message); }
+}
+
 async function refreshControls() {
   try {
     const described = await api("/api/describe");
+    if (described.parts && !state.presetNames.length) await loadPresetNames();
     state.switches = described.switches;
     renderControls(described);
   } catch (e) { say(e.message); }
@@ -317,6 +350,7 @@ function showStatus(s) {
   setText("stat-latency", `${s.latency_ms.toFixed(1)} ms`);
   meter("meter-in", s.input_peak);
   meter("meter-out", s.output_peak);
+  for (const part of s.parts || []) if ($(`meter-part${part.part}`)) meter(`meter-part${part.part}`, part.peak);
   for (const b of document.querySelectorAll(".mode button")) {
     const pressed = String(b.dataset.mode === s.mode);
     if (b.getAttribute("aria-pressed") !== pressed) b.setAttribute("aria-pressed", pressed);
