@@ -16,9 +16,11 @@ from timbrel.engine.realtime.features import estimate_pitch
 from timbrel.engine.realtime.host import Engine
 from timbrel.plugin.chain import Chain
 from timbrel.plugin.effects import create_effect
+from timbrel.plugin.ensemble import Ensemble, Part
 from timbrel.plugin.instrument import MidiInstrument
 from timbrel.plugin.model import load_model
 from timbrel.presets import default_model
+from timbrel.presets.build import load_preset
 
 SR, BLOCK, HOP = 48000, 128, 160
 
@@ -254,3 +256,59 @@ def test_mpe_on_jack_bends_and_presses_one_note_of_a_held_chord(live):
     assert level(*after, 67) - level(*before, 67) > 3.0  # channel 4's note: pressed
     assert abs(level(*after, 60) - level(*before, 60)) < 1.5  # channel 2's note: level unchanged
     assert engine.errors == 0
+
+
+def test_an_ensemble_part_switches_preset_on_jack_while_the_other_part_plays_on(jack_server, jack_peer):
+    """Violin on channel 1 panned hard left, flute on channel 2 hard right, a note held on each
+    over JACK MIDI, played twice: once as it is, once with part 2 switching to the oboe while
+    both sound. The left channel (part 1, its playing style off so that a take does not depend on
+    where its note falls in a block) has the same harmonic levels in both takes, to within 0.3 dB; the right one (part 2) keeps its note's pitch and changes timbre, with no jump
+    larger than the note's own."""
+
+    def take(switch: bool):
+        ensemble = Ensemble([Part(load_preset("violin", voices=4), midi_channel=1, pan=-1.0, volume_db=-18.0),
+                             Part(load_preset("flute", voices=4), midi_channel=2, pan=1.0, volume_db=-18.0)])
+        ensemble.set_parameter("part1.style_amount", 0.0)
+        engine = Engine(SR, 2048)
+        engine.load(ensemble)
+        midi = MidiInput(engine.events, ports=[], backend=MIDI_BACKEND)
+        stream = AudioStream(engine.process, SR, BLOCK)
+        try:
+            stream.start()
+            jack_peer.connect_midi_to(midi.virtual_port)
+            jack_peer.connect_audio_from(playback_sources(jack_peer))
+            assert wait_until(lambda: jack_peer.connections(midi.virtual_port), timeout=5.0)
+            jack_peer.start_recording(2.0)
+            jack_peer.send([0x90, 57, 100], [0x91, 76, 100])
+            time.sleep(0.9)
+            if switch:
+                ensemble.switch_part(1, load_preset("oboe", voices=4), "Oboe")
+            switched = jack_peer.recorded()
+            assert wait_until(lambda: jack_peer.recorded() >= 2 * SR, timeout=25.0, interval=0.05)
+            left, right = jack_peer.stop_recording().astype(np.float64)
+        finally:
+            stream.stop()
+            stream.close()
+            midi.stop()
+        assert engine.errors == 0 and ensemble.faults == []
+        assert max(np.abs(left).max(), np.abs(right).max()) < 0.5, "the master limiter must not act"
+        onset = int(np.flatnonzero(np.abs(left) > 1e-4)[0])
+        return ensemble, left[onset:], right[onset:], switched - onset
+
+    def harmonics(x: np.ndarray, note: int, count: int = 5) -> np.ndarray:
+        window = np.hanning(x.size)
+        spectrum = np.abs(np.fft.rfft(x * window)) / window.sum()
+        freqs = np.fft.rfftfreq(x.size, 1 / SR)
+        f0 = 440 * 2 ** ((note - 69) / 12)
+        return np.array([20 * np.log10(spectrum[np.abs(freqs - k * f0) < 6].max() + 1e-12) for k in range(1, count + 1)])
+
+    _, plain_left, plain_right, _ = take(False)
+    ensemble, left, right, switched = take(True)
+    before, after = slice(int(0.4 * SR), switched - BLOCK), slice(switched + int(0.2 * SR), int(1.9 * SR))
+    assert np.abs(harmonics(left[after], 57) - harmonics(plain_left[after], 57)).max() < 0.3
+    assert ensemble.parts[1].name == "Oboe" and ensemble.parts[0].chain.instrument.model.info.name == "violin"
+    assert pitch(right[after]) == pytest.approx(440 * 2 ** (7 / 12), rel=0.01)
+    change = np.abs(harmonics(right[after], 76, 4) - harmonics(plain_right[after], 76, 4)).max()
+    assert change > 3.0, "part 2 plays the oboe now"
+    steady = np.abs(np.diff(right[before])).max()
+    assert np.abs(np.diff(right[switched - 4 * BLOCK: switched + int(0.2 * SR)])).max() < 2 * steady
