@@ -14,6 +14,7 @@ import pytest
 
 from timbrel.engine.errors import TimbrelError
 from timbrel.engine.realtime.host import Engine
+from tests.conftest import wait_until
 from timbrel.engine.render import midi_events, render_events
 from timbrel.plugin.ensemble import Ensemble, Part
 from timbrel.presets.build import load_preset
@@ -29,6 +30,7 @@ from timbrel.presets.multi import (
     save_multi,
 )
 from timbrel.presets.song import DRUMS_SKIPPED, song_multi
+from timbrel.session import Session
 
 RATE, BLOCK = 48000, 128
 QUARTET = ((0, 40, (67, 74)), (1, 73, (85, 79)), (2, 42, (46, 43)), (3, 56, (63, 65)))
@@ -212,3 +214,20 @@ def test_render_writes_the_mix_and_one_stem_per_part(tmp_path):
                              "--multi", str(bad)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().count("\n") == 0 and "part 1 pan" in result.stderr
+
+
+def test_general_midi_live_a_program_change_switches_the_part_on_its_channel(jack_server):
+    session = Session(voices=4)
+    try:
+        session.start(multi=Session.general_midi(voices=4), gm=True, use_midi=False)
+        ensemble = session.ensemble
+        assert [int(p.params.get("midi_channel")) for p in ensemble.parts] == [c for c in range(1, 17) if c != 10]
+        session.note_on(60, channel=0)
+        session.program_change(56, channel=2)  # GM program 57, Trumpet
+        session.program_change(5, channel=9)  # drums: skipped
+        assert wait_until(lambda: ensemble.parts[2].name == "Trumpet", timeout=10.0)
+        assert [p.name for i, p in enumerate(ensemble.parts) if i != 2] == [ensemble.parts[0].name] * 14
+        assert session.status()["parts"][2]["name"] == "Trumpet"
+        assert session.engine.keyboard.held_notes() == [(0, 60)] and session.last_error == ""
+    finally:
+        session.close()

@@ -21,7 +21,7 @@ from timbrel.audition import play_audition, polyphonic
 from timbrel.engine.errors import TimbrelError
 from timbrel.engine.io.audio import AudioStream, list_audio_devices
 from timbrel.engine.io.midi import MidiInput, list_midi_inputs
-from timbrel.engine.realtime.events import CONTROL_CHANGE, NOTE_OFF, NOTE_ON
+from timbrel.engine.realtime.events import CONTROL_CHANGE, NOTE_OFF, NOTE_ON, PROGRAM_CHANGE
 from timbrel.engine.realtime.host import Engine
 from timbrel.model_cache import ModelCache
 from timbrel.plugin.ensemble import Ensemble
@@ -237,6 +237,11 @@ class Session:
     def control_change(self, controller: int, value: int, channel: int = 0) -> None:
         """Send a MIDI controller as if from a keyboard (64: sustain pedal, 123: all notes off)."""
         self._push(CONTROL_CHANGE | (channel & 15) | (controller & 127) << 8 | (value & 127) << 16)
+
+    def program_change(self, program: int, channel: int = 0) -> None:
+        """Send a MIDI program change (0 to 127) as if from a keyboard: it switches the preset, or,
+        in an ensemble, the preset of the part on `channel` (0 to 15)."""
+        self._push(PROGRAM_CHANGE | (channel & 15) | (program & 127) << 8)
 
     def panic(self) -> None:
         """Silence everything now: the pedal up on every channel, then all sound off and all
