@@ -46,9 +46,11 @@ def midi_events(path: str | os.PathLike) -> list[tuple[float, int]]:
 
 
 def render_events(engine: Engine, plugin: Plugin, events: list[tuple[float, int]], seconds: float,
-                  block: int, after_block: Callable[[int, int], None] | None = None) -> np.ndarray:
+                  block: int, after_block: Callable[[int, int], None] | None = None,
+                  on_event: Callable[[int], None] | None = None) -> np.ndarray:
     """Play timed packed messages through `engine` with `plugin`; returns stereo float32 `[samples, 2]`.
-    `after_block(start, stop)` runs after each block (samples `start` to `stop`), to read meters or stems."""
+    `after_block(start, stop)` runs after each block (samples `start` to `stop`), to read meters or
+    stems; `on_event(packed)` sees each message as it is queued, as a control thread would."""
     engine.load(plugin)
     total = int(np.ceil(seconds * engine.sample_rate))
     out = np.zeros((total, 2), dtype=np.float32)
@@ -57,6 +59,8 @@ def render_events(engine: Engine, plugin: Plugin, events: list[tuple[float, int]
         stop = min(total, start + block)
         while i < len(events) and events[i][0] * engine.sample_rate < stop:
             engine.events.push(events[i][1])
+            if on_event is not None:
+                on_event(events[i][1])
             i += 1
         engine.process(None, out[start:stop])
         if after_block is not None:
@@ -65,12 +69,13 @@ def render_events(engine: Engine, plugin: Plugin, events: list[tuple[float, int]
 
 
 def render_midi(path: str | os.PathLike, plugin: Plugin, sample_rate: int = 48000, block: int = 128,
-                after_block: Callable[[int, int], None] | None = None) -> np.ndarray:
+                after_block: Callable[[int, int], None] | None = None,
+                on_event: Callable[[int], None] | None = None) -> np.ndarray:
     """Render a MIDI file (plus a release tail) with `plugin`; stereo float32 `[samples, 2]`
-    (`render_events` says what `after_block` is)."""
+    (`render_events` says what `after_block` and `on_event` are)."""
     events = midi_events(path)
     engine = Engine(sample_rate, block)
-    return render_events(engine, plugin, events, events[-1][0] + TAIL_S, block, after_block)
+    return render_events(engine, plugin, events, events[-1][0] + TAIL_S, block, after_block, on_event)
 
 
 def render_audio(audio: np.ndarray, plugin: Plugin, sample_rate: int = 48000, block: int = 128) -> np.ndarray:

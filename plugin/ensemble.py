@@ -99,6 +99,11 @@ class PartInstrument(MidiInstrument):
         self.stage = ReverbStage(self.model, sample_rate, max_block)
         self.attach(voices.state(part), voices.voice_arrays(part), voices.hop_samples)
 
+    def continue_clock(self, previous: MidiInstrument) -> None:
+        """Count notes on from where `previous` (this part's former instrument) stopped: a
+        voice's note age is how note expression tells a new note from the one it replaces."""
+        self._counters[va.CLOCK] = previous._counters[va.CLOCK]
+
     def reset(self) -> None:
         self.stage.reset()
         self._controls[:] = 0.0
@@ -417,6 +422,7 @@ class Ensemble(Plugin):
         part.outgoing, part.chain, part.runner, part.name = part.chain, chain, runner, name
         part.fade_left = self._fade_len
         instrument = chain.instrument
+        instrument.continue_clock(part.outgoing.instrument)
         instrument.handle(self._panic)
         self._only[:] = False
         self._only[p] = True

@@ -29,7 +29,7 @@ from timbrel.presets.multi import (
     remove_multi,
     save_multi,
 )
-from timbrel.presets.song import DRUMS_SKIPPED, song_multi
+from timbrel.presets.song import DRUMS_SKIPPED, follow_programs, song_multi
 from timbrel.session import Session
 
 RATE, BLOCK = 48000, 128
@@ -231,3 +231,39 @@ def test_general_midi_live_a_program_change_switches_the_part_on_its_channel(jac
         assert session.engine.keyboard.held_notes() == [(0, 60)] and session.last_error == ""
     finally:
         session.close()
+
+
+def test_a_program_change_in_a_song_switches_its_part_from_then_on(tmp_path):
+    """Violin, then a program change to the trumpet: the later note sounds as the trumpet
+    alone plays it (within 1 dB at its first five harmonics; what remains is the violin
+    note's room, which the new preset's reverb hears fade), and unlike the violin's."""
+    song = mido.MidiFile(type=1)
+    track = mido.MidiTrack()
+    song.tracks.append(track)
+    track.append(mido.Message("program_change", channel=0, program=40, time=0))
+    track.append(mido.Message("note_on", channel=0, note=62, velocity=96, time=0))
+    track.append(mido.Message("note_off", channel=0, note=62, velocity=0, time=480))
+    track.append(mido.Message("program_change", channel=0, program=56, time=240))
+    track.append(mido.Message("note_on", channel=0, note=62, velocity=96, time=240))
+    track.append(mido.Message("note_off", channel=0, note=62, velocity=0, time=480))
+    song.save(str(tmp_path / "change.mid"))
+    events = midi_events(tmp_path / "change.mid")
+    multi, _ = song_multi(tmp_path / "change.mid")
+    ensemble = build_ensemble(multi)
+    seconds = events[-1][0] + 0.5
+    total = int(np.ceil(seconds * RATE))
+    stem = np.zeros((total, 2), dtype=np.float32)
+
+    def keep(start: int, stop: int) -> None:
+        stem[start:stop] = ensemble.stems[0, :, : stop - start].T
+
+    render_events(Engine(RATE, BLOCK), ensemble, events, seconds, BLOCK, keep, follow_programs(ensemble))
+    assert ensemble.parts[0].name == "Trumpet"
+    trumpet = Multi(name="t", parts=[PartSpec(preset="trumpet", settings={"volume_db": 0.0})])
+    alone, _ = render_with_stems(build_ensemble(trumpet), [e for e in events if e[0] > 0.6], seconds)
+    second = slice(int(1.1 * RATE), int(1.4 * RATE))
+    harmonics = [hz(62) * k for k in range(1, 6)]
+    levels = np.array([level_at(stem[second], f) for f in harmonics])
+    assert np.abs(levels - [level_at(alone[second], f) for f in harmonics]).max() < 1.0
+    first = slice(int(0.1 * RATE), int(0.45 * RATE))
+    assert np.abs(np.array([level_at(stem[first], f) for f in harmonics]) - levels).max() > 3.0

@@ -21,7 +21,7 @@ from timbrel.engine.render import TAIL_S, midi_events, render_audio, render_midi
 from timbrel.presets.library import Library
 from timbrel.presets.multi import build_ensemble, get_multi
 from timbrel.presets.names import slug
-from timbrel.presets.song import song_multi
+from timbrel.presets.song import follow_programs, song_multi
 from timbrel.session import Session
 from timbrel.ui.server import serve
 
@@ -52,6 +52,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
     import numpy as np
 
     multi = _render_multi(args)
+    follow = None
     if multi is None:
         if args.stems:
             raise TimbrelError("--stems needs an ensemble: a General MIDI song, or --multi")
@@ -59,6 +60,8 @@ def _cmd_render(args: argparse.Namespace) -> int:
         after = None
     else:
         plugin = build_ensemble(multi)
+        if not args.multi:
+            follow = follow_programs(plugin)
         seconds = midi_events(args.song)[-1][0] + TAIL_S
         stems = np.zeros((len(plugin.parts), int(np.ceil(seconds * args.samplerate)), 2), dtype=np.float32)
 
@@ -66,7 +69,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
             stems[:, start:stop] = plugin.stems[:, :, : stop - start].transpose(0, 2, 1)
 
     began = time.perf_counter()
-    audio = render_midi(args.song, plugin, args.samplerate, args.blocksize, after_block=after)
+    audio = render_midi(args.song, plugin, args.samplerate, args.blocksize, after_block=after, on_event=follow)
     _write_rendered(args.output, audio, args.samplerate, time.perf_counter() - began)
     if multi is not None and args.stems:
         folder = Path(args.stems)
@@ -233,7 +236,8 @@ def add_commands(commands) -> None:
     rn.add_argument("song", help="a standard MIDI file")
     rn.add_argument("-p", "--preset", help="preset name, .toml preset or .onnx model (default: a song on several "
                     "channels or with program changes plays its General MIDI instruments, else Violin)")
-    rn.add_argument("--multi", metavar="MULTI", help="play an ensemble: a multi name or .toml file (timbrel multis)")
+    rn.add_argument("--multi", metavar="MULTI", help="play an ensemble: a multi name or .toml file (timbrel multis); "
+                    "the song's program changes are then ignored")
     rn.add_argument("--stems", metavar="DIR", help="also write each part of an ensemble to DIR, one file per part")
     rn.add_argument("--set", action="append", metavar="KEY=VALUE", help="e.g. --set release_s=1, voice_mode=legato or delay.mix=0.2")
     rn.add_argument("-o", "--output", required=True, help="audio file to write (.wav, .flac, .ogg)")
