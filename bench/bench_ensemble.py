@@ -31,7 +31,7 @@ import numpy as np
 from bench.ensembles import INSTRUMENTS, RANGES, bench_multi, chord
 from bench.report import report
 from timbrel.engine.realtime.host import Engine
-from timbrel.engine.render import TAIL_S, midi_events, render_events
+from timbrel.engine.render import TAIL_S, midi_events
 from timbrel.presets.build import load_preset
 from timbrel.presets.multi import build_ensemble
 from timbrel.presets.song import song_multi
@@ -60,7 +60,7 @@ def write_quartet(path: Path, seconds: float, seed: int = 0) -> Path:
         events.sort(key=lambda e: e[0])
         last = 0.0
         for at, message in events:
-            track.append(message.copy(time=int(round((at - last) * 960))))  # 120 bpm: 960 ticks a second
+            track.append(message.copy(time=round((at - last) * 960)))  # 120 bpm: 960 ticks a second
             last = at
     song.save(str(path))
     return path

@@ -32,6 +32,7 @@ from timbrel.engine.errors import TimbrelError
 from timbrel.engine.plugin_api import Effect, Parameter, ParameterBank, Plugin
 from timbrel.engine.realtime.events import CONTROL_CHANGE
 from timbrel.engine.realtime.kernels.mixing import crossfade
+from timbrel.engine.realtime.host import park
 from timbrel.engine.realtime.midi_state import MidiState
 from timbrel.engine.realtime.stages import MODEL, TIMES, VOICES
 from timbrel.plugin import ensemble_kernels as ek
@@ -384,7 +385,7 @@ class Ensemble(Plugin):
                 part.outgoing.process(inp, old, self._none)
                 part.fade_left -= crossfade(bus, old, self._fade_len - part.fade_left, self._fade_len)
                 if part.fade_left == 0:
-                    self._retire(part.outgoing)
+                    park(self.retired, part.outgoing)
                     part.outgoing = None
         ek.part_gains(self._table, self._live, self._gains)
         ek.mix_parts(self._buses, n, self._previous, self._gains, out, reverb, delay, self._peaks, self.stems)
@@ -430,12 +431,3 @@ class Ensemble(Plugin):
         self._table[p] = part.params.values
         ek.route_events(replay, self._table, self._only, self._replay_routed, self._replay_counts, self._sounding)
         instrument.handle(self._replay_routed[p, : self._replay_counts[p]])
-
-    def _retire(self, chain: Chain) -> None:
-        """Park a swapped-out chain in a free slot; a control thread frees it (`collect`)."""
-        slots = self.retired
-        for i in range(len(slots)):
-            if slots[i] is None:
-                slots[i] = chain
-                return
-        slots[0] = chain

@@ -11,7 +11,7 @@ import math
 
 import numba
 
-from timbrel.engine.realtime.events import CHANNEL_PRESSURE, CONTROL_CHANGE, NOTE_OFF, NOTE_ON, PITCH_BEND
+from timbrel.engine.realtime.events import CHANNEL_PRESSURE, CONTROL_CHANGE, NOTE_OFF, NOTE_ON, PITCH_BEND, unpack
 
 PART_FIELDS = ("midi_channel", "key_low", "key_high", "velocity_low", "velocity_high", "transpose", "volume_db", "pan",
                "mute", "solo", "reverb_send", "delay_send")
@@ -42,11 +42,7 @@ def route_events(events, table, live, routed, counts, sounding):
         counts[p] = 0
     for i in range(events.shape[0]):
         packed = events[i]
-        status = packed & 0xFF
-        kind = status & 0xF0
-        ch = status & 0x0F
-        d1 = (packed >> 8) & 0x7F
-        d2 = (packed >> 16) & 0x7F
+        kind, ch, d1, d2 = unpack(packed)
         on = kind == NOTE_ON and d2 > 0
         off = kind == NOTE_OFF or (kind == NOTE_ON and d2 == 0)
         panic = kind == CONTROL_CHANGE and (d1 == 120 or d1 == 123)
@@ -65,7 +61,7 @@ def route_events(events, table, live, routed, counts, sounding):
                 if note < 0 or note > 127:
                     continue
                 sounding[p, ch, d1] = note + 1
-                out = status | note << 8 | d2 << 16
+                out = (packed & 0xFF) | note << 8 | d2 << 16
             elif off:
                 started = sounding[p, ch, d1]
                 if started == 0:
@@ -149,8 +145,7 @@ def mix_parts(buses, n, previous, gains, master, reverb_bus, delay_bus, peaks, s
                     master[c, j] += y
                     reverb_bus[c, j] += x * (r0 + (r1 - r0) * t)
                     delay_bus[c, j] += x * (d0 + (d1 - d0) * t)
-                    if abs(y) > peak:
-                        peak = abs(y)
+                    peak = max(peak, abs(y))
         for g in range(GAINS):
             previous[p, g] = gains[p, g]
         peaks[p] = max(peaks[p] * 0.95, peak)

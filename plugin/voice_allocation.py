@@ -34,7 +34,7 @@ import math
 
 import numba
 
-from timbrel.engine.realtime.events import CHANNEL_PRESSURE, CONTROL_CHANGE, NOTE_OFF, NOTE_ON, PITCH_BEND
+from timbrel.engine.realtime.events import CHANNEL_PRESSURE, CONTROL_CHANGE, NOTE_OFF, NOTE_ON, PITCH_BEND, unpack
 from timbrel.engine.realtime.kernels.synth import start_voice, stop_voice
 from timbrel.plugin import expression, mpe
 from timbrel.plugin import voices as vk
@@ -262,11 +262,7 @@ def apply_events(events, values, sources, learn, targets, ranges, ints, floats, 
                          values[sources[F_MPE_BEND_RANGE_ST]])
     for i in range(events.shape[0]):
         packed = events[i]
-        status = packed & 0xFF
-        kind = status & 0xF0
-        ch = status & 0x0F
-        d1 = (packed >> 8) & 0x7F
-        d2 = (packed >> 16) & 0x7F
+        kind, ch, d1, d2 = unpack(packed)
         if kind == CONTROL_CHANGE and mpe.control(zones, channels, ch, d1, d2):
             continue
         role = mpe.role(zones, ch)

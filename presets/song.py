@@ -11,8 +11,8 @@ from timbrel.engine.realtime.events import NOTE_ON, PROGRAM_CHANGE
 from timbrel.engine.render import midi_events
 from timbrel.plugin.ensemble import Ensemble
 from timbrel.presets.build import build_chain
-from timbrel.presets.library import Library
 from timbrel.presets.gm import DRUM_CHANNEL, GM_PROGRAMS, choice_for_program
+from timbrel.presets.library import Library
 from timbrel.presets.multi import DEFAULT_VOICES, Multi, PartSpec
 
 DRUMS_SKIPPED = "channel 10 (drums) is skipped: no factory model is percussive"

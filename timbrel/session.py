@@ -27,9 +27,9 @@ from timbrel.model_cache import ModelCache
 from timbrel.plugin.ensemble import Ensemble
 from timbrel.presets.build import build_chain
 from timbrel.presets.gm import DRUM_CHANNEL, GM_PROGRAMS, choice_for_program
-from timbrel.presets.multi import Multi, PartSpec, build_ensemble
 from timbrel.presets.library import Library
 from timbrel.presets.model_files import model_path
+from timbrel.presets.multi import Multi, PartSpec, build_ensemble
 from timbrel.presets.preset import MODES, EffectSettings
 from timbrel.presets.settings import apply_settings
 from timbrel.program_watcher import ProgramWatcher

@@ -18,12 +18,21 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
+import numba
 import numpy as np
 
 NOTE_OFF, NOTE_ON, POLY_PRESSURE, CONTROL_CHANGE, PROGRAM_CHANGE, CHANNEL_PRESSURE, PITCH_BEND = (
     0x80, 0x90, 0xA0, 0xB0, 0xC0, 0xD0, 0xE0,
 )
 _LENGTH = {NOTE_OFF: 3, NOTE_ON: 3, POLY_PRESSURE: 3, CONTROL_CHANGE: 3, PROGRAM_CHANGE: 2, CHANNEL_PRESSURE: 2, PITCH_BEND: 3}
+
+
+@numba.njit(nogil=True, cache=True, _nrt=False, inline="always")
+def unpack(packed):
+    """A packed message's kind (its status without the channel), channel (0 to 15) and two
+    data bytes, for the kernels that read the event queue's integers."""
+    status = packed & 0xFF
+    return status & 0xF0, status & 0x0F, (packed >> 8) & 0x7F, (packed >> 16) & 0x7F
 
 
 def parse_message(message: Sequence[int]) -> int:

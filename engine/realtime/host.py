@@ -263,10 +263,16 @@ class Engine:
             self._outgoing = None
 
     def _retire(self, plugin: Plugin) -> None:
-        """Park a swapped-out plugin in a free slot; a control thread frees it (`collect`)."""
-        slots = self.retired
-        for i in range(len(slots)):
-            if slots[i] is None:
-                slots[i] = plugin
-                return
-        slots[0] = plugin
+        """Park a swapped-out plugin; a control thread frees it (`collect`)."""
+        park(self.retired, plugin)
+
+
+def park(slots: list, item: object) -> None:
+    """Put `item` in the first free (None) entry of the preallocated `slots`, or over the first
+    when none is free: the audio thread hands what it swapped out to a control thread, which
+    frees it, without allocating or freeing anything itself."""
+    for i in range(len(slots)):
+        if slots[i] is None:
+            slots[i] = item
+            return
+    slots[0] = item

@@ -19,6 +19,7 @@ from timbrel.engine.realtime.events import (
     NOTE_ON,
     PITCH_BEND,
     PROGRAM_CHANGE,
+    unpack,
 )
 
 REPLAY_CAPACITY = 16 * (2 * 128 + 6) + 16 * 6 + 2 * 5
@@ -32,11 +33,7 @@ def _track(events, count, velocity, pedalled, pedal, bend, modulation, expressio
            zones, program, programs):
     for i in range(count):
         packed = events[i]
-        status = packed & 0xFF
-        kind = status & 0xF0
-        ch = status & 0x0F
-        d1 = (packed >> 8) & 0x7F
-        d2 = (packed >> 16) & 0x7F
+        kind, ch, d1, d2 = unpack(packed)
         if kind == NOTE_ON and d2 > 0:
             velocity[ch, d1] = d2
             pedalled[ch, d1] = False

@@ -15,8 +15,8 @@ from timbrel.engine.errors import TimbrelError
 from timbrel.engine.io.audio import NO_OUTPUT, list_audio_devices
 from timbrel.engine.io.audiofile import read_audio, write_audio
 from timbrel.engine.io.midi import list_midi_inputs
+from timbrel.engine.realtime.events import CONTROL_CHANGE, PROGRAM_CHANGE
 from timbrel.engine.realtime.stages import TIMES, summary
-from timbrel.engine.realtime.events import PROGRAM_CHANGE
 from timbrel.engine.render import TAIL_S, midi_events, render_audio, render_midi
 from timbrel.presets.library import Library
 from timbrel.presets.multi import build_ensemble, get_multi
@@ -81,17 +81,22 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 
 def _render_multi(args: argparse.Namespace):
-    """The multi a render plays: `--multi`; else, with no `--preset`, the song's General MIDI
-    ensemble when it plays on more than one channel or changes program; else None (one preset)."""
+    """The multi a render plays: `--multi`; else, with no `--preset` or `--set`, the song's
+    General MIDI ensemble when it changes program or plays on more than one channel without
+    being MPE (an MPE song's channels are one instrument's notes); else None (one preset)."""
     if args.multi:
         if args.preset:
             raise TimbrelError("give --preset or --multi, not both")
         return get_multi(Library(), args.multi)
-    if args.preset:
+    if args.preset or args.set:
         return None
+    events = midi_events(args.song)
+    programs = any(packed & 0xF0 == PROGRAM_CHANGE for _, packed in events)
+    controls = {(packed & 0x0F, (packed >> 8) & 0x7F, (packed >> 16) & 0x7F)
+                for _, packed in events if packed & 0xF0 == CONTROL_CHANGE}
+    mpe = any({(channel, 101, 0), (channel, 100, 6)} <= controls for channel in (0, 15))
     multi, lines = song_multi(args.song, voices=min(args.voices, 16))
-    programs = any(packed & 0xF0 == PROGRAM_CHANGE for _, packed in midi_events(args.song))
-    if len(lines) < 2 and not programs:
+    if not programs and (mpe or len(lines) < 2):
         return None
     for line in lines:
         print(f"timbrel: {line}")
