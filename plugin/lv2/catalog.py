@@ -16,7 +16,6 @@ import threading
 from dataclasses import dataclass
 
 from timbrel.engine.errors import TimbrelError
-from timbrel.plugin.lv2 import features as lv2_features
 from timbrel.plugin.lv2.description import Description, LV2Unavailable, describe
 from timbrel.plugin.lv2.host import LV2Effect
 from timbrel.plugin.lv2.lilv import World, available
@@ -105,9 +104,9 @@ def find(name: str) -> Entry | None:
     return next((e for e in installed() if e.short_name == name), None)
 
 
-def description(name: str, provided: tuple[str, ...] = lv2_features.ACCEPTED) -> Description:
-    """How timbrel would host the plugin `name` ("lv2:URI" or a short name), fault included;
-    LV2NotFound when it is not installed."""
+def description(name: str, provided: tuple[str, ...] | None = None) -> Description:
+    """How timbrel would host the plugin `name` ("lv2:URI" or a short name) given the features
+    `provided` (default: all it has), fault included; LV2NotFound when it is not installed."""
     entry = find(name)
     if entry is None:
         shown = name[len(PREFIX):] if is_lv2(name) else name

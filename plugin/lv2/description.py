@@ -89,12 +89,12 @@ class Description:
         return not self.fault
 
 
-def describe(plugin: Plugin, provided: tuple[str, ...] = lv2_features.ACCEPTED) -> Description:
+def describe(plugin: Plugin, provided: tuple[str, ...] | None = None) -> Description:
     """The `Description` of `plugin`; never raises (an unusable plugin gets `fault`).
-    `provided`: the features the host can give (tests withhold some)."""
+    `provided`: the features the host can give (default `features.ACCEPTED`)."""
     d = Description(uri=plugin.uri, name=plugin.name, class_label=plugin.class_label, plugin=plugin)
     try:
-        _read(plugin, d, provided)
+        _read(plugin, d, lv2_features.ACCEPTED if provided is None else provided)
     except Exception as err:  # a malformed description must not stop the listing of the others
         d.fault = f"its description cannot be read ({type(err).__name__}: {err})"
     return d

@@ -15,7 +15,9 @@ own address space, and Python cannot catch that.
 
 from __future__ import annotations
 
+import ctypes
 import math
+import threading
 
 import numpy as np
 
@@ -31,7 +33,7 @@ from timbrel.plugin.lv2.description import ATOM_BUFFER_BYTES, Description
 from timbrel.plugin.lv2.features import FeatureSet, urids
 from timbrel.plugin.lv2.lilv import Instance
 from timbrel.plugin.lv2.worker import INTERFACE as WORKER_INTERFACE
-from timbrel.plugin.lv2.worker import Worker
+from timbrel.plugin.lv2.worker import MessageRing, Worker
 
 ATOM_SEQUENCE = "http://lv2plug.in/ns/ext/atom#Sequence"
 ATOM_CHUNK = "http://lv2plug.in/ns/ext/atom#Chunk"
@@ -55,6 +57,8 @@ class LV2Effect(Effect):
         self._feature_sets: list[FeatureSet] = []
         self._runs: tuple = ()
         self._shape = (0, 0)
+        self._events = MessageRing(ATOM_BUFFER_BYTES)
+        self._send_lock = threading.Lock()
 
     @property
     def uri(self) -> str:
@@ -79,6 +83,17 @@ class LV2Effect(Effect):
         if not self._instances:
             return {}
         return {symbol: float(self._outputs[0, k]) for k, (_, symbol) in enumerate(self.description.control_outputs)}
+
+    def send_atom(self, type_uri: str, body: bytes) -> bool:
+        """Queue one atom event (`type_uri`, `body` bytes) for the plugin's first atom input; it
+        arrives at the start of the next block, at frame 0 (each instance of a mono plugin gets
+        it). Any control thread may call this; False when the plugin has no atom input or the
+        queue is full."""
+        if not self.description.atom_inputs or not self._instances:
+            return False
+        message = urids().map(type_uri).to_bytes(4, "little") + bytes(body)
+        with self._send_lock:
+            return self._events.write(ctypes.addressof(ctypes.create_string_buffer(message, len(message))), len(message))
 
     @property
     def worker_jobs(self) -> int:
@@ -195,6 +210,29 @@ class LV2Effect(Effect):
         for instance in self._instances:
             instance.activate()
 
+    def _deliver_atoms(self) -> None:
+        """Audio thread: move queued events into each instance's first atom input sequence, as
+        many as fit; the rest wait for the next block."""
+        ring, inputs, per = self._events, self._atoms_in, len(self.description.atom_inputs)
+        used = 0
+        size = ring.peek()
+        while size >= 0:
+            need = 16 + ((size - 4 + 7) & ~7)
+            if 8 + used + need > ATOM_BUFFER_BYTES - 8:
+                return
+            at = ring.address()
+            for k in range(0, inputs.shape[0], per):
+                sequence = inputs[k]
+                word = 4 + used // 4
+                sequence[word] = 0
+                sequence[word + 1] = 0
+                sequence[word + 2] = size - 4
+                ctypes.memmove(sequence.ctypes.data + 4 * (word + 3), at, size)
+                sequence[0] = 8 + used + need
+            used += need
+            ring.pop(size)
+            size = ring.peek()
+
     def reset(self) -> None:
         """LV2 has no real-time reset; `prepare` resets the plugin (deactivates and activates it).
         Called on the audio thread (a bypassed slot gone silent), this leaves the plugin as it is."""
@@ -224,6 +262,8 @@ class LV2Effect(Effect):
         controls_from_values(self._inputs, self.params.values, self._choice_offsets, self._choice_values)
         split_bus(out, self._left_in, self._right_in, self._to_mono)
         reset_atom_buffers(self._atoms_in, self._atoms_out, self._sequence_urid, self._chunk_urid, ATOM_BUFFER_BYTES)
+        if self._events.peek() >= 0:
+            self._deliver_atoms()
         for run, handle, worker in self._runs:
             run(handle, n)
             if worker is not None:
