@@ -128,6 +128,7 @@ class LV2Effect(Effect):
         words = ATOM_BUFFER_BYTES // 4
         self._atoms_in = np.zeros((count * len(d.atom_inputs), words), dtype=np.uint32)
         self._atoms_out = np.zeros((count * len(d.atom_outputs), words), dtype=np.uint32)
+        self._atoms_in_address = self._atoms_in.ctypes.data
         self._sequence_urid, self._chunk_urid = urids().map(ATOM_SEQUENCE), urids().map(ATOM_CHUNK)
         self._route(d)
         try:
@@ -227,7 +228,7 @@ class LV2Effect(Effect):
                 sequence[word] = 0
                 sequence[word + 1] = 0
                 sequence[word + 2] = size - 4
-                ctypes.memmove(sequence.ctypes.data + 4 * (word + 3), at, size)
+                ctypes.memmove(self._atoms_in_address + k * ATOM_BUFFER_BYTES + 4 * (word + 3), at, size)
                 sequence[0] = 8 + used + need
             used += need
             ring.pop(size)
