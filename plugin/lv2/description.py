@@ -33,8 +33,9 @@ UNIT_SYMBOLS = {
 }
 """LV2's standard units (`units:` fragment -> symbol), for hosts without the units bundle installed."""
 
+RESIZE_PORT_MINIMUM = "http://lv2plug.in/ns/ext/resize-port#minimumSize"
 ATOM_BUFFER_BYTES = 1 << 14
-"""Capacity of each atom port's buffer."""
+"""Capacity of each atom port's buffer, unless a port asks for more."""
 
 _SYMBOL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -77,6 +78,8 @@ class Description:
     unconnected: tuple[int, ...] = ()
     required_features: tuple[str, ...] = ()
     worker: bool = False
+    atom_buffer_bytes: int = ATOM_BUFFER_BYTES
+    """Each atom port's buffer: the default, or the most any port asks for (`rsz:minimumSize`)."""
     fault: str = ""
 
     @property
@@ -132,6 +135,9 @@ def _read(plugin: Plugin, d: Description, provided: tuple[str, ...]) -> None:
             (side_in if side else audio_in).append(index) if is_input else (side_out if side else audio_out).append(index)
         elif port.is_a(ATOM_PORT):
             (atom_in if is_input else atom_out).append(index)
+            wanted, _ = port.get(RESIZE_PORT_MINIMUM)
+            if wanted:
+                d.atom_buffer_bytes = max(d.atom_buffer_bytes, (int(float(wanted)) + 7) & ~7)
         elif port.is_a(CV_PORT):
             (cv_in if is_input else cv_out).append(index)
         elif port.has_property(LV2 + "connectionOptional"):

@@ -125,7 +125,8 @@ class LV2Effect(Effect):
         self._audio_out = np.zeros((count, len(d.audio_outputs), n), dtype=np.float32)
         self._cv_in = np.zeros(n, dtype=np.float32)
         self._cv_out = np.zeros((count, len(d.cv_outputs), n), dtype=np.float32)
-        words = ATOM_BUFFER_BYTES // 4
+        self._atom_bytes = d.atom_buffer_bytes
+        words = self._atom_bytes // 4
         self._atoms_in = np.zeros((count * len(d.atom_inputs), words), dtype=np.uint32)
         self._atoms_out = np.zeros((count * len(d.atom_outputs), words), dtype=np.uint32)
         self._atoms_in_address = self._atoms_in.ctypes.data
@@ -219,7 +220,7 @@ class LV2Effect(Effect):
         size = ring.peek()
         while size >= 0:
             need = 16 + ((size - 4 + 7) & ~7)
-            if 8 + used + need > ATOM_BUFFER_BYTES - 8:
+            if 16 + used + need > self._atom_bytes:
                 return
             at = ring.address()
             for k in range(0, inputs.shape[0], per):
@@ -228,7 +229,7 @@ class LV2Effect(Effect):
                 sequence[word] = 0
                 sequence[word + 1] = 0
                 sequence[word + 2] = size - 4
-                ctypes.memmove(self._atoms_in_address + k * ATOM_BUFFER_BYTES + 4 * (word + 3), at, size)
+                ctypes.memmove(self._atoms_in_address + k * self._atom_bytes + 4 * (word + 3), at, size)
                 sequence[0] = 8 + used + need
             used += need
             ring.pop(size)
@@ -262,7 +263,7 @@ class LV2Effect(Effect):
         self.params.advance(n / self.sample_rate)
         controls_from_values(self._inputs, self.params.values, self._choice_offsets, self._choice_values)
         split_bus(out, self._left_in, self._right_in, self._to_mono)
-        reset_atom_buffers(self._atoms_in, self._atoms_out, self._sequence_urid, self._chunk_urid, ATOM_BUFFER_BYTES)
+        reset_atom_buffers(self._atoms_in, self._atoms_out, self._sequence_urid, self._chunk_urid, self._atom_bytes)
         if self._events.peek() >= 0:
             self._deliver_atoms()
         for run, handle, worker in self._runs:
