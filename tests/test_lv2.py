@@ -268,7 +268,7 @@ def test_inserting_bypassing_and_removing_an_lv2_effect_while_playing_never_clic
         30: lambda c: c.bypass(0),
         45: lambda c: c.bypass(0, False),
         60: lambda c: c.move(0, 1),
-        80: lambda c: c.remove(0),
+        80: lambda c: c.remove("x42-eq-parametric-equalizer-stereo"),
     }
     out = run_chain(Chain(None, [create_effect("gain")]), 100, edits)[0]
     clean = clean_sine(100 * BLOCK)
