@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
-from tests.conftest import wait_until
+from tests.conftest import machine_allowance, wait_until
 from tests.test_chain import clean_sine, max_jump
 from timbrel.engine.errors import TimbrelError
 from timbrel.plugin.chain import FADE_S, Chain
@@ -400,3 +401,42 @@ def test_a_preset_with_a_bad_lv2_port_value_fails_in_one_line():
     with pytest.raises(TimbrelError, match=r"^<preset>: effects\[0\] \(lv2:.*fil4#stereo\) parameters freq3 = 5 is "
                                            r"out of range \(100 to 10000 Hz\)$"):
         parse_preset(text)
+
+
+# Live, on a JACK server ---------------------------------------------------------------------------
+
+from tests.test_live import live, model, quiet_instrument, record  # noqa: E402, F401  (the live fixtures)
+
+
+def test_inserting_an_lv2_effect_on_jack_while_a_note_plays_does_not_click(live, model):  # noqa: F811
+    """A held note on the real audio path; an LV2 EQ (-6 dB) is inserted, bypassed, brought back
+    and removed while it sounds. Each edit is marked in the recording by a MIDI byte the engine
+    ignores, sent right after it."""
+    engine, stream, peer = live
+    chain = Chain(quiet_instrument(model), [])
+    engine.load(chain)
+    time.sleep(0.1)
+    engine.reset_meters()
+    mark = [0xFE]  # active sensing: refused and counted by the event queue, sound unaffected
+
+    def script(p):
+        at = p.send([0x90, 62, 100])
+        time.sleep(0.7)
+        for edit in (lambda: chain.insert(0, create_effect(EQ, {"gain": -6})), lambda: chain.bypass(0),
+                     lambda: chain.bypass(0, False), lambda: chain.remove(0)):
+            edit()
+            at += p.send(mark)
+            time.sleep(0.5)
+        return at
+
+    audio, at = record(peer, 3.0, script)
+    status = engine.status()
+    assert status.errors == 0 and status.faults == () and stream.callback_errors == 0
+    assert status.late_blocks <= machine_allowance(status.blocks)
+    steady = audio[at[0] + SR // 4 : at[1] - SR // 20]
+    calm = float(np.abs(np.diff(steady, 2)).max())
+    for edit in at[1:]:
+        around = audio[edit - SR // 20 : edit + SR // 10]
+        assert np.abs(np.diff(around, 2)).max() < 2 * calm, f"a click at sample {edit}"
+    inserted = audio[at[1] + SR // 4 : at[2] - SR // 50]
+    assert power_db(inserted) - power_db(steady) == pytest.approx(-6.0, abs=1.5)
