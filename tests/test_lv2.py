@@ -440,3 +440,22 @@ def test_inserting_an_lv2_effect_on_jack_while_a_note_plays_does_not_click(live,
         assert np.abs(np.diff(around, 2)).max() < 2 * calm, f"a click at sample {edit}"
     inserted = audio[at[1] + SR // 4 : at[2] - SR // 50]
     assert power_db(inserted) - power_db(steady) == pytest.approx(-6.0, abs=1.5)
+
+
+def test_the_example_preset_plays_the_violin_through_an_lv2_eq_and_reverb():
+    from pathlib import Path
+
+    from timbrel.engine.realtime.events import NOTE_ON
+    from timbrel.presets.build import build_chain
+    from timbrel.presets.preset import read_preset
+    from timbrel.presets.settings import apply_settings, effect_keys
+
+    preset = read_preset(Path(__file__).resolve().parents[1] / "examples" / "presets" / "violin-in-a-plate.toml")
+    assert preset.notes == [] and [e.type for e in preset.effects] == [EQ, PLATE]
+    assert effect_keys(preset) == ["x42-eq-parametric-equalizer-stereo", "dragonfly-plate-reverb"]
+    preset = apply_settings(preset, {"effects.dragonfly-plate-reverb.decay": "2.5"})  # the one --set grammar
+    chain = build_chain(preset, voices=4)
+    assert chain["dragonfly-plate-reverb"].params.get("decay") == 2.5
+    note = np.array([NOTE_ON | 69 << 8 | 100 << 16], dtype=np.int32)
+    played = chain(np.zeros(SR, dtype=np.float32), SR, BLOCK, events=note)
+    assert np.all(np.isfinite(played)) and np.abs(played).max() > 0.01 and chain.faults == []
