@@ -62,9 +62,9 @@ else:
 from timbrel.engine.errors import TimbrelError
 from timbrel.engine.plugin_api import Parameter
 from timbrel.plugin.effects import effect_class
-from timbrel.plugin.lv2.description import LV2Unavailable
 from timbrel.plugin.instrument import PARAMETERS as MIDI_PARAMETERS
 from timbrel.plugin.instrument import RESERVED_CC, RESERVED_CC_TEXT
+from timbrel.plugin.lv2.description import LV2Unavailable
 from timbrel.plugin.transfer import PARAMETERS as TRANSFER_PARAMETERS
 from timbrel.presets.faults import PresetFault, kind_of, one_line, shown, suggestion
 from timbrel.presets.folders import default_model_dirs

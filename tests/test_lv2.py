@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import machine_allowance, wait_until
 from tests.test_chain import clean_sine, max_jump
+from tests.test_live import live, model, quiet_instrument, record  # noqa: F401  (the live fixtures)
 from timbrel.engine.errors import TimbrelError
 from timbrel.plugin.chain import FADE_S, Chain
 from timbrel.plugin.effects import create_effect, effect_class
@@ -318,8 +319,8 @@ def test_a_failed_worker_job_disables_the_effect_with_one_line():
     plate._workers[0].fault = "its worker failed (work returned status 1)"  # as the worker thread sets it
     bus = np.full((2, BLOCK), 0.1, dtype=np.float32)
     chain.process(bus[0], bus, np.zeros(0, dtype=np.int32))
-    assert chain.faults == ["effect 'dragonfly-plate-reverb' disabled: raised LV2Fault: its worker failed "
-                            "(work returned status 1)"]
+    assert chain.faults == [("effect 'dragonfly-plate-reverb' disabled: raised LV2Fault: its worker failed "
+                             "(work returned status 1)")]
     np.testing.assert_allclose(bus, 0.1)
 
 
@@ -380,9 +381,9 @@ def test_a_preset_stores_lv2_effects_by_uri_with_port_values_and_loads_them_back
     assert [e.type for e in preset.effects] == [EQ, MISSING, PLATE]
     assert preset.effects[0].parameters == {"freq3": 800.0, "gain3": 4.5, "enable": 1.0}
     assert preset.effects[2].parameters == {"decay": 1.5, "algorithm": 2.0}
-    assert preset.notes == [f"Violin in a plate: effects[1] ({MISSING}): LV2 plugin 'urn:timbrel:test:not-installed' "
-                            "is not installed (`timbrel plugins list` shows those that are); it plays without this "
-                            "effect"]
+    assert preset.notes == [(f"Violin in a plate: effects[1] ({MISSING}): LV2 plugin 'urn:timbrel:test:not-installed' "
+                             "is not installed (`timbrel plugins list` shows those that are); it plays without this "
+                             "effect")]
     assert parse_preset(preset_to_toml(preset)) == preset  # the missing one is written back as read
     assert f'type = "{MISSING}"' in preset_to_toml(preset) and "amount = 0.5" in preset_to_toml(preset)
 
@@ -404,8 +405,6 @@ def test_a_preset_with_a_bad_lv2_port_value_fails_in_one_line():
 
 
 # Live, on a JACK server ---------------------------------------------------------------------------
-
-from tests.test_live import live, model, quiet_instrument, record  # noqa: E402, F401  (the live fixtures)
 
 
 def test_inserting_an_lv2_effect_on_jack_while_a_note_plays_does_not_click(live, model):  # noqa: F811

@@ -81,7 +81,7 @@ def installed() -> list[Entry]:
         if _entries is None:
             if not available():
                 return []
-            plugins = sorted(((short_name(p.name), p.uri, p.name, p.class_label) for p in world().plugins()))
+            plugins = sorted((short_name(p.name), p.uri, p.name, p.class_label) for p in world().plugins())
             taken: dict[str, int] = {}
             entries = []
             for short, uri, name, label in plugins:

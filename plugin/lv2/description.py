@@ -216,7 +216,7 @@ def _unit(port: Port) -> str:
 
 def _group(port: Port) -> str:
     """The heading of the port's group, or "" when it belongs to none."""
-    group, is_uri = port.get(PORT_GROUP)
+    group, _ = port.get(PORT_GROUP)
     if not group:
         return ""
     for predicate in (RDFS_LABEL, LV2 + "name", LV2 + "symbol"):

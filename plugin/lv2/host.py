@@ -75,7 +75,7 @@ class LV2Effect(Effect):
         if port < 0 or not self._instances:
             return 0
         value = float(self._outputs[0, self._output_slot[port]])
-        return max(0, int(round(value))) if math.isfinite(value) else 0
+        return max(0, round(value)) if math.isfinite(value) else 0
 
     def outputs(self) -> dict[str, float]:
         """The plugin's control outputs (meters, gain reduction…) after the last block, by
