@@ -81,7 +81,8 @@ def installed() -> list[Entry]:
         if _entries is None:
             if not available():
                 return []
-            plugins = sorted((short_name(p.name), p.uri, p.name, p.class_label) for p in world().plugins())
+            with world().lock:
+                plugins = sorted((short_name(p.name), p.uri, p.name, p.class_label) for p in world().plugins())
             taken: dict[str, int] = {}
             entries = []
             for short, uri, name, label in plugins:
@@ -111,7 +112,7 @@ def description(name: str, provided: tuple[str, ...] | None = None) -> Descripti
     if entry is None:
         shown = name[len(PREFIX):] if is_lv2(name) else name
         raise LV2NotFound(f"LV2 plugin '{shown}' is not installed (`timbrel plugins list` shows those that are)")
-    with _lock:
+    with _lock, world().lock:
         return describe(world().plugin(entry.uri), provided)
 
 

@@ -157,7 +157,8 @@ class LV2Effect(Effect):
     def _instantiate(self, d: Description, k: int) -> None:
         worker = Worker() if d.worker else None
         features = FeatureSet(self.sample_rate, self.max_block, worker.schedule if worker else None)
-        instance = d.plugin.instantiate(self.sample_rate, features.array)
+        with d.plugin.world.lock:
+            instance = d.plugin.instantiate(self.sample_rate, features.array)
         if instance is None:
             raise TimbrelError(f"LV2 plugin '{d.uri}' failed to instantiate at {self.sample_rate} Hz")
         self._instances.append(instance)
@@ -243,8 +244,10 @@ class LV2Effect(Effect):
         """Stop the workers and free the instances (off the audio thread); `prepare` makes new ones."""
         for worker in self._workers:
             worker.stop()
-        for instance in self._instances:
-            instance.free()
+        if self._instances:
+            with self.description.plugin.world.lock:
+                for instance in self._instances:
+                    instance.free()
         self._instances, self._workers, self._feature_sets, self._runs = [], [], [], ()
         self._shape = (0, 0)
 

@@ -15,6 +15,7 @@ freed here; callers receive Python values (str, float, int), never raw nodes, ex
 from __future__ import annotations
 
 import ctypes
+import threading
 from ctypes import POINTER, Structure, c_bool, c_char_p, c_double, c_float, c_uint32, c_void_p
 from dataclasses import dataclass
 
@@ -174,9 +175,11 @@ class ScalePoint:
 
 class World:
     """Every LV2 plugin installed on the machine (`LV2_PATH`, else ~/.lv2, /usr/lib/lv2 …),
-    read once when made. Not thread-safe: make and use it off the audio thread."""
+    read once when made. lilv is not thread-safe (it reads a plugin's data files on first use),
+    so callers hold `lock` around every call; none of them is made on the audio thread."""
 
     def __init__(self) -> None:
+        self.lock = threading.RLock()
         self.lib = library()
         self.pointer = self.lib.lilv_world_new()
         self.lib.lilv_world_load_all(self.pointer)
