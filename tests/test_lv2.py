@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -442,8 +443,6 @@ def test_inserting_an_lv2_effect_on_jack_while_a_note_plays_does_not_click(live,
 
 
 def test_the_example_preset_plays_the_violin_through_an_lv2_eq_and_reverb():
-    from pathlib import Path
-
     from timbrel.engine.realtime.events import NOTE_ON
     from timbrel.presets.build import build_chain
     from timbrel.presets.preset import read_preset
@@ -458,3 +457,20 @@ def test_the_example_preset_plays_the_violin_through_an_lv2_eq_and_reverb():
     note = np.array([NOTE_ON | 69 << 8 | 100 << 16], dtype=np.int32)
     played = chain(np.zeros(SR, dtype=np.float32), SR, BLOCK, events=note)
     assert np.all(np.isfinite(played)) and np.abs(played).max() > 0.01 and chain.faults == []
+
+
+def test_rendering_a_preset_that_names_an_uninstalled_plugin_plays_without_it_and_says_so_in_one_line(tmp_path):
+    import timbrel
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "presets" / "violin-in-a-plate.toml"
+    preset = tmp_path / "violin-somewhere-else.toml"
+    preset.write_text(example.read_text().replace("urn:dragonfly:plate", "urn:timbrel:test:not-installed"))
+    song = timbrel.write_demo_midi(str(tmp_path / "tune.mid"))
+    result = subprocess.run([sys.executable, "-m", "timbrel", "render", "-p", str(preset), "-o",
+                             str(tmp_path / "out.wav"), str(song)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "timbrel: Violin in a Plate: effects[1] (lv2:urn:timbrel:test:not-installed): LV2 plugin "
+        "'urn:timbrel:test:not-installed' is not installed (`timbrel plugins list` shows those that are); it plays "
+        "without this effect"]
+    assert (tmp_path / "out.wav").stat().st_size > 48000
