@@ -474,3 +474,23 @@ def test_rendering_a_preset_that_names_an_uninstalled_plugin_plays_without_it_an
         "'urn:timbrel:test:not-installed' is not installed (`timbrel plugins list` shows those that are); it plays "
         "without this effect")]
     assert (tmp_path / "out.wav").stat().st_size > 48000
+
+
+def test_saving_the_sound_from_a_session_stores_lv2_effects_by_uri_with_their_port_values(tmp_path):
+    from timbrel.presets.library import Library
+    from timbrel.session import Session
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "presets" / "violin-in-a-plate.toml"
+    session = Session(library=Library(user_dir=tmp_path), sample_rate=SR, block_size=BLOCK, voices=4)
+    try:
+        session.load(str(example), wait=True)
+        session.set_parameter("dragonfly-plate-reverb.decay", 3.0)
+        saved = session.save("Plate Test")
+        assert f'type = "{PLATE}"' in saved.read_text() and f'type = "{EQ}"' in saved.read_text()
+        again = session.library.get("Plate Test")
+        assert [e.type for e in again.effects] == [EQ, PLATE]
+        assert again.effects[1].parameters["decay"] == 3.0 and again.effects[1].parameters["algorithm"] == 1.0
+        session.load("Plate Test", wait=True)
+        assert session.engine.plugin["dragonfly-plate-reverb"].params.get("decay") == 3.0
+    finally:
+        session.close()
