@@ -92,6 +92,9 @@ def test_control_ports_become_parameters_with_ranges_units_scales_and_switches()
     plate = {p.id: p for p in effect_class(PLATE).parameters}
     assert plate["algorithm"].choices == ("Simple", "Nested", "Tank")  # an enumeration's scale points
     assert (plate["decay"].unit, plate["predelay"].unit, plate["dry_level"].unit) == ("s", "ms", "%")
+    mixer = effect_class("lv2:http://gareus.org/oss/lv2/matrixmixer#i8o8").parameters  # port groups become headings
+    assert [(p.id, p.group) for p in mixer[:2]] == [("mix_1_1", "Source 1"), ("mix_1_2", "Source 1")]
+    assert {p.group for p in mixer} == {f"Source {i}" for i in range(1, 9)}
     # Each one is a Parameter like the built-ins': the one value rule applies.
     with pytest.raises(TimbrelError, match=r"^freq3 = 5 is out of range \(100 to 10000 Hz\)$"):
         eq["freq3"].check(5)
