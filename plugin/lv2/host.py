@@ -91,9 +91,9 @@ class LV2Effect(Effect):
         queue is full."""
         if not self.description.atom_inputs or not self._instances:
             return False
-        message = urids().map(type_uri).to_bytes(4, "little") + bytes(body)
+        message = ctypes.create_string_buffer(urids().map(type_uri).to_bytes(4, "little") + bytes(body))
         with self._send_lock:
-            return self._events.write(ctypes.addressof(ctypes.create_string_buffer(message, len(message))), len(message))
+            return self._events.write(ctypes.addressof(message), len(message) - 1)
 
     @property
     def worker_jobs(self) -> int:
