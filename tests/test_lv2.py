@@ -1,8 +1,9 @@
 """LV2 plugins in the chain, for real: Debian's x42-plugins, dragonfly-reverb-lv2 and
 lsp-plugins-lv2, loaded through liblilv, checked against references (the x42 compressor's
 static curve from its gain law, the x42 EQ's gain at its band centre and its high-pass slope,
-the Dragonfly plate's decay time), the worker, latency, fault isolation, live edits that do
-not click, and presets that name plugins by URI.
+the Dragonfly plate's decay time, x42 convoLV2's output against numpy's convolution with the
+impulse response its worker loaded), the worker, latency, fault isolation, live edits that
+do not click, on JACK too, and presets that name plugins by URI.
 """
 
 from __future__ import annotations
