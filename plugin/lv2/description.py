@@ -89,6 +89,7 @@ class Description:
 
     @property
     def ok(self) -> bool:
+        """Whether timbrel can host the plugin."""
         return not self.fault
 
 

@@ -62,10 +62,12 @@ class LV2Effect(Effect):
 
     @property
     def uri(self) -> str:
+        """The plugin's URI."""
         return self.description.uri
 
     @property
     def effect_type(self) -> str:
+        """"lv2:" and the URI: what a preset stores."""
         return "lv2:" + self.description.uri
 
     @property

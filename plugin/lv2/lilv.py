@@ -224,10 +224,12 @@ class Plugin:
 
     @property
     def uri(self) -> str:
+        """The plugin's URI, its identity."""
         return _text(self.world.lib.lilv_plugin_get_uri(self.pointer))
 
     @property
     def name(self) -> str:
+        """Its name as its author wrote it (`doap:name`)."""
         return _owned_text(self.world.lib.lilv_plugin_get_name(self.pointer))
 
     @property
@@ -238,6 +240,7 @@ class Plugin:
 
     @property
     def num_ports(self) -> int:
+        """How many ports it has, of every type; indices run from 0."""
         return int(self.world.lib.lilv_plugin_get_num_ports(self.pointer))
 
     def required_features(self) -> list[str]:
@@ -251,6 +254,7 @@ class Plugin:
         return uris
 
     def has_extension_data(self, uri: str) -> bool:
+        """Whether it declares the interface `uri` (`lv2:extensionData`), the worker's for one."""
         return bool(self.world.lib.lilv_plugin_has_extension_data(self.pointer, self.world.uri(uri)))
 
     def port_ranges(self) -> tuple[list[float], list[float], list[float]]:
@@ -261,6 +265,7 @@ class Plugin:
         return tuple(list(a) for a in arrays)
 
     def port(self, index: int) -> Port:
+        """Port number `index`."""
         return Port(self, self.world.lib.lilv_plugin_get_port_by_index(self.pointer, index), index)
 
     def instantiate(self, sample_rate: float, features: ctypes.Array) -> Instance | None:
@@ -279,19 +284,23 @@ class Port:
         self.index = index
 
     def is_a(self, class_uri: str) -> bool:
+        """Whether the port is of class `class_uri` (audio, control, input, output…)."""
         world = self.plugin.world
         return bool(world.lib.lilv_port_is_a(self.plugin.pointer, self.pointer, world.uri(class_uri)))
 
     def has_property(self, property_uri: str) -> bool:
+        """Whether the port has the property `property_uri` (toggled, integer, logarithmic…)."""
         world = self.plugin.world
         return bool(world.lib.lilv_port_has_property(self.plugin.pointer, self.pointer, world.uri(property_uri)))
 
     @property
     def symbol(self) -> str:
+        """The port's symbol: a C identifier, unique in the plugin, stable across versions."""
         return _text(self.plugin.world.lib.lilv_port_get_symbol(self.plugin.pointer, self.pointer))
 
     @property
     def name(self) -> str:
+        """The port's name in words."""
         return _owned_text(self.plugin.world.lib.lilv_port_get_name(self.plugin.pointer, self.pointer))
 
     def get(self, predicate_uri: str) -> tuple[str, int]:
@@ -328,6 +337,7 @@ class Port:
         return result
 
     def supports_event(self, event_uri: str) -> bool:
+        """Whether an atom port says it takes events of type `event_uri` (`atom:supports`)."""
         world = self.plugin.world
         return bool(world.lib.lilv_port_supports_event(self.plugin.pointer, self.pointer, world.uri(event_uri)))
 
@@ -356,11 +366,13 @@ class Instance:
         return self.descriptor.extension_data(uri.encode()) or None
 
     def activate(self) -> None:
+        """Get ready to run (resets the plugin's state); off the audio thread."""
         if not self.active and self.descriptor.activate:
             self.descriptor.activate(self.handle)
         self.active = True
 
     def deactivate(self) -> None:
+        """Stop running; `activate` may follow. Off the audio thread."""
         if self.active and self.descriptor.deactivate:
             self.descriptor.deactivate(self.handle)
         self.active = False
