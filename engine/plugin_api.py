@@ -220,6 +220,12 @@ class Effect(Plugin):
     kind = "effect"
 
     @property
+    def effect_type(self) -> str:
+        """The type a preset stores this effect by: `create_effect(effect.effect_type)` makes
+        another. Its `name` for built-in and packaged effects; "lv2:URI" for an LV2 plugin."""
+        return self.name
+
+    @property
     def tail_s(self) -> float | None:
         """How long (s) the effect may still sound after its input falls silent, at the current
         settings: once its input has been digital silence that long, the host skips it until

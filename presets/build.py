@@ -16,7 +16,9 @@ from timbrel.presets.preset import MODES, Preset
 def build_chain(preset: Preset, mode: str | None = None, voices: int = 16, model: TimbreModel | None = None) -> Chain:
     """The preset ready to play: its instrument for `mode` (default: the preset's) with the
     preset's values set and snapped, followed by its effects in order, bypass applied. A
-    `reverb` effect plays the room of the preset's own model.
+    `reverb` effect plays the room of the preset's own model. Effects the preset names but
+    that cannot be made here (`EffectSettings.missing`: an LV2 plugin not installed) are left
+    out; `preset.notes` says which, one line each.
 
     `voices` (1 to 64) applies to the MIDI instrument. `model` reuses a loaded model instead
     of loading `preset.model_path`.
@@ -37,9 +39,10 @@ def build_chain(preset: Preset, mode: str | None = None, voices: int = 16, model
         for controller, parameter_id in preset.learn.items():
             instrument.learn(controller, parameter_id)
     instrument.params.snap()
+    playable = [e for e in preset.effects if not e.missing]
     chain = Chain(instrument, [create_effect(e.type, e.parameters, **({"model": model} if e.type == "reverb" else {}))
-                               for e in preset.effects])
-    for index, effect in enumerate(preset.effects):
+                               for e in playable])
+    for index, effect in enumerate(playable):
         if effect.bypass:
             chain.bypass(index)
     return chain

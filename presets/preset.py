@@ -64,6 +64,7 @@ from timbrel.engine.plugin_api import Parameter
 from timbrel.plugin.effects import effect_class
 from timbrel.plugin.instrument import PARAMETERS as MIDI_PARAMETERS
 from timbrel.plugin.instrument import RESERVED_CC, RESERVED_CC_TEXT
+from timbrel.plugin.lv2.description import LV2Unavailable
 from timbrel.plugin.transfer import PARAMETERS as TRANSFER_PARAMETERS
 from timbrel.presets.faults import PresetFault, kind_of, one_line, shown, suggestion
 from timbrel.presets.folders import default_model_dirs
@@ -84,11 +85,17 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 @dataclass
 class EffectSettings:
-    """One `[[effects]]` entry: the effect type, its parameter values (only those given), bypass."""
+    """One `[[effects]]` entry: the effect type, its parameter values (only those given), bypass.
+
+    `missing` is "" for an effect that can be made, else one line saying why it cannot (an LV2
+    plugin not installed here, or one timbrel cannot host): the preset still loads, plays
+    without it, and writes it back as read (its parameters unchecked).
+    """
 
     type: str
     parameters: dict[str, float] = field(default_factory=dict)
     bypass: bool = False
+    missing: str = field(default="", compare=False)
 
 
 @dataclass
@@ -121,6 +128,11 @@ class Preset:
     factory: bool = field(default=False, compare=False)
     model_path: Path | None = field(default=None, compare=False)
     implicit: bool = field(default=False, compare=False)
+
+    @property
+    def notes(self) -> list[str]:
+        """One line per effect the preset names but cannot play here (it plays without them)."""
+        return [f"{self.name}: {e.missing}" for e in self.effects if e.missing]
 
     @property
     def slug(self) -> str:
@@ -282,9 +294,12 @@ def _effect(entry: dict, where: str) -> EffectSettings:
     bypass = entry.get("bypass", False)
     if not isinstance(bypass, bool):
         raise PresetFault(f"{where} bypass must be true or false, not {kind_of(bypass)}")
-    parameters = parameter_values(table(entry, "parameters", f"{where} parameters"), effect_parameters(kind, where),
-                             f"{where} parameters")
-    return EffectSettings(kind, parameters, bypass)
+    given = table(entry, "parameters", f"{where} parameters")
+    try:
+        declared = effect_parameters(kind, where)
+    except LV2Unavailable as err:
+        return EffectSettings(kind, dict(given), bypass, missing=f"{err}; it plays without this effect")
+    return EffectSettings(kind, parameter_values(given, declared, f"{where} parameters"), bypass)
 
 
 def learned(controller: object, parameter_id: object, where: str) -> tuple[int, str]:
@@ -306,9 +321,13 @@ def instrument_parameters(mode: str) -> tuple[Parameter, ...]:
 
 
 def effect_parameters(kind: str, where: str = "effect") -> tuple[Parameter, ...]:
-    """The parameters an effect type declares (its class is imported, not instantiated)."""
+    """The parameters an effect type declares (its class is imported, not instantiated).
+    PresetFault for an unknown type; for an LV2 plugin not installed or not hostable, an
+    `LV2Unavailable` error (one line, naming `where`)."""
     try:
         return tuple(effect_class(kind).parameters)
+    except LV2Unavailable as err:
+        raise type(err)(f"{where}: {err}") from None
     except TimbrelError as err:
         raise PresetFault(f"{where}: {err}") from None
     except Exception as err:  # an effect module that fails to import must not hide which preset needs it

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from timbrel.engine.errors import TimbrelError
 from timbrel.plugin.chain import slot_key
+from timbrel.plugin.effects import chain_name
 from timbrel.presets.faults import PresetFault, kind_of, one_line
 from timbrel.presets.preset import (
     MODES,
@@ -112,7 +113,7 @@ def effect_keys(preset: Preset) -> list[str]:
     """Each effect's key as a chain names it: its type, then `type-2`, `type-3` for repeats."""
     keys: list[str] = []
     for effect in preset.effects:
-        keys.append(slot_key(effect.type, keys))
+        keys.append(slot_key(chain_name(effect.type), keys))
     return keys
 
 

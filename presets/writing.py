@@ -36,7 +36,9 @@ def preset_to_toml(preset: Preset) -> str:
     chunks = [f"# timbrel preset, format {FORMAT} (see timbrel.presets.preset)\n", tomli_w.dumps(head)]
     for effect in preset.effects:
         chunks.append("\n[[effects]]\n" + tomli_w.dumps({"type": effect.type, "bypass": bool(effect.bypass)}))
-        if effect.parameters:
+        if effect.parameters and effect.missing:
+            chunks.append("\n[effects.parameters]\n" + tomli_w.dumps(dict(effect.parameters)))
+        elif effect.parameters:
             try:
                 parameters = effect_parameters(effect.type)
             except PresetFault as fault:

@@ -5,10 +5,11 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 EXTRAS="${TIMBREL_EXTRAS:-}"
-SYSTEM_PACKAGES=(libportaudio2 libsndfile1 jackd2 libjack-jackd2-0 fluidsynth fluid-soundfont-gm sox espeak-ng python3-venv)
-# The browser tests drive Debian's chromium, and the allocation test builds its counter with gcc;
-# playing needs neither.
-case ",$EXTRAS," in *,dev,*) SYSTEM_PACKAGES+=(chromium gcc libc6-dev) ;; esac
+SYSTEM_PACKAGES=(libportaudio2 libsndfile1 jackd2 libjack-jackd2-0 fluidsynth fluid-soundfont-gm sox espeak-ng python3-venv
+                 liblilv-0-0)
+# The browser tests drive Debian's chromium, the allocation test builds its counter with gcc, and
+# the LV2 tests play real plugins from Debian (x42, LSP, Dragonfly); playing needs none of them.
+case ",$EXTRAS," in *,dev,*) SYSTEM_PACKAGES+=(chromium gcc libc6-dev x42-plugins lsp-plugins-lv2 dragonfly-reverb-lv2) ;; esac
 
 say() { printf 'timbrel setup: %s\n' "$*" >&2; }
 

@@ -3,10 +3,11 @@
 `tests/alloc/counter.c`, built here with the system's C compiler and preloaded into a fresh
 Python, wraps malloc, calloc, realloc, free and the aligned allocators, and counts the calls
 one thread makes while `Engine.process` runs prepared blocks (`tests/alloc/probe.py`):
-notes on and off, an MPE chord with per-note bend, pressure and CC 74, voice stealing, a preset with its full effects chain, live transfer, and a
+notes on and off, an MPE chord with per-note bend, pressure and CC 74, voice stealing, a preset with its full effects chain, live transfer, a
 preset switch with its crossfade and the replay of held keys (the process's second switch:
-its first fills one numpy-internal cache, a single allocation never freed), and an ensemble of
-three parts (a split and a channel of their own) while one part switches preset. onnxruntime's own run is
+its first fills one numpy-internal cache, a single allocation never freed), an ensemble of
+three parts (a split and a channel of their own) while one part switches preset, and a chain
+of five real LV2 plugins, one of them handed a job for its worker. onnxruntime's own run is
 counted apart: it allocates on every call whatever its session options (measured in
 BENCHMARKS.md), the one exception to the rule, which only replacing onnxruntime would lift.
 A control effect that makes an array per block shows that the count sees allocations.
@@ -24,7 +25,7 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent / "alloc"
-SCENARIOS = ("notes", "mpe", "stealing", "full_chain", "preset_switch", "transfer", "ensemble")
+SCENARIOS = ("notes", "mpe", "stealing", "full_chain", "preset_switch", "transfer", "ensemble", "lv2_chain")
 ONNXRUNTIME_MALLOCS_PER_RUN = 512
 """Ceiling on onnxruntime's heap calls per run (about 220 measured with onnxruntime 1.2x),
 so that a change making it allocate far more is noticed."""
@@ -53,6 +54,10 @@ def test_the_audio_thread_makes_no_heap_call(counts, scenario):
     assert found["onnxruntime_runs"] > 0, found
     assert found["onnxruntime_malloc"] == found["onnxruntime_free"]
     assert found["onnxruntime_malloc"] <= ONNXRUNTIME_MALLOCS_PER_RUN * found["onnxruntime_runs"], found
+
+
+def test_the_lv2_chain_ran_its_worker_job_while_counted(counts):
+    assert counts["lv2_chain"]["worker_jobs"] == 1, counts["lv2_chain"]
 
 
 def test_the_count_sees_an_effect_that_allocates(counts):

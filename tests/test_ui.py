@@ -36,6 +36,7 @@ SR, HOP = 48000, 160
 LAPTOP = {"width": 1440, "height": 900}
 TABLET = {"width": 820, "height": 1180}
 DOCS = Path(__file__).resolve().parents[1] / "docs"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 @pytest.fixture(scope="module")
@@ -257,6 +258,27 @@ def test_moving_sliders_and_bypass_set_the_engine(page, session):
     assert wait_until(lambda: slot.bypassed, timeout=5.0)
     page.locator('button.bypass[data-effect="eq"]').click()
     assert wait_until(lambda: not slot.bypassed, timeout=5.0)
+
+
+def test_an_lv2_effect_shows_its_parameters_like_the_others_and_they_reach_it(page, session):
+    """The example preset plays the violin through the x42 EQ and a Dragonfly plate (LV2)."""
+    session.load(str(EXAMPLES / "presets" / "violin-in-a-plate.toml"), wait=True)
+    eq_key, plate_key = "x42-eq-parametric-equalizer-stereo", "dragonfly-plate-reverb"
+    page.wait_for_selector(f'[data-param="{eq_key}.gain3"]', timeout=10000)
+    expect(page.locator(f'[data-param="{eq_key}.gain3"] .value')).to_have_text("3.00 dB")
+    expect(page.locator(f'[data-param="{eq_key}.freq3"] .value')).to_have_text("2.50 kHz")
+    expect(page.locator(f'[data-param="{plate_key}.algorithm"] button.choice')).to_have_text(
+        ["Simple", "Nested", "Tank"])
+    eq, plate = session.engine.plugin[eq_key], session.engine.plugin[plate_key]
+    page.locator(f'[data-param="{eq_key}.gain3"] input[type=range]').focus()
+    page.keyboard.press("End")
+    assert wait_until(lambda: eq.params.get("gain3") == 18.0, timeout=5.0)
+    page.locator(f'[data-param="{plate_key}.algorithm"] button.choice', has_text="Tank").click()
+    assert wait_until(lambda: plate.params.get("algorithm") == 2.0, timeout=5.0)
+    page.locator(f'button.bypass[data-effect="{plate_key}"]').click()
+    slot = next(s for s in session.engine.plugin.slots if s.key == plate_key)
+    assert wait_until(lambda: slot.bypassed, timeout=5.0)
+    assert session.engine.status().faults == ()
 
 
 def test_switching_mode_reaches_the_session(page, session):

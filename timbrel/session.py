@@ -108,6 +108,7 @@ class Session:
             chosen = mode or (self.mode if self.preset is not None else preset.mode)
             model = self.models.get(model_path(preset), preset.model_sha256)
             chain = build_chain(preset, chosen, voices=self.voices, model=model)
+            self.notices.extend(note for note in preset.notes if note not in self.notices)
             plain = f"{model.info.name}: its model has no playing style, so notes play plainly " \
                     f"(`timbrel style {model.path.name} RECORDINGS` learns one)"
             if chosen == "midi" and not model.info.style and plain not in self.notices:
@@ -212,7 +213,7 @@ class Session:
         if self.preset is None or chain is None:
             raise TimbrelError("no preset loaded")
         values = chain.instrument.params.as_dict()
-        effects = [EffectSettings(type=s.effect.name, bypass=s.bypassed, parameters=s.effect.params.as_dict())
+        effects = [EffectSettings(type=s.effect.effect_type, bypass=s.bypassed, parameters=s.effect.params.as_dict())
                    for s in chain.slots]
         fields = {"midi": values} if self.mode == "midi" else {"transfer": values}
         return replace(self.preset, mode=self.mode, effects=effects, **fields)

@@ -24,6 +24,7 @@ from timbrel.engine.plugin_api import Effect  # noqa: E402
 from timbrel.engine.realtime.events import CHANNEL_PRESSURE, CONTROL_CHANGE, NOTE_OFF, NOTE_ON, PITCH_BEND  # noqa: E402
 from timbrel.engine.realtime.host import Engine  # noqa: E402
 from timbrel.plugin.chain import Chain  # noqa: E402
+from timbrel.plugin.effects import create_effect  # noqa: E402
 from timbrel.plugin.ensemble import Ensemble, Part  # noqa: E402
 from timbrel.plugin.instrument import MidiInstrument  # noqa: E402
 from timbrel.plugin.model import load_model  # noqa: E402
@@ -33,6 +34,10 @@ from timbrel.presets.build import load_preset  # noqa: E402
 from timbrel.runtime_policy import RealtimePolicy  # noqa: E402
 
 SR, BLOCK = 48000, 128
+LV2_EFFECTS = ("http://gareus.org/oss/lv2/fil4#stereo", "http://gareus.org/oss/lv2/darc#stereo", "urn:dragonfly:plate",
+               "http://gareus.org/oss/lv2/fil4#mono", "http://gareus.org/oss/lv2/dpl#stereo")
+"""Real LV2 plugins (Debian's x42-plugins and dragonfly-reverb-lv2): stereo, mono run per channel,
+one with atom ports and the worker, one with a latency port."""
 
 
 class Allocating(Effect):
@@ -184,6 +189,15 @@ def main() -> None:
         found = counted(blocks(engine, 300, played))
         if counting:
             results["ensemble"] = found | {"onnxruntime_runs": runs_of(ensemble) - before, "blocks": 300}
+
+    lv2 = Chain(MidiInstrument(model, voices=16), [create_effect(f"lv2:{uri}") for uri in LV2_EFFECTS])
+    engine.load(lv2)
+    measured_apart(lv2)
+    blocks(engine, 200, {})()
+    lv2["dragonfly-plate-reverb"].send_atom("urn:distrho:KeyValueState", b"key\0value\0")  # a worker job
+    before = runs_of(lv2)
+    results["lv2_chain"] = counted(blocks(engine, 400, notes)) | {"onnxruntime_runs": runs_of(lv2) - before,
+                                                                  "blocks": 400, "worker_jobs": lv2[2].worker_jobs}
 
     control = Chain(MidiInstrument(model, voices=4), [Allocating()])
     engine.load(control)

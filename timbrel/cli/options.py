@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from timbrel.engine.errors import TimbrelError
 from timbrel.plugin.chain import Chain
@@ -29,6 +30,8 @@ def chain_for(spec: str | None, mode: str, voices: int = 16, texts: list[str] | 
     preset = resolve_preset(spec)
     if texts:
         preset = apply_settings(preset, {"mode": mode, **assignments(texts)})
+    for note in preset.notes:
+        print(f"timbrel: {note}", file=sys.stderr)
     return build_chain(preset, mode, voices=voices)
 
 

@@ -68,6 +68,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
         print(json.dumps(_row(preset), indent=2))
         return 0
     print(f"# {preset.name} ({'factory' if preset.factory else 'user'} preset, {preset.path})")
+    for note in preset.notes:
+        print(f"# {note}")
     print(preset_to_toml(preset))
     return 0
 
