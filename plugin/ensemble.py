@@ -61,7 +61,6 @@ PART_PARAMETERS = (
 )
 """A part's own settings, in the order of `ensemble_kernels.PART_FIELDS`. Keys and velocities
 are inclusive MIDI numbers; `midi_channel` 0 hears every channel; `transpose` is whole semitones."""
-assert tuple(p.id for p in PART_PARAMETERS) == ek.PART_FIELDS
 
 
 def refill_view_cache() -> None:

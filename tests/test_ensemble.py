@@ -16,7 +16,8 @@ from tests.conftest import wait_until
 from timbrel.engine.errors import TimbrelError
 from timbrel.engine.realtime.host import Engine
 from timbrel.engine.render import midi_events, render_events
-from timbrel.plugin.ensemble import Ensemble, Part
+from timbrel.plugin.ensemble import PART_PARAMETERS, Ensemble, Part
+from timbrel.plugin.ensemble_kernels import PART_FIELDS
 from timbrel.presets.build import load_preset
 from timbrel.presets.library import Library
 from timbrel.presets.multi import (
@@ -110,6 +111,10 @@ def test_a_general_midi_song_plays_each_channel_with_its_own_instrument(tmp_path
         first = QUARTET[number][2][0]
         half = stem[: int(0.45 * RATE)]
         assert level_at(half, hz(first)) > max(level_at(half, hz(QUARTET[k][2][0])) for k in range(4) if k != number) + 20
+
+
+def test_the_part_settings_are_the_kernels_fields_in_order():
+    assert tuple(p.id for p in PART_PARAMETERS) == PART_FIELDS
 
 
 def two_parts(**second: float) -> Ensemble:
