@@ -234,6 +234,7 @@ def test_general_midi_live_a_program_change_switches_the_part_on_its_channel(jac
         assert [p.name for i, p in enumerate(ensemble.parts) if i != 2] == [ensemble.parts[0].name] * 14
         assert session.status()["parts"][2]["name"] == "Trumpet"
         assert session.engine.keyboard.held_notes() == [(0, 60)] and session.last_error == ""
+        assert DRUMS_SKIPPED in session.notices
     finally:
         session.close()
 

@@ -30,6 +30,7 @@ from timbrel.presets.gm import DRUM_CHANNEL, GM_PROGRAMS, choice_for_program
 from timbrel.presets.library import Library
 from timbrel.presets.model_files import model_path
 from timbrel.presets.multi import Multi, PartSpec, build_ensemble
+from timbrel.presets.song import DRUMS_SKIPPED
 from timbrel.presets.preset import MODES, EffectSettings
 from timbrel.presets.settings import apply_settings
 from timbrel.program_watcher import ProgramWatcher
@@ -330,6 +331,8 @@ class Session:
         """
         self.policy.enter()
         self.gm = gm
+        if gm and DRUMS_SKIPPED not in self.notices:
+            self.notices.append(DRUMS_SKIPPED)
         if multi is not None:
             self.load_multi(multi, wait=True)
         else:
