@@ -29,6 +29,12 @@ SCENARIOS = ("notes", "mpe", "stealing", "full_chain", "preset_switch", "transfe
 ONNXRUNTIME_MALLOCS_PER_RUN = 512
 """Ceiling on onnxruntime's heap calls per run (about 220 measured with onnxruntime 1.2x),
 so that a change making it allocate far more is noticed."""
+ONNXRUNTIME_CARRIED = 16
+"""How many more blocks onnxruntime may hold at the end of a scenario than at its start. It
+keeps a few objects from one run to the next (allocated in one, freed in a later one), and
+their number can step up once in a process: by 7 in the first scenario when numba compiled
+every kernel in the same process just before (a fresh cache), never again after. A leak per
+run would pass this within three runs; the scenarios make hundreds."""
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +58,7 @@ def test_the_audio_thread_makes_no_heap_call(counts, scenario):
     own = {kind: found[kind] for kind in ("malloc", "calloc", "realloc", "free", "aligned")}
     assert own == dict.fromkeys(own, 0), found
     assert found["onnxruntime_runs"] > 0, found
-    assert found["onnxruntime_malloc"] == found["onnxruntime_free"]
+    assert abs(found["onnxruntime_malloc"] - found["onnxruntime_free"]) <= ONNXRUNTIME_CARRIED, found
     assert found["onnxruntime_malloc"] <= ONNXRUNTIME_MALLOCS_PER_RUN * found["onnxruntime_runs"], found
 
 
