@@ -200,10 +200,12 @@ function partCard(part) {
   const fill = el("div", { class: "fill", id: `meter-part${part.part}` });
   const level = el("div", { class: "meter" }, el("span", {}, "Out"), el("div", { class: "track" }, fill),
     el("span", { class: "db", id: `meter-part${part.part}-db` }, "–∞"));
+  const channel = Math.round(part.parameters.find((p) => p.id.endsWith(".midi_channel")).value);
   const main = part.parameters.filter((p) => PART_MAIN.some((id) => p.id.endsWith(`.${id}`)));
   const routing = part.parameters.filter((p) => !main.includes(p));
   return el("section", { class: "card part", "data-group": "Parts", "data-part": part.part },
-    el("header", {}, el("h2", {}, `Part ${part.part}`), menu, level),
+    el("header", {}, el("h2", {}, `Part ${part.part}`),
+      el("span", { class: "part-channel" }, channel ? `channel ${channel}` : "all channels"), menu, level),
     el("div", { class: "grid" }, ...main.map((p) => control(p.id, p))),
     el("details", {}, el("summary", {}, "Channel, keys, velocities, transpose"),
       el("div", { class: "grid" }, ...routing.map((p) => control(p.id, p)))));
