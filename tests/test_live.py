@@ -73,6 +73,12 @@ def live(jack_server, jack_peer, model):
         midi.stop()
 
 
+def until_recorded(peer, samples: int) -> None:
+    """Wait until the peer has recorded `samples`: spacing messages in audio time, not in the
+    wall-clock time a loaded machine stretches."""
+    assert wait_until(lambda: peer.recorded() >= samples, timeout=30.0, interval=0.01)
+
+
 def record(peer, seconds: float, script) -> tuple[np.ndarray, list[int]]:
     """Record `seconds` while `script(peer)` sends MIDI; returns mono audio and the send positions."""
     peer.start_recording(seconds)
@@ -229,15 +235,16 @@ def test_mpe_on_jack_bends_and_presses_one_note_of_a_held_chord(live):
     """A real MPE stream over JACK MIDI: the configuration message, a chord on three member
     channels, then a semitone bend on one channel and full pressure on another."""
     engine, _, peer = live
+    engine.plugin.params.set("style_amount", 0.0)  # no swell or wander: a held note's level is steady
     chord = ((1, 60), (2, 64), (3, 67))
     up_one = 8192 + round(8192 / 48)
 
     def script(p):
         p.send([0xB0, 101, 0], [0xB0, 100, 6], [0xB0, 6, 15])
         at = p.send(*([0x90 | ch, note, 100] for ch, note in chord))
-        time.sleep(0.6)
+        until_recorded(p, at[0] + int(0.6 * SR))
         at += p.send([0xE2, up_one & 0x7F, up_one >> 7], [0xD3, 127])
-        time.sleep(0.6)
+        until_recorded(p, at[3] + int(0.6 * SR))
         return at + p.send(*([0x80 | ch, note, 0] for ch, note in chord))
 
     audio, at = record(peer, 1.6, script)
