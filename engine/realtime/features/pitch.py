@@ -53,6 +53,11 @@ _SEARCH_CUTOFF_HZ = 3000.0
 _MIN_OVERLAP_S = 0.005
 _DIP_THRESHOLD = 0.1
 _MAX_FMAX_HZ = 0.8 * _SEARCH_CUTOFF_HZ
+_ADAPTIVE_RATIO = 2.1
+"""Adaptive windows search lags up to this many last periods: an octave down stays in reach."""
+_ONSET_CHUNK_S = 0.001
+_ONSET_QUIET_DB = -40.0
+"""A chunk this far under the window's loudest is quiet: the analysis starts after it."""
 
 
 @njit(nogil=True, cache=True, _nrt=False)
@@ -70,35 +75,36 @@ def _parabola(ym: float, y0: float, yp: float) -> tuple[float, float]:
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def _mean_difference(x: np.ndarray, length: int, tau: int) -> float:
-    """`mean((x[j] - x[j - tau])^2)` over the pairs inside `x[:length]`."""
+def _mean_difference(x: np.ndarray, start: int, length: int, tau: int) -> float:
+    """`mean((x[j] - x[j - tau])^2)` over the pairs inside `x[start:length]`."""
     total = 0.0
-    for j in range(tau, length):
+    for j in range(start + tau, length):
         v = x[j] - x[j - tau]
         total += v * v
-    return total / (length - tau)
+    return total / (length - start - tau)
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def _analyse_frame(x, xd, diff, cmndf, fine, decimation, tau_lo, tau_hi, sample_rate,
-                   dip_threshold, threshold, gate_power):
+def _analyse_frame(x, xd, diff, cmndf, fine, decimation, start, dstart, tau_lo, tau_hi,
+                   sample_rate, dip_threshold, threshold, gate_power):
     """f0 (Hz, 0 when unvoiced) and confidence of one frame.
 
-    `x [window]` is the full-rate window, `xd [decimated window]` its decimated copy;
-    `diff`, `cmndf` and `fine` are scratch. Lags `tau_lo … tau_hi` are in decimated samples.
+    `x [window]` is the full-rate window, `xd [decimated window]` its decimated copy; only
+    `x[start:]` and `xd[dstart:]` are analysed. `diff`, `cmndf` and `fine` are scratch. Lags
+    `tau_lo … tau_hi` are in decimated samples.
     """
     window = x.shape[0]
     power = 0.0
-    for j in range(window):
+    for j in range(start, window):
         power += x[j] * x[j]
-    if power < gate_power * window:
+    if power < gate_power * (window - start) or tau_hi <= tau_lo:
         return 0.0, 0.0
 
     length = xd.shape[0]
     cmndf[0] = 1.0
     running = 0.0
     for tau in range(1, tau_hi + 2):
-        diff[tau] = _mean_difference(xd, length, tau)
+        diff[tau] = _mean_difference(xd, dstart, length, tau)
         running += diff[tau]
         cmndf[tau] = diff[tau] * tau / running if running > 0.0 else 1.0
 
@@ -116,9 +122,11 @@ def _analyse_frame(x, xd, diff, cmndf, fine, decimation, tau_lo, tau_hi, sample_
     centre = int(round((best_tau + best_delta) * decimation))
     half = decimation // 2 + 1
     lo = max(2, centre - half)
-    hi = min(window - 2, centre + half)
+    hi = min(window - start - 2, centre + half)
+    if hi - lo < 2:
+        return 0.0, 0.0
     for tau in range(lo - 1, hi + 2):
-        fine[tau - lo + 1] = _mean_difference(x, window, tau)
+        fine[tau - lo + 1] = _mean_difference(x, start, window, tau)
     k = 1
     for i in range(2, hi - lo + 2):
         if fine[i] < fine[k]:
@@ -129,16 +137,73 @@ def _analyse_frame(x, xd, diff, cmndf, fine, decimation, tau_lo, tau_hi, sample_
 
 
 @njit(nogil=True, cache=True, _nrt=False)
+def _active_start(x: np.ndarray, chunk: int, relative: float, gate_power: float) -> int:
+    """First sample of `x [window]` after its last quiet chunk (0 when none is quiet).
+
+    The window is cut into chunks of `chunk` samples counted back from its end; a chunk is
+    quiet when its mean power is under `relative` times the loudest chunk's, or under
+    `gate_power`. What lies before a quiet chunk is another sound (or silence) and is left
+    out of the analysis, so an onset is tracked from its own samples only.
+    """
+    window = x.shape[0]
+    chunks = window // chunk
+    loudest = 0.0
+    for c in range(chunks):
+        total = 0.0
+        for j in range(window - (c + 1) * chunk, window - c * chunk):
+            total += x[j] * x[j]
+        if total > loudest:
+            loudest = total
+    limit = max(relative * loudest, gate_power * chunk)
+    for c in range(chunks):
+        total = 0.0
+        for j in range(window - (c + 1) * chunk, window - c * chunk):
+            total += x[j] * x[j]
+        if total < limit:
+            return window - c * chunk
+    return 0
+
+
+@njit(nogil=True, cache=True, _nrt=False)
+def _spans(x, xd, istate, fstate, iparams, fparams, floor_only: bool) -> tuple[int, int, int]:
+    """Analysed span `(start, decimated start, longest lag)` of the frame in `x [window]`
+    (decimated: `xd [decimated window]`).
+
+    The span is one floor period plus the overlap (the whole window at the allocated floor);
+    when adaptive and the last frame was voiced, at most `ratio` last periods plus the
+    overlap; with onset cutting, never reaching back past the last quiet chunk.
+    """
+    decimation, tau_hi_alloc, overlap, adaptive, onset = iparams[1], iparams[3], iparams[4], \
+        iparams[5], iparams[6]
+    sample_rate, gate_power, floor_hz, ratio = fparams[0], fparams[3], fparams[4], fparams[5]
+    window = x.shape[0]
+    longest = sample_rate / floor_hz
+    if adaptive != 0 and not floor_only and istate[4] != 0 and fstate[0] > 0.0:
+        longest = min(longest, ratio * sample_rate / fstate[0])
+    span = min(window, int(math.ceil(longest)) + overlap)
+    tau_hi = min(tau_hi_alloc, int(math.ceil(longest / decimation - 1e-9)))
+    if onset != 0:
+        active = window - _active_start(x, iparams[7], fparams[6], gate_power)
+        if active < span:
+            span = active
+            tau_hi = min(tau_hi, (span - overlap) // decimation)
+    start = window - span
+    dwindow = xd.shape[0]
+    return start, 0 if start == 0 else max(0, dwindow - (span + decimation - 1) // decimation), tau_hi
+
+
+@njit(nogil=True, cache=True, _nrt=False)
 def _track(block, ring, dring, fir, x, xd, diff, cmndf, fine, istate, fstate, iparams,
            fparams, f0_out, conf_out) -> int:
     """Push `block [n]` through the tracker; write one f0/confidence per completed hop.
 
-    `istate = [ring write, decimated ring write, decimation phase, samples since frame]`,
-    `fstate = [held f0]`, `iparams = [hop, decimation, tau_lo, tau_hi]`,
-    `fparams = [sample rate, dip threshold, voicing threshold, gate power]`.
+    `istate = [ring write, decimated ring write, decimation phase, samples since frame,
+    last frame voiced]`, `fstate = [held f0]`, `iparams = [hop, decimation, tau_lo, tau_hi,
+    overlap, adaptive, onset, onset chunk]`, `fparams = [sample rate, dip threshold, voicing
+    threshold, gate power, floor (Hz), adaptive ratio, onset relative power]`.
     Returns the number of frames written.
     """
-    hop, decimation, tau_lo, tau_hi = iparams[0], iparams[1], iparams[2], iparams[3]
+    hop, decimation, tau_lo = iparams[0], iparams[1], iparams[2]
     sample_rate, dip_threshold, threshold, gate_power = fparams[0], fparams[1], fparams[2], \
         fparams[3]
     mask = ring.shape[0] - 1
@@ -166,11 +231,18 @@ def _track(block, ring, dring, fir, x, xd, diff, cmndf, fine, istate, fstate, ip
                 x[j] = ring[(wpos - window + j) & mask]
             for j in range(dwindow):
                 xd[j] = dring[(dpos - dwindow + j) & dmask]
-            f0, confidence = _analyse_frame(x, xd, diff, cmndf, fine, decimation, tau_lo,
-                                            tau_hi, sample_rate, dip_threshold, threshold,
-                                            gate_power)
+            start, dstart, tau_hi = _spans(x, xd, istate, fstate, iparams, fparams, False)
+            f0, confidence = _analyse_frame(x, xd, diff, cmndf, fine, decimation, start, dstart,
+                                            tau_lo, tau_hi, sample_rate, dip_threshold,
+                                            threshold, gate_power)
+            if confidence == 0.0 and iparams[5] != 0 and istate[4] != 0:
+                start, dstart, tau_hi = _spans(x, xd, istate, fstate, iparams, fparams, True)
+                f0, confidence = _analyse_frame(x, xd, diff, cmndf, fine, decimation, start,
+                                                dstart, tau_lo, tau_hi, sample_rate,
+                                                dip_threshold, threshold, gate_power)
             if confidence > 0.0:
                 fstate[0] = f0
+            istate[4] = 1 if confidence > 0.0 else 0
             f0_out[frames] = fstate[0]
             conf_out[frames] = confidence
             frames += 1
@@ -198,21 +270,29 @@ class PitchTracker:
     """
 
     def __init__(self, sample_rate: int, hop: int, fmin: float = 50.0, fmax: float = 2000.0,
-                 threshold: float = 0.2, gate_db: float = -60.0, max_block: int = 4096):
+                 threshold: float = 0.2, gate_db: float = -60.0, max_block: int = 4096,
+                 min_overlap_s: float = _MIN_OVERLAP_S, adaptive: bool = False,
+                 onset: bool = False):
         top = min(_MAX_FMAX_HZ, sample_rate / 4)
         if not 0 < fmin < fmax <= top:
             raise ValueError(f"pitch range {fmin}-{fmax} Hz must satisfy 0 < fmin < fmax <= "
                              f"{top:g} Hz")
         if hop < 1 or max_block < 1:
             raise ValueError(f"hop ({hop}) and max_block ({max_block}) must be positive")
+        if not 0.001 <= min_overlap_s <= 0.02:
+            raise ValueError(f"min_overlap_s ({min_overlap_s}) must be 0.001 to 0.02 s")
         self.sample_rate = int(sample_rate)
         self.hop = int(hop)
         self.fmin = float(fmin)
         self.fmax = float(fmax)
         self.threshold = float(threshold)
         self.max_block = int(max_block)
-        self.latency_samples = (math.ceil(sample_rate / fmin)
-                                + math.ceil(_MIN_OVERLAP_S * sample_rate))
+        self.adaptive = bool(adaptive)
+        self.onset = bool(onset)
+        overlap = math.ceil(min_overlap_s * sample_rate)
+        self.overlap_samples = overlap
+        """Pairs (samples) the longest lag still averages over."""
+        self.latency_samples = math.ceil(sample_rate / fmin) + overlap
         """Frame `i` depends on samples `(i+1)*hop - latency_samples … (i+1)*hop - 1` only."""
 
         decimation = max(1, self.sample_rate // _SEARCH_RATE_HZ)
@@ -222,9 +302,12 @@ class PitchTracker:
         decimated_rate = self.sample_rate / decimation
         tau_lo = max(2, math.floor(decimated_rate / fmax))
         tau_hi = math.ceil(decimated_rate / fmin)
-        self._iparams = np.array([self.hop, decimation, tau_lo, tau_hi], dtype=np.int64)
+        chunk = math.ceil(_ONSET_CHUNK_S * sample_rate)
+        self._iparams = np.array([self.hop, decimation, tau_lo, tau_hi, overlap, int(adaptive),
+                                  int(onset), chunk], dtype=np.int64)
         self._fparams = np.array([self.sample_rate, min(_DIP_THRESHOLD, self.threshold),
-                                  self.threshold, 10.0 ** (gate_db / 10.0)])
+                                  self.threshold, 10.0 ** (gate_db / 10.0), self.fmin,
+                                  _ADAPTIVE_RATIO, 10.0 ** (_ONSET_QUIET_DB / 10.0)])
 
         self._ring = np.zeros(1 << (window - 1).bit_length())
         self._dring = np.zeros(1 << (dwindow - 1).bit_length())
@@ -233,12 +316,27 @@ class PitchTracker:
         self._diff = np.zeros(tau_hi + 2)
         self._cmndf = np.zeros(tau_hi + 2)
         self._fine = np.zeros(decimation + 6)
-        self._istate = np.zeros(4, dtype=np.int64)
+        self._istate = np.zeros(5, dtype=np.int64)
         self._fstate = np.zeros(1)
         capacity = self.max_block // self.hop + 1
         self.f0_hz = np.zeros(capacity)
         self.confidence = np.zeros(capacity)
         self.process(np.zeros(0, np.float32))
+
+    @property
+    def floor_hz(self) -> float:
+        """Lowest pitch (Hz) searched now; the window is one floor period plus the overlap."""
+        return float(self._fparams[4])
+
+    @floor_hz.setter
+    def floor_hz(self, value: float) -> None:
+        """Raise the floor (Hz) from `fmin` for a shorter window; any thread, any time (one float)."""
+        self._fparams[4] = min(max(float(value), self.fmin), self.fmax / 2.0)
+
+    def window_samples(self, floor_hz: float | None = None) -> int:
+        """Samples one frame analyses at `floor_hz` (default: the current floor), no adaptation."""
+        floor = self.floor_hz if floor_hz is None else max(float(floor_hz), self.fmin)
+        return min(self.latency_samples, math.ceil(self.sample_rate / floor) + self.overlap_samples)
 
     def reset(self) -> None:
         """Forget all audio: the next block starts a fresh stream in silence."""
@@ -255,17 +353,18 @@ class PitchTracker:
 
 def estimate_pitch(audio: np.ndarray, sample_rate: int, hop: int, fmin: float = 50.0,
                    fmax: float = 2000.0, threshold: float = 0.2, gate_db: float = -60.0,
-                   smooth: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                   smooth: bool = False, **options) -> tuple[np.ndarray, np.ndarray]:
     """f0 (Hz) and confidence, each `[len(audio) // hop]`, of a mono file.
 
-    Without `smooth` the frames are exactly those `PitchTracker` produces live. `smooth`
+    Without `smooth` the frames are exactly those `PitchTracker` produces live (with the
+    same `options`: `min_overlap_s`, `adaptive`, `onset`). `smooth`
     adds offline (non-causal) clean-up for training data: a 5-frame median of f0 inside each
     voiced run, which removes isolated octave jumps, and voiced runs shorter than 3 frames
     become unvoiced. Unvoiced frames keep the conventions above.
     """
     audio = np.ascontiguousarray(audio, dtype=np.float32)
     tracker = PitchTracker(sample_rate, hop, fmin, fmax, threshold, gate_db,
-                           max_block=max(1, audio.shape[0]))
+                           max_block=max(1, audio.shape[0]), **options)
     frames = tracker.process(audio)
     f0_hz = tracker.f0_hz[:frames].copy()
     confidence = tracker.confidence[:frames].copy()
