@@ -97,10 +97,11 @@ def _analyse_frame(x, xd, diff, cmndf, fine, decimation, start, dstart, tau_lo, 
     power = 0.0
     for j in range(start, window):
         power += x[j] * x[j]
+    length = xd.shape[0]
+    tau_hi = min(tau_hi, length - dstart - 2)
     if power < gate_power * (window - start) or tau_hi <= tau_lo:
         return 0.0, 0.0
 
-    length = xd.shape[0]
     cmndf[0] = 1.0
     running = 0.0
     for tau in range(1, tau_hi + 2):
@@ -186,10 +187,12 @@ def _spans(x, xd, istate, fstate, iparams, fparams, floor_only: bool) -> tuple[i
         active = window - _active_start(x, iparams[7], fparams[6], gate_power)
         if active < span:
             span = active
-            tau_hi = min(tau_hi, (span - overlap) // decimation)
+            tau_hi = min(tau_hi, (span - iparams[8]) // decimation - overlap // (2 * decimation) - 1)
     start = window - span
     dwindow = xd.shape[0]
-    return start, 0 if start == 0 else max(0, dwindow - (span + decimation - 1) // decimation), tau_hi
+    # A decimated sample stands for the input half the lowpass's length before it.
+    dspan = (span - iparams[8]) // decimation
+    return start, 0 if start == 0 else max(0, dwindow - dspan), tau_hi
 
 
 @njit(nogil=True, cache=True, _nrt=False)
@@ -199,7 +202,8 @@ def _track(block, ring, dring, fir, x, xd, diff, cmndf, fine, istate, fstate, ip
 
     `istate = [ring write, decimated ring write, decimation phase, samples since frame,
     last frame voiced]`, `fstate = [held f0]`, `iparams = [hop, decimation, tau_lo, tau_hi,
-    overlap, adaptive, onset, onset chunk]`, `fparams = [sample rate, dip threshold, voicing
+    overlap, adaptive, onset, onset chunk,
+    lowpass delay]`, `fparams = [sample rate, dip threshold, voicing
     threshold, gate power, floor (Hz), adaptive ratio, onset relative power]`.
     Returns the number of frames written.
     """
@@ -304,7 +308,7 @@ class PitchTracker:
         tau_hi = math.ceil(decimated_rate / fmin)
         chunk = math.ceil(_ONSET_CHUNK_S * sample_rate)
         self._iparams = np.array([self.hop, decimation, tau_lo, tau_hi, overlap, int(adaptive),
-                                  int(onset), chunk], dtype=np.int64)
+                                  int(onset), chunk, (len(self._fir) - 1) // 2], dtype=np.int64)
         self._fparams = np.array([self.sample_rate, min(_DIP_THRESHOLD, self.threshold),
                                   self.threshold, 10.0 ** (gate_db / 10.0), self.fmin,
                                   _ADAPTIVE_RATIO, 10.0 ** (_ONSET_QUIET_DB / 10.0)])
