@@ -12,9 +12,12 @@ The gate:
   the last pitch (a consonant, a breath, a noisy frame in a tail), so a soft tail keeps its
   note down to the gate.
 - **Never jumps in a tail.** Once the loudness has fallen `tail_db` under the note's peak,
-  a pitch more than `jump_cents` from the one playing is taken only after `confirm_frames`
-  frames agree on it (within 50 cents); until then the note holds. A new note comes with
-  an attack, which lifts the loudness back out of the tail and is followed at once.
+  a pitch more than `jump_cents` from the one playing is not taken: the note holds. While
+  the loudness falls (a release), such a jump is taken only after `confirm_frames` frames
+  agree on it (within 50 cents). A new note comes with an attack, which lifts the
+  loudness back out of the tail and is followed at once. In the tail, where noise jitters the estimates, the pitch
+  moves a share `tail_smoothing` of the way to each estimate (a one-pole in cents, about 4
+  frames), so slow glides are still followed.
 - **Closes smoothly**: when the loudness falls under the gate, or nothing has been voiced
   for `hold_frames`, the gain falls linearly to 0 over `release_frames` at the held pitch.
   A voiced frame above the gate during the fade opens it again.
@@ -38,12 +41,12 @@ from timbrel.engine.realtime.outbox import outbox_push
 
 # params
 GATE_DB, HOLD, RELEASE, TAIL_DB, CONFIRM, JUMP_CENTS, MIDI, BEND_RANGE, MPE, CHANNEL, LOUD_FLOOR, LOUD_PEAK, \
-    HYSTERESIS, PEAK_DECAY = range(14)
-N_PARAMS = 14
+    HYSTERESIS, PEAK_DECAY, TAIL_SMOOTHING, FALLING_DB = range(16)
+N_PARAMS = 16
 # state
 OPEN, FADE, PITCH, SINCE_VOICED, PEAK, CANDIDATE, AGREED, NOTE, NOTE_CHANNEL, BEND, CC, NEXT_MEMBER, FRAME, \
-    CLOSING = range(14)
-N_STATE = 14
+    CLOSING, LAST_DB = range(15)
+N_STATE = 15
 # controls
 F0_HZ, GAIN, SOUNDING = range(3)
 N_CONTROLS = 3
@@ -66,6 +69,8 @@ def default_params() -> np.ndarray:
     params[LOUD_PEAK] = -15.0
     params[HYSTERESIS] = 0.2
     params[PEAK_DECAY] = 0.1
+    params[TAIL_SMOOTHING] = 0.25
+    params[FALLING_DB] = 0.5
     return params
 
 
@@ -190,10 +195,14 @@ def follow_frame(f0_hz: float, confidence: float, loudness_db: float, state, par
             if voiced:
                 jump = abs(1200.0 * math.log2(f0_hz / state[PITCH]))
                 in_tail = loudness_db < state[PEAK] - params[TAIL_DB]
-                if not in_tail or jump <= params[JUMP_CENTS]:
+                falling = loudness_db < state[LAST_DB] - params[FALLING_DB]
+                if jump <= params[JUMP_CENTS] and in_tail:
+                    state[PITCH] *= (f0_hz / state[PITCH]) ** params[TAIL_SMOOTHING]
+                    state[AGREED] = 0.0
+                elif jump <= params[JUMP_CENTS] or not (in_tail or falling):
                     state[PITCH] = f0_hz
                     state[AGREED] = 0.0
-                else:
+                elif not in_tail:
                     if state[AGREED] > 0.0 and abs(1200.0 * math.log2(f0_hz / state[CANDIDATE])) < 50.0:
                         state[AGREED] += 1.0
                     else:
@@ -211,6 +220,7 @@ def follow_frame(f0_hz: float, confidence: float, loudness_db: float, state, par
                     _send_bend(state, params, ring, frames, counts, midi, frame, False)
                     _send_level(state, params, ring, frames, counts, loudness_db, frame, False)
 
+    state[LAST_DB] = loudness_db
     controls[F0_HZ] = state[PITCH]
     controls[GAIN] = state[FADE] if state[OPEN] != 0.0 else 0.0
     controls[SOUNDING] = 1.0 if state[OPEN] != 0.0 else 0.0

@@ -55,6 +55,7 @@ _DIP_THRESHOLD = 0.1
 _MAX_FMAX_HZ = 0.8 * _SEARCH_CUTOFF_HZ
 _ADAPTIVE_RATIO = 2.1
 """Adaptive windows search lags up to this many last periods: an octave down stays in reach."""
+_NEAR_LOG = math.log(1.5)
 _ONSET_CHUNK_S = 0.001
 _ONSET_QUIET_DB = -40.0
 """A chunk this far under the window's loudest is quiet: the analysis starts after it."""
@@ -86,12 +87,15 @@ def _mean_difference(x: np.ndarray, start: int, length: int, tau: int) -> float:
 
 @njit(nogil=True, cache=True, _nrt=False)
 def _analyse_frame(x, xd, diff, cmndf, fine, decimation, start, dstart, tau_lo, tau_hi,
-                   sample_rate, dip_threshold, threshold, gate_power):
+                   sample_rate, dip_threshold, threshold, gate_power, prefer):
     """f0 (Hz, 0 when unvoiced) and confidence of one frame.
 
     `x [window]` is the full-rate window, `xd [decimated window]` its decimated copy; only
     `x[start:]` and `xd[dstart:]` are analysed. `diff`, `cmndf` and `fine` are scratch. Lags
-    `tau_lo … tau_hi` are in decimated samples.
+    `tau_lo … tau_hi` are in decimated samples. When no dip is under `dip_threshold`, the
+    dip nearest the lag `prefer` (decimated samples; 0: none) that passes `threshold` wins
+    over the deepest, and the frame is unvoiced when that dip is more than a fifth away: a
+    voiced track does not leap to a harmonic on an unclear frame.
     """
     window = x.shape[0]
     power = 0.0
@@ -110,6 +114,7 @@ def _analyse_frame(x, xd, diff, cmndf, fine, decimation, start, dstart, tau_lo, 
         cmndf[tau] = diff[tau] * tau / running if running > 0.0 else 1.0
 
     best_tau, best_delta, best_value = -1, 0.0, np.inf
+    near_tau, near_delta, near_value, near_distance = -1, 0.0, np.inf, np.inf
     for tau in range(tau_lo, tau_hi + 1):
         if cmndf[tau] <= cmndf[tau - 1] and cmndf[tau] < cmndf[tau + 1]:
             delta, value = _parabola(cmndf[tau - 1], cmndf[tau], cmndf[tau + 1])
@@ -117,6 +122,13 @@ def _analyse_frame(x, xd, diff, cmndf, fine, decimation, start, dstart, tau_lo, 
                 best_tau, best_delta, best_value = tau, delta, value
             if value < dip_threshold:
                 break
+            distance = abs(math.log((tau + delta) / prefer)) if prefer > 0.0 else np.inf
+            if value < threshold and distance < near_distance:
+                near_tau, near_delta, near_value, near_distance = tau, delta, value, distance
+    if best_value >= dip_threshold and prefer > 0.0:
+        if near_tau < 0 or near_distance > _NEAR_LOG:
+            return 0.0, 0.0
+        best_tau, best_delta, best_value = near_tau, near_delta, near_value
     if best_value >= threshold:
         return 0.0, 0.0
 
@@ -139,29 +151,25 @@ def _analyse_frame(x, xd, diff, cmndf, fine, decimation, start, dstart, tau_lo, 
 
 @njit(nogil=True, cache=True, _nrt=False)
 def _active_start(x: np.ndarray, chunk: int, relative: float, gate_power: float) -> int:
-    """First sample of `x [window]` after its last quiet chunk (0 when none is quiet).
+    """First sample of `x [window]` after the last onset in it (0 when there is none).
 
-    The window is cut into chunks of `chunk` samples counted back from its end; a chunk is
-    quiet when its mean power is under `relative` times the loudest chunk's, or under
-    `gate_power`. What lies before a quiet chunk is another sound (or silence) and is left
-    out of the analysis, so an onset is tracked from its own samples only.
+    The window is cut into chunks of `chunk` samples counted back from its end. A chunk is
+    the quiet before an onset when its power is under `relative` times that of the loudest
+    chunk after it (or under the gate while a later chunk is above it). What lies before it
+    is another sound, or silence, and is left out, so an onset is tracked from its own
+    samples only. A decay, whose later chunks are the quieter, is never cut.
     """
     window = x.shape[0]
     chunks = window // chunk
-    loudest = 0.0
+    later = 0.0
     for c in range(chunks):
         total = 0.0
         for j in range(window - (c + 1) * chunk, window - c * chunk):
             total += x[j] * x[j]
-        if total > loudest:
-            loudest = total
-    limit = max(relative * loudest, gate_power * chunk)
-    for c in range(chunks):
-        total = 0.0
-        for j in range(window - (c + 1) * chunk, window - c * chunk):
-            total += x[j] * x[j]
-        if total < limit:
+        if later > gate_power * chunk and (total < relative * later or total < gate_power * chunk):
             return window - c * chunk
+        if total > later:
+            later = total
     return 0
 
 
@@ -235,15 +243,17 @@ def _track(block, ring, dring, fir, x, xd, diff, cmndf, fine, istate, fstate, ip
                 x[j] = ring[(wpos - window + j) & mask]
             for j in range(dwindow):
                 xd[j] = dring[(dpos - dwindow + j) & dmask]
+            tracking = iparams[5] != 0 and istate[4] != 0 and fstate[0] > 0.0
+            prefer = sample_rate / (fstate[0] * decimation) if tracking else 0.0
             start, dstart, tau_hi = _spans(x, xd, istate, fstate, iparams, fparams, False)
             f0, confidence = _analyse_frame(x, xd, diff, cmndf, fine, decimation, start, dstart,
                                             tau_lo, tau_hi, sample_rate, dip_threshold,
-                                            threshold, gate_power)
-            if confidence == 0.0 and iparams[5] != 0 and istate[4] != 0:
+                                            threshold, gate_power, prefer)
+            if confidence == 0.0 and tracking:
                 start, dstart, tau_hi = _spans(x, xd, istate, fstate, iparams, fparams, True)
                 f0, confidence = _analyse_frame(x, xd, diff, cmndf, fine, decimation, start,
                                                 dstart, tau_lo, tau_hi, sample_rate,
-                                                dip_threshold, threshold, gate_power)
+                                                dip_threshold, threshold, gate_power, prefer)
             if confidence > 0.0:
                 fstate[0] = f0
             istate[4] = 1 if confidence > 0.0 else 0
