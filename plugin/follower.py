@@ -27,7 +27,10 @@ MIDI (when `midi` is on): a note on where the gate opens, with velocity from lou
 from the note (`bend_range_st`); a new note when the pitch moves more than
 `0.5 + hysteresis_st` semitones from the sounding note; CC 11 for loudness; note off where
 the gate starts to close. With `mpe` each note takes the next member channel of the lower
-zone (2 … 16), else every note plays on `channel`.
+zone (2 … 16), else every note plays on `channel`. Before the first note, and whenever the
+bend range, MPE or the channel change, it says so: the MPE configuration message (RPN 6 on
+channel 1: 15 member channels) when MPE is on, then the bend range (RPN 0) on every channel
+a note may take.
 """
 
 from __future__ import annotations
@@ -45,8 +48,8 @@ GATE_DB, HOLD, RELEASE, TAIL_DB, CONFIRM, JUMP_CENTS, MIDI, BEND_RANGE, MPE, CHA
 N_PARAMS = 16
 # state
 OPEN, FADE, PITCH, SINCE_VOICED, PEAK, CANDIDATE, AGREED, NOTE, NOTE_CHANNEL, BEND, CC, NEXT_MEMBER, FRAME, \
-    CLOSING, LAST_DB = range(15)
-N_STATE = 15
+    CLOSING, LAST_DB, SAID_RANGE, SAID_MPE, SAID_CHANNEL = range(18)
+N_STATE = 18
 # controls
 F0_HZ, GAIN, SOUNDING = range(3)
 N_CONTROLS = 3
@@ -87,6 +90,7 @@ def reset_state(state: np.ndarray) -> None:
     state[NOTE] = -1.0
     state[BEND] = -1.0
     state[CC] = -1.0
+    state[SAID_RANGE] = -1.0
 
 
 @njit(nogil=True, cache=True, _nrt=False)
@@ -123,6 +127,37 @@ def _send_level(state, params, ring, frames, counts, loudness_db: float, frame: 
     if force or value != state[CC]:
         _emit(ring, frames, counts, CONTROL_CHANGE | int(state[NOTE_CHANNEL]), EXPRESSION_CC, value, frame)
         state[CC] = value
+
+
+@njit(nogil=True, cache=True, _nrt=False)
+def _rpn(ring, frames, counts, channel: int, number: int, msb: int, lsb: int, frame: int) -> None:
+    """Set registered parameter `number` on `channel`, then deselect it (RPN null)."""
+    status = CONTROL_CHANGE | channel
+    _emit(ring, frames, counts, status, 101, 0, frame)
+    _emit(ring, frames, counts, status, 100, number, frame)
+    _emit(ring, frames, counts, status, 6, msb, frame)
+    _emit(ring, frames, counts, status, 38, lsb, frame)
+    _emit(ring, frames, counts, status, 101, 127, frame)
+    _emit(ring, frames, counts, status, 100, 127, frame)
+
+
+@njit(nogil=True, cache=True, _nrt=False)
+def _announce(state, params, ring, frames, counts, frame: int) -> None:
+    """Say the MPE zone and the bend range when they are new or changed."""
+    if state[SAID_RANGE] == params[BEND_RANGE] and state[SAID_MPE] == params[MPE] and \
+            state[SAID_CHANNEL] == params[CHANNEL]:
+        return
+    semitones = int(params[BEND_RANGE])
+    cents = int(round(100.0 * (params[BEND_RANGE] - semitones)))
+    if params[MPE] != 0.0:
+        _rpn(ring, frames, counts, 0, 6, 15, 0, frame)
+        for channel in range(1, 16):
+            _rpn(ring, frames, counts, channel, 0, semitones, cents, frame)
+    else:
+        _rpn(ring, frames, counts, int(params[CHANNEL]), 0, semitones, cents, frame)
+    state[SAID_RANGE] = params[BEND_RANGE]
+    state[SAID_MPE] = params[MPE]
+    state[SAID_CHANNEL] = params[CHANNEL]
 
 
 @njit(nogil=True, cache=True, _nrt=False)
@@ -177,6 +212,7 @@ def follow_frame(f0_hz: float, confidence: float, loudness_db: float, state, par
             state[PITCH] = f0_hz
             state[AGREED] = 0.0
             if midi_on:
+                _announce(state, params, ring, frames, counts, frame)
                 _note_on(state, params, ring, frames, counts, _midi_note(f0_hz), loudness_db, frame)
         elif state[OPEN] != 0.0:
             state[FADE] -= 1.0 / max(params[RELEASE], 1.0)

@@ -76,6 +76,26 @@ PARAMETERS = (
 _I = {p.id: i for i, p in enumerate(PARAMETERS)}
 
 
+def live_tracker(sample_rate: int, hop: int, max_block: int) -> PitchTracker:
+    """The pitch tracker live transfer and `timbrel transcribe` both use, floor at its lowest."""
+    return PitchTracker(sample_rate, hop, fmin=LOWEST_FLOOR_HZ, max_block=max_block, gate_db=TRACKER_GATE_DB,
+                        min_overlap_s=OVERLAP_S, adaptive=True, onset=True)
+
+
+def sync_follower(values: np.ndarray, frames_per_second: float, tracker: PitchTracker, follow: np.ndarray) -> None:
+    """Copy this plugin's parameter `values` (in `PARAMETERS` order) into the tracker's floor and
+    the follower's parameters `follow [follower.N_PARAMS]`; no arrays are made."""
+    tracker.floor_hz = values[_I["pitch_floor_hz"]]
+    follow[fw.GATE_DB] = values[_I["gate_db"]]
+    follow[fw.RELEASE] = values[_I["release_ms"]] * 0.001 * frames_per_second
+    follow[fw.MIDI] = values[_I["midi_out"]]
+    follow[fw.BEND_RANGE] = values[_I["bend_range_st"]]
+    follow[fw.MPE] = values[_I["mpe"]]
+    follow[fw.CHANNEL] = values[_I["midi_channel"]] - 1.0
+    follow[fw.LOUD_FLOOR] = values[_I["input_floor_db"]]
+    follow[fw.LOUD_PEAK] = values[_I["input_peak_db"]]
+
+
 class TimbreTransfer(ModelPlugin):
     """A timbre model driven by live audio input (mono), one voice.
 
@@ -99,8 +119,7 @@ class TimbreTransfer(ModelPlugin):
         info = self.model.info
         self.synth = ModelSynth(self.model, 1, sample_rate, max_block, self.seed)
         self.host_hop_samples = self.synth.host_hop_samples
-        self.tracker = PitchTracker(sample_rate, self.host_hop_samples, fmin=LOWEST_FLOOR_HZ, max_block=max_block,
-                                    gate_db=TRACKER_GATE_DB, min_overlap_s=OVERLAP_S, adaptive=True, onset=True)
+        self.tracker = live_tracker(sample_rate, self.host_hop_samples, max_block)
         self.meter = LoudnessMeter(sample_rate, self.host_hop_samples, max_block=max_block)
         self.outbox = MidiOutbox()
         self.frames_per_second = sample_rate / self.host_hop_samples
@@ -167,19 +186,6 @@ class TimbreTransfer(ModelPlugin):
         mapped = self._lo_db + position * (self._hi_db - self._lo_db) + values[_I["loudness_shift_db"]]
         return f0_hz, float(mapped), float(gain)
 
-    def _sync(self) -> None:
-        """Copy this block's parameter values into the tracker and the follower."""
-        values, follow = self.params.values, self._follow
-        self.tracker.floor_hz = values[_I["pitch_floor_hz"]]
-        follow[fw.GATE_DB] = values[_I["gate_db"]]
-        follow[fw.RELEASE] = values[_I["release_ms"]] * 0.001 * self.frames_per_second
-        follow[fw.MIDI] = values[_I["midi_out"]]
-        follow[fw.BEND_RANGE] = values[_I["bend_range_st"]]
-        follow[fw.MPE] = values[_I["mpe"]]
-        follow[fw.CHANNEL] = values[_I["midi_channel"]] - 1.0
-        follow[fw.LOUD_FLOOR] = values[_I["input_floor_db"]]
-        follow[fw.LOUD_PEAK] = values[_I["input_peak_db"]]
-
     def _follow_next(self) -> None:
         """Pass the next completed analysis frame through the follower."""
         i = self._used
@@ -205,7 +211,7 @@ class TimbreTransfer(ModelPlugin):
     def process(self, inp: np.ndarray, out: np.ndarray, events: np.ndarray) -> None:
         n = out.shape[1]
         self.params.advance(n / self.sample_rate)
-        self._sync()
+        sync_follower(self.params.values, self.frames_per_second, self.tracker, self._follow)
         self._frames = self.tracker.process(inp)
         self.meter.process(inp)
         TIMES.mark(FEATURES)
