@@ -16,6 +16,7 @@ from timbrel.engine.io.audiofile import read_audio, write_audio
 from timbrel.engine.io.midi import list_midi_inputs
 from timbrel.engine.realtime.stages import TIMES, summary
 from timbrel.engine.render import render_audio, render_midi
+from timbrel.plugin.transcribe import FRAMES_PER_SECOND, transcribe
 from timbrel.presets.settings import apply_settings
 from timbrel.session import Session
 from timbrel.ui.server import serve
@@ -79,8 +80,6 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
 
     import numpy as np
     import soxr
-
-    from timbrel.plugin.transcribe import FRAMES_PER_SECOND, transcribe
 
     output = Path(args.output)
     if output.suffix.lower() not in (".mid", ".midi"):
