@@ -174,9 +174,9 @@ def _active_start(x: np.ndarray, chunk: int, relative: float, gate_power: float)
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def _spans(x, xd, istate, fstate, iparams, fparams, floor_only: bool) -> tuple[int, int, int]:
-    """Analysed span `(start, decimated start, longest lag)` of the frame in `x [window]`
-    (decimated: `xd [decimated window]`).
+def _spans(x, xd, istate, fstate, iparams, fparams, floor_only: bool) -> tuple[int, int, int, bool]:
+    """Analysed span `(start, decimated start, longest lag, cut at an onset)` of the frame in
+    `x [window]` (decimated: `xd [decimated window]`).
 
     The span is one floor period plus the overlap (the whole window at the allocated floor);
     when adaptive and the last frame was voiced, at most `ratio` last periods plus the
@@ -191,16 +191,20 @@ def _spans(x, xd, istate, fstate, iparams, fparams, floor_only: bool) -> tuple[i
         longest = min(longest, ratio * sample_rate / fstate[0])
     span = min(window, int(math.ceil(longest)) + overlap)
     tau_hi = min(tau_hi_alloc, int(math.ceil(longest / decimation - 1e-9)))
+    cut = False
     if onset != 0:
         active = window - _active_start(x, iparams[7], fparams[6], gate_power)
         if active < span:
+            cut = True
             span = active
-            tau_hi = min(tau_hi, (span - iparams[8]) // decimation - overlap // (2 * decimation) - 1)
+            # Every lag compares at least half the overlap, and a quarter of itself, of pairs.
+            usable = (span - iparams[8]) // decimation
+            tau_hi = min(tau_hi, usable - overlap // (2 * decimation) - 1, (4 * usable) // 5)
     start = window - span
     dwindow = xd.shape[0]
     # A decimated sample stands for the input half the lowpass's length before it.
     dspan = (span - iparams[8]) // decimation
-    return start, 0 if start == 0 else max(0, dwindow - dspan), tau_hi
+    return start, 0 if start == 0 else max(0, dwindow - dspan), tau_hi, cut
 
 
 @njit(nogil=True, cache=True, _nrt=False)
@@ -245,15 +249,20 @@ def _track(block, ring, dring, fir, x, xd, diff, cmndf, fine, istate, fstate, ip
                 xd[j] = dring[(dpos - dwindow + j) & dmask]
             tracking = iparams[5] != 0 and istate[4] != 0 and fstate[0] > 0.0
             prefer = sample_rate / (fstate[0] * decimation) if tracking else 0.0
-            start, dstart, tau_hi = _spans(x, xd, istate, fstate, iparams, fparams, False)
+            # A note's first frames see barely a period: voiced only on a clear dip.
+            start, dstart, tau_hi, cut = _spans(x, xd, istate, fstate, iparams, fparams, False)
             f0, confidence = _analyse_frame(x, xd, diff, cmndf, fine, decimation, start, dstart,
                                             tau_lo, tau_hi, sample_rate, dip_threshold,
-                                            threshold, gate_power, prefer)
+                                            dip_threshold if cut else threshold, gate_power,
+                                            prefer)
             if confidence == 0.0 and tracking:
-                start, dstart, tau_hi = _spans(x, xd, istate, fstate, iparams, fparams, True)
+                start, dstart, tau_hi, cut = _spans(x, xd, istate, fstate, iparams, fparams,
+                                                    True)
                 f0, confidence = _analyse_frame(x, xd, diff, cmndf, fine, decimation, start,
                                                 dstart, tau_lo, tau_hi, sample_rate,
-                                                dip_threshold, threshold, gate_power, prefer)
+                                                dip_threshold,
+                                                dip_threshold if cut else threshold,
+                                                gate_power, prefer)
             if confidence > 0.0:
                 fstate[0] = f0
             istate[4] = 1 if confidence > 0.0 else 0
