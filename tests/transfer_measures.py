@@ -32,19 +32,23 @@ WIND_NOTES = {73: range(62, 94, 5), 68: range(60, 90, 5), 71: range(52, 90, 5), 
 
 
 class TracedTransfer(TimbreTransfer):
-    """`TimbreTransfer` that keeps what drives the synth at each hop: f0 (Hz) and gain."""
+    """`TimbreTransfer` that keeps what drives the synth at each hop: f0 (Hz), the voice's gain
+    and the gate's own gain (the follower's, before loudness under the input floor attenuates);
+    and, drained at each hop as a sender thread would, the MIDI out (`midi`: packed, frame)."""
 
     def reset(self) -> None:
         super().reset()
-        self.trace: list[tuple[float, float]] = []
+        self.trace: list[tuple[float, float, float]] = []
+        self.midi: list[tuple[int, int]] = []
 
     def _on_boundary(self, offset: int) -> None:
         super()._on_boundary(offset)
-        self.trace.append((float(self._f0[0]), float(self._scale[0])))
+        self.trace.append((float(self._f0[0]), float(self._scale[0]), float(self._controls[fw.GAIN])))
+        self.midi += self.outbox.drain()
 
 
 def transfer(model, audio: np.ndarray, block: int = 128, **params) -> tuple[np.ndarray, np.ndarray, TracedTransfer]:
-    """Output `[samples]` (float64), controls `[frames, 2]` (f0 Hz, gain) per hop, and the plugin.
+    """Output `[samples]` (float64), controls `[frames, 3]` (f0 Hz, gain, gate) per hop, and the plugin.
 
     Control row `i` is the frame that completed at sample `i * HOP` (row 0: the start)."""
     plugin = TracedTransfer(model)
@@ -52,6 +56,7 @@ def transfer(model, audio: np.ndarray, block: int = 128, **params) -> tuple[np.n
     for key, value in params.items():
         plugin.params.set(key, value)
     out = render_audio(audio.astype(np.float32), plugin, SR, block)[:, 0].astype(np.float64)
+    plugin.midi += plugin.outbox.drain()
     return out, np.array(plugin.trace), plugin
 
 
@@ -61,6 +66,26 @@ def sung_tone(f0_hz: float, seconds: float, onset_s: float, level: float = 0.3) 
     phase = 2 * np.pi * f0_hz * t
     x = sum(np.sin(k * phase) / k for k in range(1, 9))
     return (level * x / np.abs(x).max() * (t >= onset_s)).astype(np.float32)
+
+
+def sung_glide(low: float, high: float, seconds: float = 4.0) -> tuple[np.ndarray, np.ndarray]:
+    """A voice-like tone `[samples]` gliding low -> high -> low (MIDI notes) with 5.5 Hz vibrato
+    of +-0.3 semitone, 11 partials at 1/k^1.5, and its f0 (Hz) per sample."""
+    t = np.arange(int(seconds * SR)) / SR
+    midi = low + (high - low) * 0.5 * (1 - np.cos(2 * np.pi * t / seconds)) + 0.3 * np.sin(2 * np.pi * 5.5 * t)
+    f0 = 440.0 * 2 ** ((midi - 69) / 12)
+    phase = 2 * np.pi * np.cumsum(f0) / SR
+    tone = sum(np.sin(k * phase) / k**1.5 for k in range(1, 12))
+    envelope = np.clip(np.minimum(t / 0.15, (seconds - t) / 0.3), 0, 1)
+    return (0.25 * tone * envelope / np.abs(tone).max()).astype(np.float32), f0
+
+
+def glide_reference(f0: np.ndarray, frames: int, delay_samples: int, margin_s: float = 0.2) -> np.ndarray:
+    """Reference pitch (Hz) per control row for a tone whose f0 per sample is `f0`, 0 within
+    `margin_s` of either end (its fade in and out)."""
+    at = np.arange(frames) * HOP - delay_samples
+    inside = (at >= margin_s * SR) & (at < f0.size - margin_s * SR)
+    return np.where(inside, f0[np.clip(at, 0, f0.size - 1)], 0.0)
 
 
 def first_response_ms(model, f0_hz: float, onset_s: float = 0.5, block: int = 128, **params) -> float:
@@ -135,5 +160,5 @@ def output_rpa(controls: np.ndarray, ref: np.ndarray) -> float:
     return float(np.mean((gain[voiced] > 0) & (cents < 50)))
 
 
-__all__ = ["HOP", "SR", "WIND", "WIND_NOTES", "TracedTransfer", "first_response_ms", "fw", "output_rpa",
-           "pitch_lag_ms", "reference", "render_wind", "sung_tone", "transfer"]
+__all__ = ["HOP", "SR", "WIND", "WIND_NOTES", "TracedTransfer", "first_response_ms", "fw", "glide_reference",
+           "output_rpa", "pitch_lag_ms", "reference", "render_wind", "sung_glide", "sung_tone", "transfer"]

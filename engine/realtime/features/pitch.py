@@ -87,7 +87,7 @@ def _mean_difference(x: np.ndarray, start: int, length: int, tau: int) -> float:
 
 @njit(nogil=True, cache=True, _nrt=False)
 def _analyse_frame(x, xd, diff, cmndf, fine, decimation, start, dstart, tau_lo, tau_hi,
-                   sample_rate, dip_threshold, threshold, gate_power, prefer):
+                   sample_rate, dip_threshold, threshold, gate_power, prefer, wide):
     """f0 (Hz, 0 when unvoiced) and confidence of one frame.
 
     `x [window]` is the full-rate window, `xd [decimated window]` its decimated copy; only
@@ -95,7 +95,9 @@ def _analyse_frame(x, xd, diff, cmndf, fine, decimation, start, dstart, tau_lo, 
     `tau_lo … tau_hi` are in decimated samples. When no dip is under `dip_threshold`, the
     dip nearest the lag `prefer` (decimated samples; 0: none) that passes `threshold` wins
     over the deepest, and the frame is unvoiced when that dip is more than a fifth away: a
-    voiced track does not leap to a harmonic on an unclear frame.
+    voiced track does not leap to a harmonic on an unclear frame. `wide` refines the lag
+    over +-10 % of it on the full-rate window instead of +-half a decimation step (a window
+    cut at an onset, where the lowpass's ringing can shift the coarse dip).
     """
     window = x.shape[0]
     power = 0.0
@@ -134,6 +136,8 @@ def _analyse_frame(x, xd, diff, cmndf, fine, decimation, start, dstart, tau_lo, 
 
     centre = int(round((best_tau + best_delta) * decimation))
     half = decimation // 2 + 1
+    if wide:
+        half = min(max(half, centre // 10), (fine.shape[0] - 4) // 2)
     lo = max(2, centre - half)
     hi = min(window - start - 2, centre + half)
     if hi - lo < 2:
@@ -157,7 +161,8 @@ def _active_start(x: np.ndarray, chunk: int, relative: float, gate_power: float)
     the quiet before an onset when its power is under `relative` times that of the loudest
     chunk after it (or under the gate while a later chunk is above it). What lies before it
     is another sound, or silence, and is left out, so an onset is tracked from its own
-    samples only. A decay, whose later chunks are the quieter, is never cut.
+    samples only, from the first sample after it louder than that chunk's mean. A decay,
+    whose later chunks are the quieter, is never cut.
     """
     window = x.shape[0]
     chunks = window // chunk
@@ -167,6 +172,10 @@ def _active_start(x: np.ndarray, chunk: int, relative: float, gate_power: float)
         for j in range(window - (c + 1) * chunk, window - c * chunk):
             total += x[j] * x[j]
         if later > gate_power * chunk and (total < relative * later or total < gate_power * chunk):
+            quiet = max(relative * later, gate_power * chunk) / chunk
+            for j in range(window - c * chunk, window):
+                if x[j] * x[j] > quiet:
+                    return j
             return window - c * chunk
         if total > later:
             later = total
@@ -249,20 +258,21 @@ def _track(block, ring, dring, fir, x, xd, diff, cmndf, fine, istate, fstate, ip
                 xd[j] = dring[(dpos - dwindow + j) & dmask]
             tracking = iparams[5] != 0 and istate[4] != 0 and fstate[0] > 0.0
             prefer = sample_rate / (fstate[0] * decimation) if tracking else 0.0
-            # A note's first frames see barely a period: voiced only on a clear dip.
             start, dstart, tau_hi, cut = _spans(x, xd, istate, fstate, iparams, fparams, False)
             f0, confidence = _analyse_frame(x, xd, diff, cmndf, fine, decimation, start, dstart,
                                             tau_lo, tau_hi, sample_rate, dip_threshold,
-                                            dip_threshold if cut else threshold, gate_power,
-                                            prefer)
+                                            threshold, gate_power, prefer, cut)
             if confidence == 0.0 and tracking:
                 start, dstart, tau_hi, cut = _spans(x, xd, istate, fstate, iparams, fparams,
                                                     True)
                 f0, confidence = _analyse_frame(x, xd, diff, cmndf, fine, decimation, start,
                                                 dstart, tau_lo, tau_hi, sample_rate,
-                                                dip_threshold,
-                                                dip_threshold if cut else threshold,
-                                                gate_power, prefer)
+                                                dip_threshold, threshold, gate_power, prefer,
+                                                cut)
+            # A note's first frames may see under two of its periods: voiced only on a clear dip.
+            if cut and 0.0 < confidence < 1.0 - dip_threshold and \
+                    2.0 * sample_rate / f0 > window - start:
+                f0, confidence = 0.0, 0.0
             if confidence > 0.0:
                 fstate[0] = f0
             istate[4] = 1 if confidence > 0.0 else 0
@@ -338,7 +348,7 @@ class PitchTracker:
         self._xd = np.zeros(dwindow)
         self._diff = np.zeros(tau_hi + 2)
         self._cmndf = np.zeros(tau_hi + 2)
-        self._fine = np.zeros(decimation + 6)
+        self._fine = np.zeros(max(decimation, 2 * (window // 10)) + 6)
         self._istate = np.zeros(5, dtype=np.int64)
         self._fstate = np.zeros(1)
         capacity = self.max_block // self.hop + 1
