@@ -12,7 +12,9 @@ block by block, the shipped violin model), with the measures of tests/transfer_m
   sung-like glides with vibrato in three registers; plus two blocks.
 - **RPA**: the output's raw pitch accuracy (the pitch the instrument plays, 50 cents) on
   FluidR3 wind phrases and on the glides; over notes, and over notes and their release
-  tails down to -60 dB under the phrase's peak (clean, and with white noise at -70 dBFS).
+  tails down to -60 dB under the phrase's peak (clean, and with white noise at -70 dBFS);
+  and on a synthetic voice (espeak-ng, a sung-like English line), against librosa's pYIN
+  of the same input (voiced frames 30 ms clear of its voicing edges).
 - **CPU**: `Engine.process` per 128-sample block on a sung glide (median and p99, µs).
 
 A floor applies to the inputs above it only (a 200 Hz floor is for flute, oboe, trumpet and
@@ -24,7 +26,10 @@ Writes bench/results/transfer.json (or transfer-LABEL.json).
 from __future__ import annotations
 
 import argparse
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -96,6 +101,44 @@ def glide_rows(model, floors, blocks) -> list[dict]:
     return rows
 
 
+def espeak_voice() -> np.ndarray:
+    """A synthetic voice (espeak-ng, female, about 160-360 Hz) at 48 kHz `[samples]`, peak 0.5."""
+    import soundfile
+    import soxr
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "voice.wav"
+        subprocess.run(["espeak-ng", "-v", "en+f3", "-p", "60", "-s", "110", "-w", str(path),
+                        "Sing a song of sixpence, a pocket full of rye. Oh, la la, how lovely."], check=True)
+        audio, rate = soundfile.read(path)
+    audio = soxr.resample(audio, rate, SR)
+    return (0.5 * audio / np.abs(audio).max()).astype(np.float32)
+
+
+def voice_rows(model, floors, blocks) -> list[dict]:
+    """Lag and RPA on the espeak-ng voice; the reference is pYIN (centred frames, non-causal)."""
+    import librosa
+
+    audio = espeak_voice()
+    f0, voiced, _ = librosa.pyin(audio, fmin=60, fmax=1000, sr=SR, frame_length=4096, hop_length=HOP)
+    edge = int(0.03 * SR / HOP)
+    clear = voiced & np.array([voiced[max(0, i - edge) : i + edge + 1].all() for i in range(voiced.size)])
+    rows = []
+    for floor in floors:
+        if floor is not None and floor > 150:
+            continue
+        for block in blocks:
+            out, controls, plugin = transfer(model, audio, block, **settings_of(floor))
+            at = (np.arange(len(controls)) * HOP - (plugin.latency_samples - HOP)) // HOP
+            ref = np.where((at >= 0) & (at < f0.size), np.nan_to_num(f0[np.clip(at, 0, f0.size - 1)]), 0.0)
+            ref[~clear[np.clip(at, 0, f0.size - 1)]] = 0.0
+            lag = pitch_lag_ms(audio, out)
+            rows.append({"measure": "voice", "floor_hz": floor or "default", "block": block,
+                         "input": "espeak-ng voice (160-360 Hz)", "lag_ms": lag,
+                         "lag_with_io_ms": lag + 2000 * block / SR, "rpa": output_rpa(controls, ref)})
+    return rows
+
+
 def wind_rows(model, floors) -> list[dict]:
     rows = []
     rng = np.random.default_rng(0)
@@ -143,7 +186,8 @@ def main() -> None:
     blocks = [int(b) for b in args.blocks.split(",")]
     model = load_model(default_model())
     began = time.process_time()
-    rows = latency_rows(model, floors, blocks) + glide_rows(model, floors, blocks) + wind_rows(model, floors)
+    rows = latency_rows(model, floors, blocks) + glide_rows(model, floors, blocks) + voice_rows(model, floors, blocks)
+    rows += wind_rows(model, floors)
     rows.append(cpu_row(model))
     name = f"transfer-{args.label}" if args.label else "transfer"
     report(name, rows, sample_rate=SR, hop=HOP, model=model.info.name, noise_dbfs=NOISE_DBFS,

@@ -43,8 +43,10 @@ class TracedTransfer(TimbreTransfer):
 
     def _on_boundary(self, offset: int) -> None:
         super()._on_boundary(offset)
-        self.trace.append((float(self._f0[0]), float(self._scale[0]), float(self._controls[fw.GAIN])))
-        self.midi += self.outbox.drain()
+        gate = getattr(self, "_controls", None)
+        self.trace.append((float(self._f0[0]), float(self._scale[0]), float(self._scale[0] if gate is None else gate[fw.GAIN])))
+        if hasattr(self, "outbox"):
+            self.midi += self.outbox.drain()
 
 
 def transfer(model, audio: np.ndarray, block: int = 128, **params) -> tuple[np.ndarray, np.ndarray, TracedTransfer]:
@@ -56,7 +58,8 @@ def transfer(model, audio: np.ndarray, block: int = 128, **params) -> tuple[np.n
     for key, value in params.items():
         plugin.params.set(key, value)
     out = render_audio(audio.astype(np.float32), plugin, SR, block)[:, 0].astype(np.float64)
-    plugin.midi += plugin.outbox.drain()
+    if hasattr(plugin, "outbox"):
+        plugin.midi += plugin.outbox.drain()
     return out, np.array(plugin.trace), plugin
 
 
