@@ -265,7 +265,7 @@ def test_transfer_midi_out_on_jack_sends_the_phrase_notes_that_transcribe_writes
 
     It receives the phrase's notes in order, the same notes `timbrel transcribe` writes for the
     recording, each within 40 ms of the note's start in the phrase (the note's attack, the
-    tracker's window, a hop, the sender's 1 ms poll and a JACK period)."""
+    tracker's window, a hop, the sender's 2 ms poll and a JACK period)."""
     notes = [72, 76, 74, 69, 71]
     phrase, spans = render_wind(73, notes, gap_s=0.25)
     engine = Engine(SR, 2048)

@@ -55,7 +55,7 @@ class MidiOutput:
     """
 
     def __init__(self, source: Callable[[], MidiOutbox | None], backend: str = "auto", name: str = "timbrel-pitch",
-                 poll_s: float = 0.001):
+                 poll_s: float = 0.002):
         self._source = source
         self.poll_s = float(poll_s)
         self.sent = 0
