@@ -265,10 +265,8 @@ def follow_frame(f0_hz: float, confidence: float, loudness_db: float, state, par
 @njit(nogil=True, cache=True, _nrt=False)
 def follow_frames(f0_hz, confidence, loudness_db, state, params, controls_out, ring, frames, counts) -> None:
     """`follow_frame` over whole tracks `[frames]`, writing `controls_out [frames, N_CONTROLS]` (offline)."""
-    controls = controls_out[0]
     for i in range(f0_hz.shape[0]):
-        controls = controls_out[i]
-        follow_frame(f0_hz[i], confidence[i], loudness_db[i], state, params, controls, ring, frames, counts)
+        follow_frame(f0_hz[i], confidence[i], loudness_db[i], state, params, controls_out[i], ring, frames, counts)
 
 
 @njit(nogil=True, cache=True, _nrt=False)

@@ -111,8 +111,7 @@ class TimbreTransfer(ModelPlugin):
         """Half the pitch window at the current floor (its centre) plus the hop over which the synth ramps."""
         if not self.sample_rate:
             return 0
-        self.tracker.floor_hz = self.params.values[_I["pitch_floor_hz"]]
-        return self.tracker.window_samples() // 2 + self.host_hop_samples
+        return self.tracker.window_samples(self.params.values[_I["pitch_floor_hz"]]) // 2 + self.host_hop_samples
 
     def prepare(self, sample_rate: int, max_block: int) -> None:
         super().prepare(sample_rate, max_block)

@@ -17,7 +17,7 @@ from tests.transfer_measures import (
 )
 from tests.transfer_measures import transfer as transfer_traced
 from timbrel.engine.realtime.features import estimate_pitch
-from timbrel.engine.realtime.outbox import unpack
+from timbrel.engine.realtime.outbox import MidiOutbox, outbox_push, unpack
 from timbrel.engine.render import render_audio
 from timbrel.plugin.model import load_model
 from timbrel.plugin.transcribe import transcribe
@@ -249,3 +249,14 @@ def test_midi_out_plays_notes_with_bend_velocity_and_expression(model):
     expression = [m[2] for m in messages if m[0] == 0xB0 and m[1] == 11]
     assert max(expression) > 80 and min(expression) < 40
     assert messages[:4] == [[0xB0, 101, 0], [0xB0, 100, 0], [0xB0, 6, 2], [0xB0, 38, 0]]
+
+
+def test_the_outbox_keeps_order_and_counts_what_a_full_ring_drops():
+    box = MidiOutbox(capacity=4)
+    for i in range(6):
+        outbox_push(box.ring, box.frames, box.counts, 0x90 | (60 + i) << 8 | 100 << 16, i)
+    assert box.dropped == 2 and len(box) == 4
+    assert [(unpack(packed)[1], frame) for packed, frame in box.drain()] == [(60, 0), (61, 1), (62, 2), (63, 3)]
+    assert len(box) == 0 and box.drain() == []
+    assert outbox_push(box.ring, box.frames, box.counts, 0xE0 | 0x7F << 8 | 0x7F << 16, 9)
+    assert box.drain() == [(0xE0 | 0x7F << 8 | 0x7F << 16, 9)]

@@ -33,6 +33,13 @@ Decisions:
   octave-up errors, while voicing at 0.2 keeps the noisier frames of bowed and sung
   attacks. Frames whose window RMS is below `gate_db` (dB re a full-scale square wave, so a
   full-scale sine is -3 dB) are unvoiced.
+- **Live options** (off by default, so training features are unchanged; live transfer turns
+  them on, docs/DSP.md): `min_overlap_s` shortens the 5 ms overlap; `floor_hz` can rise
+  from `fmin` at run time for a shorter window; `adaptive` analyses, after a voiced frame,
+  only 2.1 of its periods plus the overlap (the floor's window when that finds nothing) and
+  prefers the dip near the last period on unclear frames; `onset` starts the analysis at a
+  note's first sample, after the silence before it, so a note is voiced about 1.5 periods
+  in instead of 2.3, and such short frames voice only on a clear dip.
 - **Unvoiced frames** report `confidence = 0` and hold the last voiced f0 (0 Hz before the
   first), so a synthesiser driven by f0 never jumps in pitch when voicing drops out.
   Voiced frames report `confidence = 1 - CMNDF` in `(1 - threshold, 1]`, so
