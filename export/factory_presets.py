@@ -84,8 +84,8 @@ PRESETS = [
      "Sing or whistle into the microphone and a flute follows your pitch and loudness.", "transfer",
      {}, {"gate_db": -60, "quantize": 0.5, "octave": 1, "pitch_floor_hz": 100}, [("reverb", {"mix": 0.2})]),
     ("Whistle to Trumpet", "trumpet", "brass", ["transfer", "microphone", "whistle", "low latency"],
-     "Whistle, or play a recorder or flute, into the microphone: a trumpet follows an octave down. "
-     "Its 250 Hz pitch floor keeps the pitch window short, for the lowest latency.", "transfer",
+     ("Whistle, or play a recorder or flute, into the microphone: a trumpet follows an octave down. "
+      "Its 250 Hz pitch floor keeps the pitch window short, for the lowest latency."), "transfer",
      {}, {"gate_db": -60, "octave": -1, "pitch_floor_hz": 250}, [("reverb", {"mix": 0.15})]),
 ]
 

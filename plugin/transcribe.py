@@ -62,7 +62,7 @@ def transcribe(audio: np.ndarray, sample_rate: int, values: Mapping[str, float] 
     last = 0
     for packed, frame in outbox.drain():
         seconds = max(0.0, ((frame + 1) * hop - delay) / sample_rate)
-        tick = max(last, int(round(seconds * TICKS_PER_SECOND)))
+        tick = max(last, round(seconds * TICKS_PER_SECOND))
         track.append(mido.Message.from_bytes(unpack(packed), time=tick - last))
         last = tick
     track.append(mido.MetaMessage("end_of_track", time=0))

@@ -22,9 +22,9 @@ from timbrel.engine.errors import TimbrelError
 from timbrel.engine.io.audio import AudioStream, list_audio_devices
 from timbrel.engine.io.midi import MidiInput, list_midi_inputs
 from timbrel.engine.io.midi_out import MidiOutput
-from timbrel.engine.realtime.outbox import MidiOutbox
 from timbrel.engine.realtime.events import CONTROL_CHANGE, NOTE_OFF, NOTE_ON
 from timbrel.engine.realtime.host import Engine
+from timbrel.engine.realtime.outbox import MidiOutbox
 from timbrel.model_cache import ModelCache
 from timbrel.presets.build import build_chain
 from timbrel.presets.library import Library

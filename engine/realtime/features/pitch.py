@@ -184,8 +184,7 @@ def _active_start(x: np.ndarray, chunk: int, relative: float, gate_power: float)
                 if x[j] * x[j] > quiet:
                     return j
             return window - c * chunk
-        if total > later:
-            later = total
+        later = max(later, total)
     return 0
 
 
