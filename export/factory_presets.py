@@ -82,7 +82,11 @@ PRESETS = [
           ("delay", {"time_ms": 375, "feedback": 0.3, "mix": 0.25, "tone_hz": 4000, "ping_pong": "on"})]),
     ("Voice to Flute", "flute", "woodwind", ["transfer", "microphone", "singing", "breathy"],
      "Sing or whistle into the microphone and a flute follows your pitch and loudness.", "transfer",
-     {}, {"gate_db": -50, "quantize": 0.5, "octave": 1}, [("reverb", {"mix": 0.2})]),
+     {}, {"gate_db": -60, "quantize": 0.5, "octave": 1, "pitch_floor_hz": 100}, [("reverb", {"mix": 0.2})]),
+    ("Whistle to Trumpet", "trumpet", "brass", ["transfer", "microphone", "whistle", "low latency"],
+     ("Whistle, or play a recorder or flute, into the microphone: a trumpet follows an octave down. "
+      "Its 250 Hz pitch floor keeps the pitch window short, for the lowest latency."), "transfer",
+     {}, {"gate_db": -60, "octave": -1, "pitch_floor_hz": 250}, [("reverb", {"mix": 0.15})]),
 ]
 
 

@@ -8,7 +8,16 @@ model then drives the synth, exactly as in the MIDI instrument but with one voic
 Both feature extractors and the synth tick on one hop grid from the same start, so the
 synth segment that starts at a boundary uses the frame that completed there. What
 reaches the output lags the input by half the pitch window plus one hop (plus the
-audio interface's buffering); `latency_samples` reports it.
+audio interface's buffering); `latency_samples` reports it. The window is one period of
+the lowest pitch to expect (`pitch_floor_hz`, which presets set: a flute needs no 60 Hz)
+plus 2 ms; once a pitch is known it shrinks to 2.1 of its periods, and at an onset it
+starts after the silence before it, so a note sounds about 1.5 of its periods after it
+begins (`timbrel.engine.realtime.features.pitch`).
+
+Each frame then passes the follower (`timbrel.plugin.follower`): it holds the gate and
+the pitch through soft tails and unvoiced frames, closes the gate smoothly, and writes the
+MIDI out of the tracked pitch into `outbox`, which a sender thread drains
+(`timbrel.engine.io.midi_out`).
 """
 
 from __future__ import annotations
@@ -18,7 +27,9 @@ import numpy as np
 from timbrel.engine.plugin_api import Parameter
 from timbrel.engine.realtime.features import LoudnessMeter, PitchTracker
 from timbrel.engine.realtime.features.loudness import FLOOR_DB
+from timbrel.engine.realtime.outbox import MidiOutbox
 from timbrel.engine.realtime.stages import FEATURES, INSTRUMENT_TAIL, MODEL, TIMES, VOICES
+from timbrel.plugin import follower as fw
 from timbrel.plugin.model_synth import ModelPlugin, ModelSynth
 
 SCALES = {
@@ -29,7 +40,17 @@ SCALES = {
 }
 SCALE_NAMES = tuple(SCALES)
 PITCH_FLOOR_HZ = 60.0
-"""Lowest input pitch (Hz): below C2 nobody sings, and the 21.7 ms window it needs keeps latency low."""
+"""Default lowest input pitch (Hz): below C2 nobody sings."""
+LOWEST_FLOOR_HZ = 50.0
+"""The lowest `pitch_floor_hz` can go; the tracker's buffers are sized for it."""
+OVERLAP_S = 0.002
+"""Pairs (s) the longest lag of the pitch window averages over."""
+ONSET_STEPS = 4
+"""Model steps run in the first hop of a note: the GRU's attack plays out 4x faster, so the
+instrument answers at once instead of swelling for three more hops."""
+TRACKER_GATE_DB = -90.0
+"""Window power (dB re full-scale square) under which the tracker calls a frame unvoiced:
+low enough to follow a tail to -60 dB under a loud note's peak; the follower's gate decides."""
 
 PARAMETERS = (
     Parameter("gain_db", "Gain", "dB", -60.0, 12.0, 0.0),
@@ -39,34 +60,71 @@ PARAMETERS = (
     Parameter("loudness_shift_db", "Loudness shift", "dB", -24.0, 24.0, 0.0),
     Parameter("input_floor_db", "Input floor", "dB", -90.0, -20.0, -60.0, smoothing_ms=0),
     Parameter("input_peak_db", "Input peak", "dB", -50.0, 0.0, -15.0, smoothing_ms=0),
-    Parameter("gate_db", "Gate", "dB", -90.0, 0.0, -55.0, smoothing_ms=0),
+    Parameter("gate_db", "Gate", "dB", -90.0, 0.0, -70.0, smoothing_ms=0),
     Parameter("quantize", "Pitch correction", "", 0.0, 1.0, 0.0, smoothing_ms=0),
     Parameter("scale", "Scale", "", 0.0, len(SCALES) - 1.0, 0.0, smoothing_ms=0, choices=SCALE_NAMES),
     Parameter("key", "Key", "st", 0.0, 11.0, 0.0, smoothing_ms=0),
     Parameter("mix", "Dry/wet", "", 0.0, 1.0, 1.0),
     Parameter("monitor", "Input monitoring", "", 0.0, 1.0, 0.0, smoothing_ms=0, choices=("off", "on")),
+    Parameter("pitch_floor_hz", "Lowest pitch", "Hz", LOWEST_FLOOR_HZ, 400.0, PITCH_FLOOR_HZ, smoothing_ms=0),
+    Parameter("release_ms", "Gate release", "ms", 5.0, 500.0, 50.0, smoothing_ms=0),
+    Parameter("midi_out", "MIDI out", "", 0.0, 1.0, 1.0, smoothing_ms=0, choices=("off", "on")),
+    Parameter("bend_range_st", "MIDI bend range", "st", 1.0, 96.0, 2.0, smoothing_ms=0),
+    Parameter("mpe", "MIDI out as MPE", "", 0.0, 1.0, 0.0, smoothing_ms=0, choices=("off", "on")),
+    Parameter("midi_channel", "MIDI out channel", "", 1.0, 16.0, 1.0, smoothing_ms=0),
 )
 _I = {p.id: i for i, p in enumerate(PARAMETERS)}
 
 
+def live_tracker(sample_rate: int, hop: int, max_block: int) -> PitchTracker:
+    """The pitch tracker live transfer and `timbrel transcribe` both use, floor at its lowest."""
+    return PitchTracker(sample_rate, hop, fmin=LOWEST_FLOOR_HZ, max_block=max_block, gate_db=TRACKER_GATE_DB,
+                        min_overlap_s=OVERLAP_S, adaptive=True, onset=True)
+
+
+def sync_follower(values: np.ndarray, frames_per_second: float, tracker: PitchTracker, follow: np.ndarray) -> None:
+    """Copy this plugin's parameter `values` (in `PARAMETERS` order) into the tracker's floor and
+    the follower's parameters `follow [follower.N_PARAMS]`; no arrays are made."""
+    tracker.floor_hz = values[_I["pitch_floor_hz"]]
+    follow[fw.GATE_DB] = values[_I["gate_db"]]
+    follow[fw.RELEASE] = values[_I["release_ms"]] * 0.001 * frames_per_second
+    follow[fw.MIDI] = values[_I["midi_out"]]
+    follow[fw.BEND_RANGE] = values[_I["bend_range_st"]]
+    follow[fw.MPE] = values[_I["mpe"]]
+    follow[fw.CHANNEL] = values[_I["midi_channel"]] - 1.0
+    follow[fw.LOUD_FLOOR] = values[_I["input_floor_db"]]
+    follow[fw.LOUD_PEAK] = values[_I["input_peak_db"]]
+
+
 class TimbreTransfer(ModelPlugin):
-    """A timbre model driven by live audio input (mono), one voice."""
+    """A timbre model driven by live audio input (mono), one voice.
+
+    `outbox` carries the MIDI out of the tracked pitch (`timbrel.plugin.follower`) from the
+    audio thread to whoever drains it; it fills and drops when nobody does.
+    """
 
     name = "timbre-transfer"
     parameters = PARAMETERS
 
     @property
     def latency_samples(self) -> int:
-        """Half the pitch window (its centre) plus the hop over which the synth ramps."""
-        return self.tracker.latency_samples // 2 + self.host_hop_samples if self.sample_rate else 0
+        """Half the pitch window at the current floor (its centre) plus the hop over which the synth ramps."""
+        if not self.sample_rate:
+            return 0
+        return self.tracker.window_samples(self.params.values[_I["pitch_floor_hz"]]) // 2 + self.host_hop_samples
 
     def prepare(self, sample_rate: int, max_block: int) -> None:
         super().prepare(sample_rate, max_block)
         info = self.model.info
         self.synth = ModelSynth(self.model, 1, sample_rate, max_block, self.seed)
         self.host_hop_samples = self.synth.host_hop_samples
-        self.tracker = PitchTracker(sample_rate, self.host_hop_samples, fmin=PITCH_FLOOR_HZ, max_block=max_block)
+        self.tracker = live_tracker(sample_rate, self.host_hop_samples, max_block)
         self.meter = LoudnessMeter(sample_rate, self.host_hop_samples, max_block=max_block)
+        self.outbox = MidiOutbox()
+        self.frames_per_second = sample_rate / self.host_hop_samples
+        self._follow = fw.default_params()
+        self._state = fw.initial_state()
+        self._controls = np.zeros(fw.N_CONTROLS)
         self._f0, self._loudness, self._scale, self._tilt = np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1)
         self._noise_gain = np.ones(1)
         self._order = np.zeros(1, dtype=np.int64)
@@ -82,58 +140,84 @@ class TimbreTransfer(ModelPlugin):
         for out in (wide[:, :warm].copy(), wide[:, :warm]):
             self.process(np.zeros(warm, np.float32), out, np.zeros(0, np.int32))
             self.reset()
+        fw.follow_frame(440.0, 1.0, 0.0, self._state, self._follow, self._controls, self.outbox.ring,
+                        self.outbox.frames, self.outbox.counts)
+        self.reset()
+        self.outbox.drain()
 
     def reset(self) -> None:
         self.tracker.reset()
         self.meter.reset()
         self.synth.reset()
         self.synth.bank.start_voice(0)
-        self._latest = (0.0, FLOOR_DB)
+        if self._state[fw.NOTE] >= 0.0:
+            fw.finish(self._state, self.outbox.ring, self.outbox.frames, self.outbox.counts)
+        fw.reset_state(self._state)
+        self._controls[:] = 0.0
+        self._loudness_in = FLOOR_DB
+        self.active_voices = 0
         self._frames = self._used = 0
         self._gain = 10.0 ** (self.params.values[_I["gain_db"]] / 20.0)
 
-    def map_frame(self, f0_hz: float, loudness_db: float) -> tuple[float, float, bool]:
-        """The model's inputs for one analysed frame: f0 (Hz), loudness (dB), and whether it sounds."""
+    def map_frame(self, f0_hz: float, loudness_db: float, gain: float = 1.0) -> tuple[float, float, float]:
+        """The model's inputs for one followed frame: f0 (Hz), loudness (dB), and the voice's gain.
+
+        `f0_hz` is the followed input pitch (0: none yet), `loudness_db` the input's loudness,
+        `gain` the follower's (0 … 1; 0: silent). Loudness under `input_floor_db` plays the
+        model at its softest, attenuated by the difference, so a tail fades on down to the gate.
+        """
         values = self.params.values
-        sounding = loudness_db >= values[_I["gate_db"]] and f0_hz > 0.0
-        if f0_hz > 0.0:
-            midi = 69.0 + 12.0 * np.log2(f0_hz / 440.0)
-            amount = values[_I["quantize"]]
-            if amount > 0.0:
-                pitch_class = int(round(midi - values[_I["key"]])) % 12
-                target = round(midi) + self._scale_table[int(values[_I["scale"]]), pitch_class]
-                midi += amount * (target - midi)
-            midi += values[_I["pitch_shift_st"]] + 12.0 * values[_I["octave"]]
-            f0_hz = 440.0 * 2.0 ** ((midi - 69.0) / 12.0)
+        if gain <= 0.0 or f0_hz <= 0.0:
+            return f0_hz, FLOOR_DB, 0.0
+        midi = 69.0 + 12.0 * np.log2(f0_hz / 440.0)
+        amount = values[_I["quantize"]]
+        if amount > 0.0:
+            pitch_class = int(round(midi - values[_I["key"]])) % 12
+            target = round(midi) + self._scale_table[int(values[_I["scale"]]), pitch_class]
+            midi += amount * (target - midi)
+        midi += values[_I["pitch_shift_st"]] + 12.0 * values[_I["octave"]]
+        f0_hz = 440.0 * 2.0 ** ((midi - 69.0) / 12.0)
         lo, hi = values[_I["input_floor_db"]], values[_I["input_peak_db"]]
+        if loudness_db < lo:
+            gain *= 10.0 ** ((loudness_db - lo) / 20.0)
+            loudness_db = lo
         position = (loudness_db - lo) / max(hi - lo, 1e-6)
         mapped = self._lo_db + position * (self._hi_db - self._lo_db) + values[_I["loudness_shift_db"]]
-        return f0_hz, float(mapped) if sounding else FLOOR_DB, bool(sounding)
+        return f0_hz, float(mapped), float(gain)
+
+    def _follow_next(self) -> None:
+        """Pass the next completed analysis frame through the follower."""
+        i = self._used
+        fw.follow_frame(self.tracker.f0_hz[i], self.tracker.confidence[i], self.meter.loudness_db[i], self._state,
+                        self._follow, self._controls, self.outbox.ring, self.outbox.frames, self.outbox.counts)
+        self._loudness_in = self.meter.loudness_db[i]
+        self._used = i + 1
 
     def _on_boundary(self, offset: int) -> None:
-        """A hop starts at `offset`: take the analysis frame that completed there, run the model."""
+        """A hop starts at `offset`: follow the analysis frame that completed there, run the model."""
         if offset > 0 and self._used < self._frames:
-            self._latest = (self.tracker.f0_hz[self._used], self.meter.loudness_db[self._used])
-            self._used += 1
-        f0_hz, loudness_db, sounding = self.map_frame(*self._latest)
-        self._f0[0], self._loudness[0] = f0_hz, loudness_db
-        self._scale[0] = 1.0 if sounding else 0.0
+            self._follow_next()
+        controls = self._controls
+        f0_hz, loudness_db, gain = self.map_frame(controls[fw.F0_HZ], self._loudness_in, controls[fw.GAIN])
+        self._f0[0], self._loudness[0], self._scale[0] = f0_hz, loudness_db, gain
         TIMES.mark(VOICES)
-        self.synth.run(self._order, 1, self._f0, self._loudness, self._scale, self._tilt, self._noise_gain)
+        steps = ONSET_STEPS if gain > 0.0 and self.active_voices == 0 else 1
+        for _ in range(steps):
+            self.synth.run(self._order, 1, self._f0, self._loudness, self._scale, self._tilt, self._noise_gain)
         TIMES.mark(MODEL)
-        self.active_voices = int(sounding)
+        self.active_voices = int(gain > 0.0)
 
     def process(self, inp: np.ndarray, out: np.ndarray, events: np.ndarray) -> None:
         n = out.shape[1]
         self.params.advance(n / self.sample_rate)
+        sync_follower(self.params.values, self.frames_per_second, self.tracker, self._follow)
         self._frames = self.tracker.process(inp)
         self.meter.process(inp)
         TIMES.mark(FEATURES)
         self._used = 0
         mix = self.synth.render(n, self._on_boundary)
-        if self._used < self._frames:
-            last = self._frames - 1
-            self._latest = (self.tracker.f0_hz[last], self.meter.loudness_db[last])
+        while self._used < self._frames:
+            self._follow_next()
         values = self.params.values
         balance = values[_I["mix"]]
         gain = 10.0 ** (values[_I["gain_db"]] / 20.0)

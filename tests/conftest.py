@@ -152,7 +152,8 @@ def _jack_module():
 
 
 class JackPeer:
-    """A JACK client standing in for the outside world, in its own process: MIDI out, audio in.
+    """A JACK client standing in for the outside world, in its own process: MIDI out, audio in
+    (and, for live transfer, a singer and a synth: audio out `sing`, MIDI in `in`).
 
     It runs in a child process (`python tests/conftest.py --peer`), driven over a pipe, so
     its Python process callback never competes for this process's GIL. Otherwise
@@ -208,6 +209,19 @@ class JackPeer:
     def remove_midi_output(self, short_name: str) -> None:
         self._call("remove", port=short_name)
 
+    def sing(self, audio: np.ndarray) -> int:
+        """Play mono `audio` on output `sing` from the next cycle; returns its first sample's JACK frame time."""
+        path = self._workdir / f"{self.name}-sing-{secrets.token_hex(3)}.npy"
+        np.save(path, np.asarray(audio, dtype=np.float32))
+        return self._call("sing", timeout=10.0, path=str(path))["at"]
+
+    def singing(self) -> bool:
+        return self._call("singing")["singing"]
+
+    def received(self) -> list[tuple[int, list[int]]]:
+        """MIDI received on `in` so far: `(JACK frame time, bytes)` each, oldest first."""
+        return [(at, data) for at, data in self._call("received")["events"]]
+
     def start_recording(self, seconds: float) -> None:
         self._call("record", seconds=seconds)
 
@@ -255,12 +269,29 @@ def _peer_main(name: str, server: str) -> None:
     client = jack.Client(name, no_start_server=True, servername=server)
     midi_outs = {"out": client.midi_outports.register("out")}
     audio_ins = [client.inports.register(f"in_{i + 1}") for i in range(2)]
+    singer = client.outports.register("sing")
+    midi_in = client.midi_inports.register("in")
+    song = {"buffer": np.zeros(0, dtype=np.float32), "position": 0, "armed": False, "at": -1}
+    heard: list[tuple[int, list[int]]] = []
     pending: collections.deque[tuple[str, bytes]] = collections.deque()
     recording = {"buffer": np.zeros((2, 0), dtype=np.float32), "filled": 0, "armed": False}
     written_at: list[int] = []
 
     @client.set_process_callback
     def process(frames: int) -> None:
+        now = client.last_frame_time
+        for offset, data in midi_in.incoming_midi_events():
+            heard.append((now + offset, list(bytes(data))))
+        voice = singer.get_array()
+        voice[:] = 0.0
+        if song["armed"]:
+            if song["at"] < 0:
+                song["at"] = now
+            start = song["position"]
+            n = min(frames, song["buffer"].shape[0] - start)
+            voice[:n] = song["buffer"][start : start + n]
+            song["position"] = start + n
+            song["armed"] = song["position"] < song["buffer"].shape[0]
         outs = dict(midi_outs)
         for port in outs.values():
             port.clear_buffer()
@@ -302,6 +333,18 @@ def _peer_main(name: str, server: str) -> None:
                 recording["buffer"] = np.zeros((2, int(request["seconds"] * client.samplerate)), np.float32)
                 recording["filled"] = 0
                 recording["armed"] = True
+            elif command == "sing":
+                song["armed"] = False
+                song["buffer"] = np.load(request["path"]).astype(np.float32)
+                song["position"], song["at"] = 0, -1
+                song["armed"] = True
+                while song["at"] < 0:
+                    time.sleep(0.001)
+                reply["at"] = song["at"]
+            elif command == "singing":
+                reply["singing"] = song["armed"]
+            elif command == "received":
+                reply["events"] = list(heard)
             elif command == "recorded":
                 reply["samples"] = recording["filled"]
             elif command == "stop":

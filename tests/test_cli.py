@@ -100,16 +100,52 @@ def test_transfer_writes_the_instrument_following_the_input(tmp_path):
         (["transfer", "{tmp}/garbage.mid", "-o", "{tmp}/x.wav"], "garbage.mid: not a readable audio file"),
         (["transfer", "{tmp}/song.mid", "-o", "{tmp}/x.wav", "--set", "gain_db"], "--set gain_db: expected KEY=VALUE"),
         (["render", "{tmp}/song.mid", "-o", "{tmp}/x.wav", "--blocksize", "4"], "block size must be 16 to 2048"),
+        (["transcribe", "{tmp}/garbage.mid", "-o", "{tmp}/x.mid"], "garbage.mid: not a readable audio file"),
+        (["transcribe", "{tmp}/broken.wav", "-o", "{tmp}/x.mid"], "broken.wav: not a readable audio file"),
+        (["transcribe", "{tmp}/absent.wav", "-o", "{tmp}/x.mid"], "absent.wav: no such file"),
+        (["transcribe", "{tmp}/sung.wav", "-o", "{tmp}/x.wav"], "x.wav: a MIDI file must end in .mid"),
+        (["transcribe", "{tmp}/sung.wav", "-o", "{tmp}/x.mid", "--set", "pitch_floor_hz=loud"], "pitch_floor_hz"),
     ],
 )
 def test_bad_input_is_one_line_with_no_traceback(tmp_path, args, fault):
     small_song(tmp_path / "song.mid")
     (tmp_path / "garbage.mid").write_bytes(b"\x00garbage" * 20)
+    (tmp_path / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt junkjunk")
+    soundfile.write(tmp_path / "sung.wav", np.zeros(4800), 48000)
     result = timbrel(*(a.format(tmp=tmp_path) for a in args))
     assert result.returncode == 2
     assert fault in result.stderr and "Traceback" not in result.stderr
     assert len([line for line in result.stderr.splitlines() if line.startswith("timbrel")]) == 1
-    assert not (tmp_path / "x.wav").exists()
+    assert not (tmp_path / "x.wav").exists() and not (tmp_path / "x.mid").exists()
+
+
+def test_transcribe_writes_the_notes_of_a_sung_phrase(tmp_path):
+    """Three sung-like notes at 44.1 kHz (resampled to 48 kHz), the middle one 30 cents sharp,
+    with MPE and a 48-semitone bend range: a MIDI file of those notes, one member channel
+    each, the bend saying the 30 cents."""
+    import mido
+
+    rate = 44100
+    parts = []
+    for midi in (60, 64.3, 67):
+        t = np.arange(int(0.4 * rate)) / rate
+        phase = 2 * np.pi * 440 * 2 ** ((midi - 69) / 12) * t
+        parts += [0.3 * sum(np.sin(k * phase) / k for k in range(1, 6)), np.zeros(int(0.2 * rate))]
+    soundfile.write(tmp_path / "sung.wav", np.concatenate(parts), rate)
+    result = timbrel("transcribe", str(tmp_path / "sung.wav"), "-o", str(tmp_path / "sung.mid"),
+                     "--set", "mpe=on", "--set", "bend_range_st=48")
+    assert result.returncode == 0, result.stderr
+    assert "3 notes" in result.stdout
+    messages = [m for m in mido.MidiFile(tmp_path / "sung.mid").tracks[0] if not m.is_meta]
+    ons = [m for m in messages if m.type == "note_on" and m.velocity > 0]
+    assert [m.note for m in ons] == [60, 64, 67]
+    assert [m.channel for m in ons] == [1, 2, 3]
+    bends = [m.pitch for m in messages if m.type == "pitchwheel" and m.channel == 2]
+    assert abs(np.median(bends) / 8192 * 48 * 100 - 30) < 5
+    offs = [m for m in messages if m.type == "note_off" or (m.type == "note_on" and m.velocity == 0)]
+    assert [m.note for m in offs] == [60, 64, 67]
+    configuration = [(m.control, m.value) for m in messages[:3]]
+    assert configuration == [(101, 0), (100, 6), (6, 15)] and messages[0].channel == 0
 
 
 def test_a_stages_file_that_cannot_be_written_is_one_line_and_playing_goes_on(tmp_path, capsys):

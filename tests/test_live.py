@@ -10,8 +10,10 @@ import pytest
 from tests.conftest import machine_allowance, wait_until
 from tests.spectra import assert_partial_series
 from tests.test_io import MIDI_BACKEND, playback_sources
-from timbrel.engine.io.audio import AudioStream
+from tests.transfer_measures import render_wind, sung_tone
+from timbrel.engine.io.audio import JACK_CLIENT_NAME, AudioStream
 from timbrel.engine.io.midi import MidiInput
+from timbrel.engine.io.midi_out import MidiOutput
 from timbrel.engine.realtime.features import estimate_pitch
 from timbrel.engine.realtime.host import Engine
 from timbrel.plugin.chain import Chain
@@ -19,8 +21,11 @@ from timbrel.plugin.effects import create_effect
 from timbrel.plugin.ensemble import Ensemble, Part
 from timbrel.plugin.instrument import MidiInstrument
 from timbrel.plugin.model import load_model
+from timbrel.plugin.transcribe import transcribe
+from timbrel.plugin.transfer import TimbreTransfer
 from timbrel.presets import default_model
 from timbrel.presets.build import load_preset
+from timbrel.session import Session
 
 SR, BLOCK, HOP = 48000, 128, 160
 
@@ -319,3 +324,67 @@ def test_an_ensemble_part_switches_preset_on_jack_while_the_other_part_plays_on(
     assert change > 3.0, "part 2 plays the oboe now"
     steady = np.abs(np.diff(right[before])).max()
     assert np.abs(np.diff(right[switched - 4 * BLOCK: switched + int(0.2 * SR)])).max() < 2 * steady
+
+
+def test_transfer_midi_out_on_jack_sends_the_phrase_notes_that_transcribe_writes(jack_server, jack_peer, model):
+    """A FluidR3 flute phrase sung into timbrel over JACK; another client hears `timbrel-pitch`.
+
+    It receives the phrase's notes in order, the same notes `timbrel transcribe` writes for the
+    recording, each within 40 ms of the note's start in the phrase (the note's attack, the
+    tracker's window, a hop, the sender's 2 ms poll and a JACK period)."""
+    notes = [72, 76, 74, 69, 71]
+    phrase, spans = render_wind(73, notes, gap_s=0.25)
+    engine = Engine(SR, 2048)
+    plugin = TimbreTransfer(model)
+    engine.load(plugin)
+    sender = MidiOutput(lambda: plugin.outbox, backend=MIDI_BACKEND)
+    stream = AudioStream(engine.process, SR, BLOCK, use_input=True)
+    try:
+        stream.start()
+        inputs = jack_peer.ports(is_input=True, is_audio=True, name_pattern=JACK_CLIENT_NAME)
+        assert inputs, "timbrel's audio input is not on the JACK server"
+        jack_peer.connect(f"{jack_peer.name}:sing", inputs[0])
+        jack_peer.connect(sender.port, f"{jack_peer.name}:in")
+        time.sleep(0.2)
+        began = jack_peer.sing(phrase)
+        assert wait_until(lambda: not jack_peer.singing(), timeout=10 * phrase.size / SR + 5, interval=0.05)
+        time.sleep(0.3)
+        heard = jack_peer.received()
+    finally:
+        stream.stop()
+        stream.close()
+        sender.stop()
+    ons = [(at - began, data[1]) for at, data in heard if data[0] & 0xF0 == 0x90 and data[2] > 0]
+    assert [note for _, note in ons] == notes
+    offline = [m.note for m in transcribe(phrase, SR).tracks[0] if m.type == "note_on" and m.velocity > 0]
+    assert offline == notes
+    lateness_ms = [1000 * (at / SR - start) for (at, _), (start, _, _) in zip(ons, spans)]
+    assert all(0 < late <= 40 for late in lateness_ms), lateness_ms
+    assert stream.callback_errors == 0 and engine.errors == 0
+
+
+def test_a_transfer_session_publishes_timbrel_pitch_and_releases_its_note_on_a_preset_switch(jack_server, jack_peer):
+    """`timbrel play` in transfer mode: the session opens `timbrel-pitch`, a sung A4 arrives on
+    it as note 69, and switching to another transfer preset mid-note sends that note's off."""
+    session = Session(voices=4)
+    tone = sung_tone(440.0, 2.0, 0.2)
+    try:
+        session.start("Voice to Flute", mode="transfer", midi_backend=MIDI_BACKEND)
+        assert session.midi_out is not None, session.last_error
+        assert session.status()["midi_out_port"] == session.midi_out.port
+        inputs = jack_peer.ports(is_input=True, is_audio=True, name_pattern=JACK_CLIENT_NAME)
+        jack_peer.connect(f"{jack_peer.name}:sing", inputs[0])
+        jack_peer.connect(session.midi_out.port, f"{jack_peer.name}:in")
+        time.sleep(0.2)
+        jack_peer.sing(tone)
+        time.sleep(1.0)
+        session.load("Whistle to Trumpet", wait=True)
+        assert wait_until(lambda: not jack_peer.singing(), timeout=20.0, interval=0.05)
+        time.sleep(0.3)
+        heard = [data for _, data in jack_peer.received()]
+    finally:
+        session.close()
+    ons = [m for m in heard if m[0] & 0xF0 == 0x90 and m[2] > 0]
+    offs = [m for m in heard if m[0] & 0xF0 == 0x80 or (m[0] & 0xF0 == 0x90 and m[2] == 0)]
+    assert ons and ons[0][1] == 69
+    assert sorted((m[0] & 0x0F, m[1]) for m in offs) == sorted((m[0] & 0x0F, m[1]) for m in ons)

@@ -3,7 +3,8 @@
 `tests/alloc/counter.c`, built here with the system's C compiler and preloaded into a fresh
 Python, wraps malloc, calloc, realloc, free and the aligned allocators, and counts the calls
 one thread makes while `Engine.process` runs prepared blocks (`tests/alloc/probe.py`):
-notes on and off, an MPE chord with per-note bend, pressure and CC 74, voice stealing, a preset with its full effects chain, live transfer, a
+notes on and off, an MPE chord with per-note bend, pressure and CC 74, voice stealing, a preset with its full effects chain, live transfer,
+live transfer of sung notes writing MIDI out as MPE (notes, bends, CC 11, the RPN announcements), a
 preset switch with its crossfade and the replay of held keys (the process's second switch:
 its first fills one numpy-internal cache, a single allocation never freed), an ensemble of
 three parts (a split and a channel of their own) while one part switches preset, and a chain
@@ -25,7 +26,8 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent / "alloc"
-SCENARIOS = ("notes", "mpe", "stealing", "full_chain", "preset_switch", "transfer", "ensemble", "lv2_chain")
+SCENARIOS = ("notes", "mpe", "stealing", "full_chain", "preset_switch", "transfer", "transfer_midi_out", "ensemble",
+             "lv2_chain")
 ONNXRUNTIME_MALLOCS_PER_RUN = 512
 """Ceiling on onnxruntime's heap calls per run (about 220 measured with onnxruntime 1.2x),
 so that a change making it allocate far more is noticed."""
@@ -68,3 +70,8 @@ def test_the_lv2_chain_ran_its_worker_job_while_counted(counts):
 
 def test_the_count_sees_an_effect_that_allocates(counts):
     assert counts["control"]["malloc"] >= counts["control"]["blocks"]
+
+
+def test_the_transfer_midi_out_scenario_writes_midi_while_counted(counts):
+    """The MIDI-out scenario is not vacuous: note ons, offs, bends and CC 11 went to the outbox."""
+    assert counts["transfer_midi_out"]["midi_messages"] >= 20

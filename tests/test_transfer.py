@@ -3,9 +3,24 @@
 import numpy as np
 import pytest
 
+from tests.transfer_measures import (
+    WIND,
+    WIND_NOTES,
+    first_response_ms,
+    glide_reference,
+    output_rpa,
+    pitch_lag_ms,
+    reference,
+    render_wind,
+    sung_glide,
+    sung_tone,
+)
+from tests.transfer_measures import transfer as transfer_traced
 from timbrel.engine.realtime.features import estimate_pitch
+from timbrel.engine.realtime.outbox import MidiOutbox, outbox_push, unpack
 from timbrel.engine.render import render_audio
 from timbrel.plugin.model import load_model
+from timbrel.plugin.transcribe import transcribe
 from timbrel.plugin.transfer import TimbreTransfer
 from timbrel.presets import default_model
 
@@ -101,3 +116,147 @@ def test_mic_to_sound_latency_is_within_budget(model):
 def test_transfer_is_deterministic(model):
     x = tone(np.geomspace(200, 400, SR), 1.0)
     np.testing.assert_array_equal(transfer(model, x)[0], transfer(model, x)[0])
+
+
+# ----------------------------------------------------------------------------- latency
+
+
+def test_the_pitch_floor_sets_the_window_and_the_reported_latency(model):
+    """One floor period plus 2 ms of window: half of it, plus the hop the synth ramps over."""
+    plugin = TimbreTransfer(model)
+    plugin.prepare(SR, BLOCK)
+    assert plugin.params.get("pitch_floor_hz") == 60.0
+    assert plugin.latency_samples == (800 + 96) // 2 + HOP
+    plugin.params.set("pitch_floor_hz", 200.0)
+    plugin.params.snap()
+    assert plugin.latency_samples == (240 + 96) // 2 + HOP
+    assert plugin.params.set("pitch_floor_hz", 10.0) == 50.0
+
+
+@pytest.mark.parametrize("f0_hz, floor_hz, block, budget_ms", [
+    (880.0, 60.0, 128, 12.0), (440.0, 60.0, 64, 12.0), (220.0, 200.0, 64, 12.0),
+    (147.0, 60.0, 128, 18.0), (110.0, 100.0, 64, 18.0)])
+def test_a_sung_onset_is_answered_within_the_budget_with_two_interface_blocks(model, f0_hz, floor_hz, block, budget_ms):
+    """Mean over eight onsets spread across a hop, counting the interface's input and output blocks."""
+    times = [first_response_ms(model, f0_hz, 0.5 + phase / SR, block, pitch_floor_hz=floor_hz)
+             for phase in range(0, HOP, 20)]
+    assert min(times) > 0
+    assert np.mean(times) + 2000 * block / SR <= budget_ms, times
+
+
+def test_the_output_pitch_follows_a_sung_glide_within_10_ms(model):
+    """Vibrato and a glide between 220 and 440 Hz: the best-matching lag of output pitch behind
+    input pitch, and the output plays the input's pitch in every frame."""
+    audio, f0 = sung_glide(57, 69)
+    out, controls, plugin = transfer_traced(model, audio)
+    assert pitch_lag_ms(audio, out) <= 10.0
+    assert output_rpa(controls, glide_reference(f0, len(controls), plugin.latency_samples - HOP)) == 1.0
+
+
+def test_a_note_starts_on_its_own_pitch(model):
+    """The first frame the instrument plays a note at is the note's pitch, whatever the onset's
+    place in the hop: a window cut at the onset sees barely a period, and must not guess."""
+    for f0_hz in (110.0, 196.0, 330.0, 587.0, 1175.0):
+        for phase in range(0, HOP, 40):
+            _, controls, _ = transfer_traced(model, sung_tone(f0_hz, 0.7, 0.5 + phase / SR))
+            first = controls[np.argmax(controls[:, 1] > 0), 0]
+            assert abs(cents(first, f0_hz)) < 50, (f0_hz, phase, first)
+
+
+# ----------------------------------------------------------------------------- tails
+
+
+@pytest.fixture(scope="module")
+def wind_with_noise():
+    """The suite's FluidR3 wind phrases, notes 0.8 s apart so their releases ring out, with white
+    noise at -70 dBFS (a quiet room) under them."""
+    rng = np.random.default_rng(3)
+    phrases = {}
+    for program in WIND:
+        audio, spans = render_wind(program, WIND_NOTES[program], gap_s=0.8)
+        phrases[WIND[program]] = ((audio + 10 ** (-70 / 20) * rng.standard_normal(audio.size)).astype(np.float32), spans)
+    return phrases
+
+
+def test_release_tails_are_followed_down_to_minus_60_db(model, wind_with_noise):
+    for name, (audio, spans) in wind_with_noise.items():
+        _, controls, plugin = transfer_traced(model, audio)
+        ref = reference(audio, spans, len(controls), plugin.latency_samples - HOP, 60.0)
+        assert output_rpa(controls, ref) >= 0.97, name
+
+
+def test_the_instrument_never_plays_a_wrong_pitch_in_a_release(model, wind_with_noise):
+    """From each note's end until the gate has closed (or the next note is near), whatever the
+    instrument plays is the note's pitch: held, never jumping to another."""
+    for name, (audio, spans) in wind_with_noise.items():
+        _, controls, plugin = transfer_traced(model, audio)
+        delay = plugin.latency_samples - HOP
+        times = (np.arange(len(controls)) * HOP - delay) / SR
+        for (start, stop, note), following in zip(spans, [s[0] for s in spans[1:]] + [np.inf]):
+            rows = (times > stop) & (times < following - 0.05) & (controls[:, 1] > 0)
+            off = np.abs(cents(controls[rows, 0], 440 * 2 ** ((note - 69) / 12)))
+            assert rows.any() and off.max() < 50, (name, note, off.max())
+
+
+def test_the_gate_closes_smoothly_over_its_release(model):
+    """A held note stops dead: the gate's gain falls to 0 over its release (50 ms) in equal
+    steps, and the output (its RMS over 6 ms, two periods) fades over at least 20 ms, losing at
+    most a fifth of the held level in any millisecond."""
+    audio = sung_tone(330.0, 1.0, 0.1)
+    audio[int(0.7 * SR) :] = 0.0
+    out, controls, _ = transfer_traced(model, audio, reverb_mix=0.0)
+    gate = controls[:, 2]
+    steps = np.diff(gate)
+    assert steps.min() >= -1.0 / (0.05 * SR / HOP) - 1e-9
+    assert np.count_nonzero((gate[:-1] > 0) & (steps < 0)) >= int(0.04 * SR / HOP)
+    held = np.sqrt(np.mean(out[int(0.5 * SR) : int(0.7 * SR)] ** 2))
+    after = out[int(0.7 * SR) : int(0.9 * SR)]
+    power = np.convolve(after**2, np.ones(6 * SR // 1000) / (6 * SR // 1000), mode="valid")[:: SR // 1000]
+    level = np.sqrt(power) / held
+    assert np.argmax(level < 0.01) >= 20
+    assert np.diff(level).min() > -0.2
+
+
+# ----------------------------------------------------------------------------- MIDI out
+
+
+def test_live_midi_out_equals_what_transcribe_writes(model):
+    """The outbox the audio thread fills, block by block, holds exactly the messages, at the same
+    frames, that the offline transcription computes over the whole file: one core."""
+    audio = np.pad(sung_glide(55, 72)[0], (0, SR // 2))
+    _, _, plugin = transfer_traced(model, audio, mpe=1.0, bend_range_st=12.0)
+    live = plugin.midi
+    song = transcribe(audio, SR, {"mpe": 1.0, "bend_range_st": 12.0})
+    offline = [m.bytes() for m in song.tracks[0] if not m.is_meta]
+    assert [unpack(packed) for packed, _ in live] == offline
+    assert len(offline) > 50
+
+
+def test_midi_out_plays_notes_with_bend_velocity_and_expression(model):
+    """A soft note, then a loud one 30 cents sharp: note ons with rising velocity, the bend
+    (range 2 semitones) saying +30 cents, CC 11 following loudness, and a note off for each."""
+    soft = sung_tone(220.0, 0.8, 0.1, level=0.02)
+    loud = sung_tone(440.0 * 2 ** (30 / 1200), 0.8, 0.1, level=0.3)
+    _, _, plugin = transfer_traced(model, np.concatenate([soft, loud, np.zeros(SR // 2, np.float32)]))
+    messages = [unpack(packed) for packed, _ in plugin.midi]
+    ons = [m for m in messages if m[0] == 0x90 and m[2] > 0]
+    offs = [m for m in messages if m[0] == 0x80]
+    assert [m[1] for m in ons] == [57, 69] and [m[1] for m in offs] == [57, 69]
+    assert ons[0][2] < ons[1][2]
+    at = messages.index(ons[1])
+    bends = [(m[2] << 7 | m[1]) - 8192 for m in messages[at:] if m[0] == 0xE0]
+    assert abs(np.median(bends) / 8192 * 200 - 30) < 3
+    expression = [m[2] for m in messages if m[0] == 0xB0 and m[1] == 11]
+    assert max(expression) > 80 and min(expression) < 40
+    assert messages[:4] == [[0xB0, 101, 0], [0xB0, 100, 0], [0xB0, 6, 2], [0xB0, 38, 0]]
+
+
+def test_the_outbox_keeps_order_and_counts_what_a_full_ring_drops():
+    box = MidiOutbox(capacity=4)
+    for i in range(6):
+        outbox_push(box.ring, box.frames, box.counts, 0x90 | (60 + i) << 8 | 100 << 16, i)
+    assert box.dropped == 2 and len(box) == 4
+    assert [(unpack(packed)[1], frame) for packed, frame in box.drain()] == [(60, 0), (61, 1), (62, 2), (63, 3)]
+    assert len(box) == 0 and box.drain() == []
+    assert outbox_push(box.ring, box.frames, box.counts, 0xE0 | 0x7F << 8 | 0x7F << 16, 9)
+    assert box.drain() == [(0xE0 | 0x7F << 8 | 0x7F << 16, 9)]

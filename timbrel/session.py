@@ -21,8 +21,10 @@ from timbrel.audition import play_audition, polyphonic
 from timbrel.engine.errors import TimbrelError
 from timbrel.engine.io.audio import AudioStream, list_audio_devices
 from timbrel.engine.io.midi import MidiInput, list_midi_inputs
+from timbrel.engine.io.midi_out import MidiOutput
 from timbrel.engine.realtime.events import CONTROL_CHANGE, NOTE_OFF, NOTE_ON, PROGRAM_CHANGE
 from timbrel.engine.realtime.host import Engine
+from timbrel.engine.realtime.outbox import MidiOutbox
 from timbrel.model_cache import ModelCache
 from timbrel.plugin.ensemble import Ensemble
 from timbrel.presets.build import build_chain
@@ -30,9 +32,9 @@ from timbrel.presets.gm import DRUM_CHANNEL, GM_PROGRAMS, choice_for_program
 from timbrel.presets.library import Library
 from timbrel.presets.model_files import model_path
 from timbrel.presets.multi import Multi, PartSpec, build_ensemble
-from timbrel.presets.song import DRUMS_SKIPPED
 from timbrel.presets.preset import MODES, EffectSettings
 from timbrel.presets.settings import apply_settings
+from timbrel.presets.song import DRUMS_SKIPPED
 from timbrel.program_watcher import ProgramWatcher
 from timbrel.runtime_policy import RealtimePolicy
 
@@ -64,6 +66,8 @@ class Session:
         self.engine = Engine(self.sample_rate, max(max_block, self.block_size))
         self.stream = None
         self.midi = None
+        self.midi_out: MidiOutput | None = None
+        """The `timbrel-pitch` port: MIDI out of the tracked pitch, open in transfer mode."""
         self.preset = None
         self.mode = "midi"
         self.last_error = ""
@@ -316,6 +320,7 @@ class Session:
             "audio": None if stream is None else {"output": stream.output_device, "input": stream.input_device,
                                                   "host_api": stream.host_api},
             "midi_port": self.midi.virtual_port if self.midi is not None else None,
+            "midi_out_port": self.midi_out.port if self.midi_out is not None else None,
         }
 
     # I/O ----------------------------------------------------------------------------------
@@ -344,6 +349,11 @@ class Session:
                 self.midi = MidiInput(self.engine.events, ports=midi_ports, backend=midi_backend)
             except TimbrelError as err:
                 self.last_error = f"playing without MIDI input: {err}"
+            if self.mode == "transfer":
+                try:
+                    self.midi_out = MidiOutput(self._pitch_outbox, backend=midi_backend)
+                except TimbrelError as err:
+                    self.last_error = f"playing without MIDI out: {err}"
         self.policy.settle()
         self.stream = AudioStream(self.engine.process, self.sample_rate, self.block_size, output_device=output_device,
                                   input_device=input_device or None, use_input=use_input, latency=latency)
@@ -354,6 +364,11 @@ class Session:
         else:
             self._watcher = ProgramWatcher(self.engine, self._switch_to_program, self.policy)
         self._watcher.start()
+
+    def _pitch_outbox(self) -> MidiOutbox | None:
+        """The outbox of the transfer instrument playing now, if one is (the MIDI out sender's source)."""
+        plugin = self.engine.plugin
+        return getattr(getattr(plugin, "instrument", plugin), "outbox", None)
 
     def _switch_to_program(self, number: int) -> None:
         """MIDI program `number` selects the library's preset of that index (factory first)."""
@@ -373,6 +388,9 @@ class Session:
         if self.midi is not None:
             self.midi.stop()
             self.midi = None
+        if self.midi_out is not None:
+            self.midi_out.stop()
+            self.midi_out = None
         self.policy.leave()
 
     def close(self) -> None:

@@ -199,6 +199,20 @@ def main() -> None:
     results["lv2_chain"] = counted(blocks(engine, 400, notes)) | {"onnxruntime_runs": runs_of(lv2) - before,
                                                                   "blocks": 400, "worker_jobs": lv2[2].worker_jobs}
 
+    # Sung notes with gaps, a step every 0.3 s: onsets (four model steps), note changes and
+    # note offs, with MIDI out as MPE, so the follower writes its whole repertoire to the outbox.
+    singer = TimbreTransfer(model)
+    singer.params.set("mpe", 1)
+    engine.load(singer)
+    measured_apart(singer)
+    t = np.arange(600 * BLOCK) / SR
+    steps = np.floor(t / 0.3) % 5
+    phase = 2 * np.pi * np.cumsum(220 * 2 ** (2 * steps / 12)) / SR
+    notes = (0.3 * sum(np.sin(k * phase) / k for k in range(1, 6)) * (t % 0.3 < 0.22)).astype(np.float32)
+    written = int(singer.outbox.counts[0])
+    results["transfer_midi_out"] = scenario(engine, singer, 400, {}, notes)
+    results["transfer_midi_out"]["midi_messages"] = int(singer.outbox.counts[0]) - written
+
     control = Chain(MidiInstrument(model, voices=4), [Allocating()])
     engine.load(control)
     measured_apart(control)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from timbrel.cli.options import assignments, block_size, chain_for, resolve_preset
 from timbrel.demo import demo_phrase
-from timbrel.engine.atomic import write_text
+from timbrel.engine.atomic import atomic_path, write_text
 from timbrel.engine.errors import TimbrelError
 from timbrel.engine.io.audio import NO_OUTPUT, list_audio_devices
 from timbrel.engine.io.audiofile import read_audio, write_audio
@@ -18,9 +18,11 @@ from timbrel.engine.io.midi import list_midi_inputs
 from timbrel.engine.realtime.events import CONTROL_CHANGE, PROGRAM_CHANGE
 from timbrel.engine.realtime.stages import TIMES, summary
 from timbrel.engine.render import TAIL_S, midi_events, render_audio, render_midi
+from timbrel.plugin.transcribe import FRAMES_PER_SECOND, transcribe
 from timbrel.presets.library import Library
 from timbrel.presets.multi import build_ensemble, get_multi
 from timbrel.presets.names import slug
+from timbrel.presets.settings import apply_settings
 from timbrel.presets.song import follow_programs, song_multi
 from timbrel.session import Session
 from timbrel.ui.server import serve
@@ -128,6 +130,33 @@ def _cmd_transfer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_transcribe(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+    import soxr
+
+    output = Path(args.output)
+    if output.suffix.lower() not in (".mid", ".midi"):
+        raise TimbrelError(f"{output}: a MIDI file must end in .mid or .midi")
+    preset = resolve_preset(args.preset)
+    if args.set:
+        preset = apply_settings(preset, {"mode": "transfer", **assignments(args.set)})
+    audio, rate = read_audio(args.input)
+    mono = audio.mean(axis=1)
+    if not np.all(np.isfinite(mono)):
+        raise TimbrelError(f"{args.input}: the audio holds NaN or infinite samples")
+    if rate % FRAMES_PER_SECOND:
+        mono = soxr.resample(mono, rate, 48000, quality="HQ")
+        rate = 48000
+    song = transcribe(mono, rate, preset.values("transfer"))
+    with atomic_path(output) as tmp:
+        song.save(tmp)
+    notes = sum(1 for m in song.tracks[0] if m.type == "note_on" and m.velocity > 0)
+    print(f"wrote {output} ({notes} notes from {mono.size / rate:.1f} s of audio)")
+    return 0
+
+
 def _cmd_play(args: argparse.Namespace) -> int:
     import time
 
@@ -159,6 +188,8 @@ def _cmd_play(args: argparse.Namespace) -> int:
         print(f"timbrel: {session.status()['preset']} on {stream.output_device} ({stream.host_api}), "
               f"{int(stream.sample_rate)} Hz, block {stream.block_size}; playing from {source}. "
               "MIDI program changes switch presets; Ctrl-C stops.")
+        if session.midi_out is not None:
+            print(f"timbrel: MIDI out of the tracked pitch on {session.midi_out.port}")
         if session.last_error:
             print(f"timbrel: {session.last_error}", file=sys.stderr)
         reported = set()
@@ -259,6 +290,15 @@ def add_commands(commands) -> None:
     tf.add_argument("--samplerate", type=int, default=48000, choices=(44100, 48000, 96000), help="Hz")
     tf.add_argument("--blocksize", type=block_size, default=128, help="samples per block, 16 to 2048")
     tf.set_defaults(run=_cmd_transfer)
+
+    tc = commands.add_parser("transcribe", help="write the MIDI that live transfer's MIDI out sends for a recording")
+    tc.add_argument("input", help="an audio file of singing or a monophonic instrument")
+    tc.add_argument("-o", "--output", required=True, help="MIDI file to write (.mid)")
+    tc.add_argument("-p", "--preset", help="take pitch_floor_hz, gate_db, bend_range_st, mpe, ... from this preset "
+                    "(default: Violin)")
+    tc.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="e.g. --set pitch_floor_hz=200, --set bend_range_st=48 or --set mpe=on")
+    tc.set_defaults(run=_cmd_transcribe)
 
     pl = commands.add_parser("play", help="play live: MIDI in (or a microphone with --mic), audio out")
     pl.add_argument("-p", "--preset", help="preset name, .toml preset or .onnx model (default: Violin)")

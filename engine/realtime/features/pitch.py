@@ -33,6 +33,13 @@ Decisions:
   octave-up errors, while voicing at 0.2 keeps the noisier frames of bowed and sung
   attacks. Frames whose window RMS is below `gate_db` (dB re a full-scale square wave, so a
   full-scale sine is -3 dB) are unvoiced.
+- **Live options** (off by default, so training features are unchanged; live transfer turns
+  them on, docs/DSP.md): `min_overlap_s` shortens the 5 ms overlap; `floor_hz` can rise
+  from `fmin` at run time for a shorter window; `adaptive` analyses, after a voiced frame,
+  only 2.1 of its periods plus the overlap (the floor's window when that finds nothing) and
+  prefers the dip near the last period on unclear frames; `onset` starts the analysis at a
+  note's first sample, after the silence before it, so a note is voiced about 1.5 periods
+  in instead of 2.3, and such short frames voice only on a clear dip.
 - **Unvoiced frames** report `confidence = 0` and hold the last voiced f0 (0 Hz before the
   first), so a synthesiser driven by f0 never jumps in pitch when voicing drops out.
   Voiced frames report `confidence = 1 - CMNDF` in `(1 - threshold, 1]`, so
@@ -53,6 +60,12 @@ _SEARCH_CUTOFF_HZ = 3000.0
 _MIN_OVERLAP_S = 0.005
 _DIP_THRESHOLD = 0.1
 _MAX_FMAX_HZ = 0.8 * _SEARCH_CUTOFF_HZ
+_ADAPTIVE_RATIO = 2.1
+"""Adaptive windows search lags up to this many last periods: an octave down stays in reach."""
+_NEAR_LOG = math.log(1.5)
+_ONSET_CHUNK_S = 0.001
+_ONSET_QUIET_DB = -40.0
+"""A chunk this far under the window's loudest is quiet: the analysis starts after it."""
 
 
 @njit(nogil=True, cache=True, _nrt=False)
@@ -70,39 +83,47 @@ def _parabola(ym: float, y0: float, yp: float) -> tuple[float, float]:
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def _mean_difference(x: np.ndarray, length: int, tau: int) -> float:
-    """`mean((x[j] - x[j - tau])^2)` over the pairs inside `x[:length]`."""
+def _mean_difference(x: np.ndarray, start: int, length: int, tau: int) -> float:
+    """`mean((x[j] - x[j - tau])^2)` over the pairs inside `x[start:length]`."""
     total = 0.0
-    for j in range(tau, length):
+    for j in range(start + tau, length):
         v = x[j] - x[j - tau]
         total += v * v
-    return total / (length - tau)
+    return total / (length - start - tau)
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def _analyse_frame(x, xd, diff, cmndf, fine, decimation, tau_lo, tau_hi, sample_rate,
-                   dip_threshold, threshold, gate_power):
+def _analyse_frame(x, xd, diff, cmndf, fine, decimation, start, dstart, tau_lo, tau_hi,
+                   sample_rate, dip_threshold, threshold, gate_power, prefer, wide):
     """f0 (Hz, 0 when unvoiced) and confidence of one frame.
 
-    `x [window]` is the full-rate window, `xd [decimated window]` its decimated copy;
-    `diff`, `cmndf` and `fine` are scratch. Lags `tau_lo … tau_hi` are in decimated samples.
+    `x [window]` is the full-rate window, `xd [decimated window]` its decimated copy; only
+    `x[start:]` and `xd[dstart:]` are analysed. `diff`, `cmndf` and `fine` are scratch. Lags
+    `tau_lo … tau_hi` are in decimated samples. When no dip is under `dip_threshold`, the
+    dip nearest the lag `prefer` (decimated samples; 0: none) that passes `threshold` wins
+    over the deepest, and the frame is unvoiced when that dip is more than a fifth away: a
+    voiced track does not leap to a harmonic on an unclear frame. `wide` refines the lag
+    over +-10 % of it on the full-rate window instead of +-half a decimation step (a window
+    cut at an onset, where the lowpass's ringing can shift the coarse dip).
     """
     window = x.shape[0]
     power = 0.0
-    for j in range(window):
+    for j in range(start, window):
         power += x[j] * x[j]
-    if power < gate_power * window:
+    length = xd.shape[0]
+    tau_hi = min(tau_hi, length - dstart - 2)
+    if power < gate_power * (window - start) or tau_hi <= tau_lo:
         return 0.0, 0.0
 
-    length = xd.shape[0]
     cmndf[0] = 1.0
     running = 0.0
     for tau in range(1, tau_hi + 2):
-        diff[tau] = _mean_difference(xd, length, tau)
+        diff[tau] = _mean_difference(xd, dstart, length, tau)
         running += diff[tau]
         cmndf[tau] = diff[tau] * tau / running if running > 0.0 else 1.0
 
     best_tau, best_delta, best_value = -1, 0.0, np.inf
+    near_tau, near_delta, near_value, near_distance = -1, 0.0, np.inf, np.inf
     for tau in range(tau_lo, tau_hi + 1):
         if cmndf[tau] <= cmndf[tau - 1] and cmndf[tau] < cmndf[tau + 1]:
             delta, value = _parabola(cmndf[tau - 1], cmndf[tau], cmndf[tau + 1])
@@ -110,15 +131,26 @@ def _analyse_frame(x, xd, diff, cmndf, fine, decimation, tau_lo, tau_hi, sample_
                 best_tau, best_delta, best_value = tau, delta, value
             if value < dip_threshold:
                 break
+            distance = abs(math.log((tau + delta) / prefer)) if prefer > 0.0 else np.inf
+            if value < threshold and distance < near_distance:
+                near_tau, near_delta, near_value, near_distance = tau, delta, value, distance
+    if best_value >= dip_threshold and prefer > 0.0:
+        if near_tau < 0 or near_distance > _NEAR_LOG:
+            return 0.0, 0.0
+        best_tau, best_delta, best_value = near_tau, near_delta, near_value
     if best_value >= threshold:
         return 0.0, 0.0
 
     centre = int(round((best_tau + best_delta) * decimation))
     half = decimation // 2 + 1
+    if wide:
+        half = min(max(half, centre // 10), (fine.shape[0] - 4) // 2)
     lo = max(2, centre - half)
-    hi = min(window - 2, centre + half)
+    hi = min(window - start - 2, centre + half)
+    if hi - lo < 2:
+        return 0.0, 0.0
     for tau in range(lo - 1, hi + 2):
-        fine[tau - lo + 1] = _mean_difference(x, window, tau)
+        fine[tau - lo + 1] = _mean_difference(x, start, window, tau)
     k = 1
     for i in range(2, hi - lo + 2):
         if fine[i] < fine[k]:
@@ -129,16 +161,80 @@ def _analyse_frame(x, xd, diff, cmndf, fine, decimation, tau_lo, tau_hi, sample_
 
 
 @njit(nogil=True, cache=True, _nrt=False)
+def _active_start(x: np.ndarray, chunk: int, relative: float, gate_power: float) -> int:
+    """First sample of `x [window]` after the last onset in it (0 when there is none).
+
+    The window is cut into chunks of `chunk` samples counted back from its end. A chunk is
+    the quiet before an onset when its power is under `relative` times that of the loudest
+    chunk after it (or under the gate while a later chunk is above it). What lies before it
+    is another sound, or silence, and is left out, so an onset is tracked from its own
+    samples only, from the first sample after it louder than that chunk's mean. A decay,
+    whose later chunks are the quieter, is never cut.
+    """
+    window = x.shape[0]
+    chunks = window // chunk
+    later = 0.0
+    for c in range(chunks):
+        total = 0.0
+        for j in range(window - (c + 1) * chunk, window - c * chunk):
+            total += x[j] * x[j]
+        if later > gate_power * chunk and (total < relative * later or total < gate_power * chunk):
+            quiet = max(relative * later, gate_power * chunk) / chunk
+            for j in range(window - c * chunk, window):
+                if x[j] * x[j] > quiet:
+                    return j
+            return window - c * chunk
+        later = max(later, total)
+    return 0
+
+
+@njit(nogil=True, cache=True, _nrt=False)
+def _spans(x, xd, istate, fstate, iparams, fparams, floor_only: bool) -> tuple[int, int, int, bool]:
+    """Analysed span `(start, decimated start, longest lag, cut at an onset)` of the frame in
+    `x [window]` (decimated: `xd [decimated window]`).
+
+    The span is one floor period plus the overlap (the whole window at the allocated floor);
+    when adaptive and the last frame was voiced, at most `ratio` last periods plus the
+    overlap; with onset cutting, never reaching back past the last quiet chunk.
+    """
+    decimation, tau_hi_alloc, overlap, adaptive, onset = iparams[1], iparams[3], iparams[4], \
+        iparams[5], iparams[6]
+    sample_rate, gate_power, floor_hz, ratio = fparams[0], fparams[3], fparams[4], fparams[5]
+    window = x.shape[0]
+    longest = sample_rate / floor_hz
+    if adaptive != 0 and not floor_only and istate[4] != 0 and fstate[0] > 0.0:
+        longest = min(longest, ratio * sample_rate / fstate[0])
+    span = min(window, int(math.ceil(longest)) + overlap)
+    tau_hi = min(tau_hi_alloc, int(math.ceil(longest / decimation - 1e-9)))
+    cut = False
+    if onset != 0:
+        active = window - _active_start(x, iparams[7], fparams[6], gate_power)
+        if active < span:
+            cut = True
+            span = active
+            # Every lag compares at least half the overlap, and a quarter of itself, of pairs.
+            usable = (span - iparams[8]) // decimation
+            tau_hi = min(tau_hi, usable - overlap // (2 * decimation) - 1, (4 * usable) // 5)
+    start = window - span
+    dwindow = xd.shape[0]
+    # A decimated sample stands for the input half the lowpass's length before it.
+    dspan = (span - iparams[8]) // decimation
+    return start, 0 if start == 0 else max(0, dwindow - dspan), tau_hi, cut
+
+
+@njit(nogil=True, cache=True, _nrt=False)
 def _track(block, ring, dring, fir, x, xd, diff, cmndf, fine, istate, fstate, iparams,
            fparams, f0_out, conf_out) -> int:
     """Push `block [n]` through the tracker; write one f0/confidence per completed hop.
 
-    `istate = [ring write, decimated ring write, decimation phase, samples since frame]`,
-    `fstate = [held f0]`, `iparams = [hop, decimation, tau_lo, tau_hi]`,
-    `fparams = [sample rate, dip threshold, voicing threshold, gate power]`.
+    `istate = [ring write, decimated ring write, decimation phase, samples since frame,
+    last frame voiced]`, `fstate = [held f0]`, `iparams = [hop, decimation, tau_lo, tau_hi,
+    overlap, adaptive, onset, onset chunk,
+    lowpass delay]`, `fparams = [sample rate, dip threshold, voicing
+    threshold, gate power, floor (Hz), adaptive ratio, onset relative power]`.
     Returns the number of frames written.
     """
-    hop, decimation, tau_lo, tau_hi = iparams[0], iparams[1], iparams[2], iparams[3]
+    hop, decimation, tau_lo = iparams[0], iparams[1], iparams[2]
     sample_rate, dip_threshold, threshold, gate_power = fparams[0], fparams[1], fparams[2], \
         fparams[3]
     mask = ring.shape[0] - 1
@@ -166,11 +262,26 @@ def _track(block, ring, dring, fir, x, xd, diff, cmndf, fine, istate, fstate, ip
                 x[j] = ring[(wpos - window + j) & mask]
             for j in range(dwindow):
                 xd[j] = dring[(dpos - dwindow + j) & dmask]
-            f0, confidence = _analyse_frame(x, xd, diff, cmndf, fine, decimation, tau_lo,
-                                            tau_hi, sample_rate, dip_threshold, threshold,
-                                            gate_power)
+            tracking = iparams[5] != 0 and istate[4] != 0 and fstate[0] > 0.0
+            prefer = sample_rate / (fstate[0] * decimation) if tracking else 0.0
+            start, dstart, tau_hi, cut = _spans(x, xd, istate, fstate, iparams, fparams, False)
+            f0, confidence = _analyse_frame(x, xd, diff, cmndf, fine, decimation, start, dstart,
+                                            tau_lo, tau_hi, sample_rate, dip_threshold,
+                                            threshold, gate_power, prefer, cut)
+            if confidence == 0.0 and tracking:
+                start, dstart, tau_hi, cut = _spans(x, xd, istate, fstate, iparams, fparams,
+                                                    True)
+                f0, confidence = _analyse_frame(x, xd, diff, cmndf, fine, decimation, start,
+                                                dstart, tau_lo, tau_hi, sample_rate,
+                                                dip_threshold, threshold, gate_power, prefer,
+                                                cut)
+            # A note's first frames may see under two of its periods: voiced only on a clear dip.
+            if cut and 0.0 < confidence < 1.0 - dip_threshold and \
+                    2.0 * sample_rate / f0 > window - start:
+                f0, confidence = 0.0, 0.0
             if confidence > 0.0:
                 fstate[0] = f0
+            istate[4] = 1 if confidence > 0.0 else 0
             f0_out[frames] = fstate[0]
             conf_out[frames] = confidence
             frames += 1
@@ -198,21 +309,29 @@ class PitchTracker:
     """
 
     def __init__(self, sample_rate: int, hop: int, fmin: float = 50.0, fmax: float = 2000.0,
-                 threshold: float = 0.2, gate_db: float = -60.0, max_block: int = 4096):
+                 threshold: float = 0.2, gate_db: float = -60.0, max_block: int = 4096,
+                 min_overlap_s: float = _MIN_OVERLAP_S, adaptive: bool = False,
+                 onset: bool = False):
         top = min(_MAX_FMAX_HZ, sample_rate / 4)
         if not 0 < fmin < fmax <= top:
             raise ValueError(f"pitch range {fmin}-{fmax} Hz must satisfy 0 < fmin < fmax <= "
                              f"{top:g} Hz")
         if hop < 1 or max_block < 1:
             raise ValueError(f"hop ({hop}) and max_block ({max_block}) must be positive")
+        if not 0.001 <= min_overlap_s <= 0.02:
+            raise ValueError(f"min_overlap_s ({min_overlap_s}) must be 0.001 to 0.02 s")
         self.sample_rate = int(sample_rate)
         self.hop = int(hop)
         self.fmin = float(fmin)
         self.fmax = float(fmax)
         self.threshold = float(threshold)
         self.max_block = int(max_block)
-        self.latency_samples = (math.ceil(sample_rate / fmin)
-                                + math.ceil(_MIN_OVERLAP_S * sample_rate))
+        self.adaptive = bool(adaptive)
+        self.onset = bool(onset)
+        overlap = math.ceil(min_overlap_s * sample_rate)
+        self.overlap_samples = overlap
+        """Pairs (samples) the longest lag still averages over."""
+        self.latency_samples = math.ceil(sample_rate / fmin) + overlap
         """Frame `i` depends on samples `(i+1)*hop - latency_samples … (i+1)*hop - 1` only."""
 
         decimation = max(1, self.sample_rate // _SEARCH_RATE_HZ)
@@ -222,9 +341,12 @@ class PitchTracker:
         decimated_rate = self.sample_rate / decimation
         tau_lo = max(2, math.floor(decimated_rate / fmax))
         tau_hi = math.ceil(decimated_rate / fmin)
-        self._iparams = np.array([self.hop, decimation, tau_lo, tau_hi], dtype=np.int64)
+        chunk = math.ceil(_ONSET_CHUNK_S * sample_rate)
+        self._iparams = np.array([self.hop, decimation, tau_lo, tau_hi, overlap, int(adaptive),
+                                  int(onset), chunk, (len(self._fir) - 1) // 2], dtype=np.int64)
         self._fparams = np.array([self.sample_rate, min(_DIP_THRESHOLD, self.threshold),
-                                  self.threshold, 10.0 ** (gate_db / 10.0)])
+                                  self.threshold, 10.0 ** (gate_db / 10.0), self.fmin,
+                                  _ADAPTIVE_RATIO, 10.0 ** (_ONSET_QUIET_DB / 10.0)])
 
         self._ring = np.zeros(1 << (window - 1).bit_length())
         self._dring = np.zeros(1 << (dwindow - 1).bit_length())
@@ -232,13 +354,28 @@ class PitchTracker:
         self._xd = np.zeros(dwindow)
         self._diff = np.zeros(tau_hi + 2)
         self._cmndf = np.zeros(tau_hi + 2)
-        self._fine = np.zeros(decimation + 6)
-        self._istate = np.zeros(4, dtype=np.int64)
+        self._fine = np.zeros(max(decimation, 2 * (window // 10)) + 6)
+        self._istate = np.zeros(5, dtype=np.int64)
         self._fstate = np.zeros(1)
         capacity = self.max_block // self.hop + 1
         self.f0_hz = np.zeros(capacity)
         self.confidence = np.zeros(capacity)
         self.process(np.zeros(0, np.float32))
+
+    @property
+    def floor_hz(self) -> float:
+        """Lowest pitch (Hz) searched now; the window is one floor period plus the overlap."""
+        return float(self._fparams[4])
+
+    @floor_hz.setter
+    def floor_hz(self, value: float) -> None:
+        """Raise the floor (Hz) from `fmin` for a shorter window; any thread, any time (one float)."""
+        self._fparams[4] = min(max(float(value), self.fmin), self.fmax / 2.0)
+
+    def window_samples(self, floor_hz: float | None = None) -> int:
+        """Samples one frame analyses at `floor_hz` (default: the current floor), no adaptation."""
+        floor = self.floor_hz if floor_hz is None else max(float(floor_hz), self.fmin)
+        return min(self.latency_samples, math.ceil(self.sample_rate / floor) + self.overlap_samples)
 
     def reset(self) -> None:
         """Forget all audio: the next block starts a fresh stream in silence."""
@@ -255,17 +392,18 @@ class PitchTracker:
 
 def estimate_pitch(audio: np.ndarray, sample_rate: int, hop: int, fmin: float = 50.0,
                    fmax: float = 2000.0, threshold: float = 0.2, gate_db: float = -60.0,
-                   smooth: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                   smooth: bool = False, **options) -> tuple[np.ndarray, np.ndarray]:
     """f0 (Hz) and confidence, each `[len(audio) // hop]`, of a mono file.
 
-    Without `smooth` the frames are exactly those `PitchTracker` produces live. `smooth`
+    Without `smooth` the frames are exactly those `PitchTracker` produces live (with the
+    same `options`: `min_overlap_s`, `adaptive`, `onset`). `smooth`
     adds offline (non-causal) clean-up for training data: a 5-frame median of f0 inside each
     voiced run, which removes isolated octave jumps, and voiced runs shorter than 3 frames
     become unvoiced. Unvoiced frames keep the conventions above.
     """
     audio = np.ascontiguousarray(audio, dtype=np.float32)
     tracker = PitchTracker(sample_rate, hop, fmin, fmax, threshold, gate_db,
-                           max_block=max(1, audio.shape[0]))
+                           max_block=max(1, audio.shape[0]), **options)
     frames = tracker.process(audio)
     f0_hz = tracker.f0_hz[:frames].copy()
     confidence = tracker.confidence[:frames].copy()

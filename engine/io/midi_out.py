@@ -1,0 +1,137 @@
+"""A virtual MIDI output port fed by the audio thread's `MidiOutbox`, through a sender thread.
+
+`MidiOutput` opens one rtmidi virtual output port (`timbrel-pitch` by default) that other
+software connects to, through JACK (python-rtmidi's JACK API) or the ALSA sequencer. The
+audio thread never sends: it queues packed messages in a `MidiOutbox`
+(`timbrel.engine.realtime.outbox`), and the sender thread started here drains that ring
+every `poll_s` seconds and sends each message with python-rtmidi (which allocates and, with
+JACK, hands the bytes to JACK's process thread for the next cycle). So a message leaves
+at most `poll_s` plus one JACK period after the block that made it.
+
+`source()` names the outbox to drain now; it is asked on every poll, so a preset switch that
+brings a new instrument (with its own outbox) is followed. When the outbox changes, or the
+output stops, every note this port left sounding gets its note off.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+
+import rtmidi
+
+from timbrel.engine.errors import TimbrelError
+from timbrel.engine.io.midi import _BACKENDS, _HINTS, _JACK_PORT_IS_OUTPUT, _NO_MIDI, _has_alsa_sequencer, _JackPatchbay
+from timbrel.engine.realtime.outbox import MidiOutbox, unpack
+
+NOTE_OFF, NOTE_ON = 0x80, 0x90
+
+
+def _open_output(backend: str, name: str) -> tuple[str, rtmidi.MidiOut]:
+    """`(backend, MidiOut)` for "auto" (ALSA, else JACK), "alsa" or "jack"; else a one-line TimbrelError."""
+    if backend not in ("auto", *_BACKENDS):
+        raise TimbrelError(f"unknown MIDI backend {backend!r}; use auto, alsa or jack")
+    compiled = rtmidi.get_compiled_api()
+    candidates = ("alsa", "jack") if backend == "auto" else (backend,)
+    for candidate in candidates:
+        if _BACKENDS[candidate] not in compiled or (candidate == "alsa" and not _has_alsa_sequencer()):
+            continue
+        try:
+            return candidate, rtmidi.MidiOut(_BACKENDS[candidate], name=name)
+        except rtmidi.RtMidiError:
+            continue
+    if backend == "auto":
+        raise TimbrelError(_NO_MIDI)
+    raise TimbrelError(f"cannot open MIDI output through {backend.upper()}: {_HINTS[backend]}")
+
+
+class MidiOutput:
+    """Sends what `source()`'s outbox holds on a virtual output port named `name`.
+
+    Construction opens the port and starts the sender; `stop()` sends the pending note offs
+    and closes everything. `port` is the port's full name (JACK: `client:port`), `sent` the
+    messages sent so far.
+    """
+
+    def __init__(self, source: Callable[[], MidiOutbox | None], backend: str = "auto", name: str = "timbrel-pitch",
+                 poll_s: float = 0.002):
+        self._source = source
+        self.poll_s = float(poll_s)
+        self.sent = 0
+        self._sounding: set[tuple[int, int]] = set()
+        self._outbox: MidiOutbox | None = None
+        self.backend, self._out = _open_output(backend, name)
+        self.port = f"{name}:{name}"
+        try:
+            if self.backend == "jack":
+                patchbay = _JackPatchbay(f"{name}-ports")
+                try:
+                    before = set(patchbay.midi_ports(_JACK_PORT_IS_OUTPUT))
+                    self._out.open_virtual_port(name)
+                    own = re.compile(rf"{re.escape(name)}(-\d+)?:{re.escape(name)}")
+                    new = [p for p in patchbay.midi_ports(_JACK_PORT_IS_OUTPUT) if p not in before and own.fullmatch(p)]
+                finally:
+                    patchbay.close()
+                if len(new) != 1:
+                    raise RuntimeError(f"cannot find the virtual port among {new}")
+                self.port = new[0]
+            else:
+                self._out.open_virtual_port(name)
+        except (rtmidi.RtMidiError, RuntimeError) as err:
+            self._out.delete()
+            raise TimbrelError(f"cannot open the MIDI output {name} through {self.backend.upper()}: {err}") from None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="timbrel-midi-out", daemon=True)
+        self._thread.start()
+
+    def _send(self, packed: int) -> None:
+        message = unpack(packed)
+        kind, channel = message[0] & 0xF0, message[0] & 0x0F
+        if kind == NOTE_ON and message[2] > 0:
+            self._sounding.add((channel, message[1]))
+        elif kind in (NOTE_ON, NOTE_OFF):
+            self._sounding.discard((channel, message[1]))
+        self._out.send_message(message)
+        self.sent += 1
+
+    def _release_notes(self) -> None:
+        for channel, note in sorted(self._sounding):
+            self._out.send_message([NOTE_OFF | channel, note, 0])
+            self.sent += 1
+        self._sounding.clear()
+
+    def _pump(self) -> None:
+        outbox = self._source()
+        if outbox is not self._outbox:
+            self._release_notes()
+            self._outbox = outbox
+        if outbox is not None:
+            for packed, _ in outbox.drain():
+                self._send(packed)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            try:
+                self._pump()
+            except (rtmidi.RtMidiError, OSError):
+                continue
+
+    def stop(self) -> None:
+        """Stop the sender, send what is pending and the note offs owed, close the port. Idempotent."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self._thread.join()
+        try:
+            self._pump()
+            self._release_notes()
+        finally:
+            self._out.close_port()
+            self._out.delete()
+
+    def __enter__(self) -> MidiOutput:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
