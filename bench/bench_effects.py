@@ -71,8 +71,10 @@ def time_blocks(step, blocks: int) -> np.ndarray:
     return times
 
 
-def effect_row(name: str, blocks: int, noise: np.ndarray, twin=None) -> dict:
-    effect = create_effect(name, SETTINGS.get(name), **({"model": default_model()} if name == "reverb" else {}))
+def effect_step(name: str, settings: dict | None, noise: np.ndarray):
+    """The effect `name` with `settings`, prepared for 128-sample blocks at 48 kHz, and a call that
+    runs it on the next block of stereo `noise` `[2, samples]` as the chain does (in place)."""
+    effect = create_effect(name, settings, **({"model": default_model()} if name == "reverb" else {}))
     effect.prepare(SR, BLOCK)
     bus = np.empty((2, BLOCK), dtype=np.float32)
     silence = np.zeros(BLOCK, dtype=np.float32)
@@ -84,11 +86,17 @@ def effect_row(name: str, blocks: int, noise: np.ndarray, twin=None) -> dict:
         bus[:] = noise[:, i : i + BLOCK]
         effect.process(silence, bus, none)
 
+    return effect, step
+
+
+def effect_row(name: str, blocks: int, noise: np.ndarray, twin=None) -> dict:
+    effect, step = effect_step(name, SETTINGS.get(name), noise)
     times = time_blocks(step, blocks)
     row = {"effect": name, "median_us": float(np.median(times)), "p99_us": float(np.percentile(times, 99)),
            "core_share_pct": 100 * float(np.mean(times)) / BUDGET_US, "latency_samples": effect.latency_samples}
     if twin is not None:
         plugin = twin()
+        position = [0]
 
         def twin_step() -> None:
             i = position[0] = (position[0] + BLOCK) % (noise.shape[1] - BLOCK)

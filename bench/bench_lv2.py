@@ -19,9 +19,9 @@ import time
 
 import numpy as np
 
+from bench.bench_effects import effect_step
 from bench.report import report
 from timbrel.plugin.effects import create_effect
-from timbrel.presets import default_model
 
 SR, BLOCK = 48000, 128
 BUDGET_US = BLOCK / SR * 1e6
@@ -52,18 +52,7 @@ def time_blocks(step, blocks: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def effect_row(name: str, settings: dict, blocks: int, noise: np.ndarray, job: str) -> dict:
-    effect = create_effect(name, settings, **({"model": default_model()} if name == "reverb" else {}))
-    effect.prepare(SR, BLOCK)
-    bus = np.empty((2, BLOCK), dtype=np.float32)
-    silence = np.zeros(BLOCK, dtype=np.float32)
-    none = np.zeros(0, dtype=np.int32)
-    position = [0]
-
-    def step() -> None:
-        i = position[0] = (position[0] + BLOCK) % (noise.shape[1] - BLOCK)
-        bus[:] = noise[:, i : i + BLOCK]
-        effect.process(silence, bus, none)
-
+    effect, step = effect_step(name, settings, noise)
     cpu, wall = time_blocks(step, blocks)
     return {"job": job, "effect": effect.name, "median_cpu_us": float(np.median(cpu)),
             "p99_cpu_us": float(np.percentile(cpu, 99)), "median_wall_us": float(np.median(wall)),
