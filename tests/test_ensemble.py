@@ -235,6 +235,8 @@ def test_general_midi_live_a_program_change_switches_the_part_on_its_channel(jac
         assert session.status()["parts"][2]["name"] == "Trumpet"
         assert session.engine.keyboard.held_notes() == [(0, 60)] and session.last_error == ""
         assert DRUMS_SKIPPED in session.notices
+        with pytest.raises(TimbrelError, match="is an ensemble"):
+            session.save("Not a preset")
     finally:
         session.close()
 

@@ -215,6 +215,9 @@ class Session:
     def current_settings(self):
         """The current preset with the values now set on the instrument and effects (to save)."""
         chain = self.engine.plugin
+        if self.ensemble is not None:
+            raise TimbrelError(f"{self.multi.name} is an ensemble: its parts play presets of their own "
+                               "(a multi file is saved with `timbrel multis save`)")
         if self.preset is None or chain is None:
             raise TimbrelError("no preset loaded")
         values = chain.instrument.params.as_dict()
