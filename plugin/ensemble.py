@@ -31,14 +31,15 @@ import numpy as np
 from timbrel.engine.errors import TimbrelError
 from timbrel.engine.plugin_api import Effect, Parameter, ParameterBank, Plugin
 from timbrel.engine.realtime.events import CONTROL_CHANGE
-from timbrel.engine.realtime.kernels.mixing import crossfade
 from timbrel.engine.realtime.host import park
+from timbrel.engine.realtime.kernels.mixing import crossfade
 from timbrel.engine.realtime.midi_state import MidiState
 from timbrel.engine.realtime.stages import MODEL, TIMES, VOICES
 from timbrel.plugin import ensemble_kernels as ek
+from timbrel.plugin import mpe
 from timbrel.plugin import voice_allocation as va
 from timbrel.plugin.chain import Chain
-from timbrel.plugin.ensemble_voices import EnsembleVoices
+from timbrel.plugin.ensemble_voices import MAX_RUNNERS, EnsembleVoices
 from timbrel.plugin.instrument import MidiInstrument, clear_voice_state
 from timbrel.plugin.model_synth import ReverbStage, render_frames
 
@@ -105,9 +106,13 @@ class PartInstrument(MidiInstrument):
         self._counters[va.CLOCK] = previous._counters[va.CLOCK]
 
     def reset(self) -> None:
+        """The part's own state (its voices are the ensemble's to clear): controllers, MPE zones,
+        counters, its reverb."""
         self.stage.reset()
         self._controls[:] = 0.0
         self._counters[:] = 0
+        mpe.clear(self._zones, self._channels)
+        self._gain = 10.0 ** (self.params.values[self.params.index("gain_db")] / 20.0)
         self.active_voices = 0
 
     def process(self, inp: np.ndarray, out: np.ndarray, events: np.ndarray) -> None:
@@ -130,8 +135,20 @@ class Part:
         self.chain = chain
         self.runner = 0
         self.incoming: tuple[Chain, int, str] | None = None
+        """The latest switch a control thread asked for; a newer one replaces it until taken."""
+        self.taken: tuple[Chain, int, str] | None = None
+        """The switch the audio thread took last: `incoming` is pending while it is not this one.
+        Only control threads write `incoming` and only the audio thread writes `taken`, so a
+        switch asked for while another is pending is never lost, and one replaced before it was
+        taken is freed by the control thread that replaced it."""
         self.outgoing: Chain | None = None
         self.fade_left = 0
+
+    @property
+    def playing(self) -> str:
+        """The preset the part plays, or is about to once a pending switch is taken."""
+        incoming = self.incoming
+        return incoming[2] if incoming is not None and incoming is not self.taken else self.name
 
 
 class Ensemble(Plugin):
@@ -296,7 +313,7 @@ class Ensemble(Plugin):
         self._gains = np.zeros((count, ek.GAINS))
         self._previous = np.zeros((count, ek.GAINS))
         self._peaks = np.zeros(count)
-        self._batches = np.zeros(MAX_PARTS + 1, dtype=np.int64)
+        self._batches = np.zeros(MAX_RUNNERS, dtype=np.int64)
         self._none = np.zeros(0, dtype=np.int32)
         self._panic = np.array([CONTROL_CHANGE | 120 << 8], dtype=np.int32)
         self._fade_len = max(1, int(CROSSFADE_S * sample_rate))
@@ -364,7 +381,8 @@ class Ensemble(Plugin):
             self.keyboard.track(events, events.shape[0])
         seconds = n / self.sample_rate
         for p, part in enumerate(parts):
-            if part.incoming is not None and part.fade_left == 0:
+            self._live[p] = True
+            if part.incoming is not part.taken and part.fade_left == 0:
                 self._take(p, part)
             part.params.advance(seconds)
             self._table[p] = part.params.values
@@ -416,9 +434,11 @@ class Ensemble(Plugin):
 
     def _take(self, p: int, part: Part) -> None:
         """Part `p` starts playing its incoming chain: its voices fade over one hop, and its held
-        keys start again in the new instrument, which crossfades in with the old chain's tail."""
-        chain, runner, name = part.incoming
-        part.incoming = None
+        keys (as the keyboard stands after this block's messages) start again in the new
+        instrument, which crossfades in with the old chain's tail."""
+        incoming = part.incoming
+        part.taken = incoming
+        chain, runner, name = incoming
         part.outgoing, part.chain, part.runner, part.name = part.chain, chain, runner, name
         part.fade_left = self._fade_len
         instrument = chain.instrument
@@ -430,3 +450,4 @@ class Ensemble(Plugin):
         self._table[p] = part.params.values
         ek.route_events(replay, self._table, self._only, self._replay_routed, self._replay_counts, self._sounding)
         instrument.handle(self._replay_routed[p, : self._replay_counts[p]])
+        self._live[p] = False  # the replay holds this block's messages for the part already

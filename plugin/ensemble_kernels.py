@@ -60,6 +60,11 @@ def route_events(events, table, live, routed, counts, sounding):
                 note = d1 + int(table[p, T_TRANSPOSE])
                 if note < 0 or note > 127:
                     continue
+                started = sounding[p, ch, d1]
+                if started != 0 and started != note + 1 and counts[p] < capacity - 1:
+                    # the key struck again under another transpose: end the note it started first
+                    routed[p, counts[p]] = NOTE_OFF | ch | (started - 1) << 8
+                    counts[p] += 1
                 sounding[p, ch, d1] = note + 1
                 out = (packed & 0xFF) | note << 8 | d2 << 16
             elif off:

@@ -21,6 +21,10 @@ from timbrel.plugin.model import TimbreModel
 from timbrel.plugin.model_synth import ModelRunner, new_frame
 
 
+MAX_RUNNERS = 32
+"""Different models one ensemble keeps sessions for (the factory has 13)."""
+
+
 def synth_shape(model: TimbreModel, sample_rate: int) -> tuple[int, int, int, int, int]:
     """What voices must share to be synthesised in one bank: harmonics, noise bands, GRU size,
     the model's own rate (Hz: its noise bands' span) and the hop at `sample_rate` (samples)."""
@@ -71,10 +75,16 @@ class EnsembleVoices:
             raise TimbrelError(f"part {part + 1} ({model.info.name}): its model cannot share the ensemble's synth: {diff}")
 
     def runner_for(self, model: TimbreModel) -> int:
-        """The index of the runner for `model`, made (off the audio thread) and published if new."""
+        """The index of the runner for `model` (the same file and contents as one already running
+        reuses it), made off the audio thread and published if new; a one-line error once
+        `MAX_RUNNERS` different models have played."""
         for i, runner in enumerate(self.runners):
-            if runner.model is model:
+            if runner.model is model or (runner.model.path.resolve() == model.path.resolve()
+                                         and runner.model._bytes == model._bytes):
                 return i
+        if len(self.runners) >= MAX_RUNNERS:
+            raise TimbrelError(f"{model.info.name}: this ensemble has played {MAX_RUNNERS} different models, "
+                               "its most; load it again to play others")
         self.runners = (*self.runners, ModelRunner(model, self.voices))
         return len(self.runners) - 1
 

@@ -30,7 +30,7 @@ from timbrel.presets.multi import (
     remove_multi,
     save_multi,
 )
-from timbrel.presets.song import DRUMS_SKIPPED, follow_programs, song_multi
+from timbrel.presets.song import DRUMS_SKIPPED, LoadedModels, follow_programs, play_program, song_multi
 from timbrel.session import Session
 
 RATE, BLOCK = 48000, 128
@@ -275,3 +275,60 @@ def test_a_program_change_in_a_song_switches_its_part_from_then_on(tmp_path):
     assert np.abs(levels - [level_at(alone[second], f) for f in harmonics]).max() < 1.0
     first = slice(int(0.1 * RATE), int(0.45 * RATE))
     assert np.abs(np.array([level_at(stem[first], f) for f in harmonics]) - levels).max() > 3.0
+
+
+def test_program_changes_back_and_forth_reuse_each_model_and_the_song_plays_on(tmp_path):
+    song = mido.MidiFile(type=1)
+    track = mido.MidiTrack()
+    song.tracks.append(track)
+    for i in range(40):
+        track.append(mido.Message("program_change", channel=0, program=(73, 71, 72)[i % 3], time=0))
+        track.append(mido.Message("note_on", channel=0, note=72, velocity=90, time=0))
+        track.append(mido.Message("note_off", channel=0, note=72, velocity=0, time=60))
+    track.append(mido.Message("note_on", channel=0, note=72, velocity=90, time=0))
+    track.append(mido.Message("note_off", channel=0, note=72, velocity=0, time=480))
+    song.save(str(tmp_path / "changes.mid"))
+    events = midi_events(tmp_path / "changes.mid")
+    multi, _ = song_multi(tmp_path / "changes.mid")
+    ensemble = build_ensemble(multi)
+    engine = Engine(RATE, BLOCK)
+    seconds = events[-1][0] + 0.5
+    out = render_events(engine, ensemble, events, seconds, BLOCK, on_event=follow_programs(ensemble))
+    assert len(ensemble.voices.runners) == 2  # flute and clarinet; the piccolo is the flute an octave down
+    assert ensemble.parts[0].name == "Flute" and ensemble.parts[0].params.get("transpose") == 0.0  # the last: 73
+    assert engine.errors == 0 and np.abs(out[-int(0.6 * RATE):]).max() > 0.01
+
+
+def test_a_piccolo_after_a_flute_is_the_flute_preset_an_octave_down():
+    ensemble = Ensemble([Part(load_preset("flute", voices=2), "Flute")])
+    engine = Engine(RATE, BLOCK)
+    engine.load(ensemble)
+    library, models = Library(), LoadedModels()
+    assert play_program(ensemble, 0, 72, library, models)  # Piccolo
+    assert ensemble.parts[0].params.get("transpose") == -12.0 and ensemble.parts[0].playing == "Flute"
+    assert not play_program(ensemble, 0, 72, library, models)
+    assert play_program(ensemble, 0, 73, library, models)  # Flute
+    assert ensemble.parts[0].params.get("transpose") == 0.0
+
+
+def test_a_second_switch_asked_for_before_the_first_is_taken_wins():
+    ensemble = Ensemble([Part(load_preset("violin", voices=2), "Violin")])
+    engine = Engine(RATE, BLOCK)
+    engine.load(ensemble)
+    engine.events.push(0x90 | 60 << 8 | 90 << 16)
+    out = np.zeros((BLOCK, 2), dtype=np.float32)
+    engine.process(None, out)
+    ensemble.switch_part(0, load_preset("cello", voices=2), "Cello")
+    ensemble.switch_part(0, load_preset("oboe", voices=2), "Oboe")
+    for _ in range(20):
+        engine.process(None, out)
+    assert ensemble.parts[0].name == "Oboe" and ensemble.parts[0].playing == "Oboe"
+    instrument = ensemble.parts[0].chain.instrument
+    assert instrument.active_voices == 1, "the held note carried over once, not twice"
+
+
+def test_a_song_with_only_drums_is_refused_in_one_line(tmp_path):
+    song = write_song(tmp_path / "drums.mid", tracks=(), drums=True)
+    with pytest.raises(TimbrelError, match="drums.mid: no notes to play outside channel 10") as caught:
+        song_multi(song)
+    assert "\n" not in str(caught.value)

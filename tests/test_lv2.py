@@ -548,3 +548,26 @@ def test_saving_the_sound_from_a_session_stores_lv2_effects_by_uri_with_their_po
         assert session.engine.plugin["dragonfly-plate-reverb"].params.get("decay") == 3.0
     finally:
         session.close()
+
+
+def test_saving_a_sound_keeps_the_effects_this_machine_cannot_make(tmp_path):
+    """A preset naming an LV2 plugin not installed here plays without it; saving the sound keeps
+    that effect, in its place and with its values, for a machine that has the plugin."""
+    from timbrel.presets import default_model
+    from timbrel.presets.library import Library
+    from timbrel.presets.model_files import sha256_file
+    from timbrel.session import Session
+
+    source = tmp_path / "with-missing.toml"
+    source.write_text(PRESET.format(sha=sha256_file(default_model()), eq=EQ, missing=MISSING, plate=PLATE))
+    session = Session(library=Library(user_dir=tmp_path / "user"), sample_rate=SR, block_size=BLOCK, voices=4)
+    try:
+        session.load(str(source), wait=True)
+        assert len(session.engine.plugin.slots) == 2
+        session.set_parameter("dragonfly-plate-reverb.decay", 2.5)
+        again = session.library.get(session.save("Kept").stem)
+        assert [e.type for e in again.effects] == [EQ, MISSING, PLATE]
+        assert again.effects[1].parameters == {"amount": 0.5} and again.effects[1].bypass
+        assert again.effects[2].parameters["decay"] == 2.5
+    finally:
+        session.close()

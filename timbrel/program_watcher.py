@@ -1,8 +1,8 @@
 """Following MIDI program changes: program N selects the Nth preset of the library (factory
 first), the way a keyboard's patch buttons would.
 
-The audio thread only counts program changes (`MidiState.program`: the last number and a
-count). This thread looks at that count now and then and asks for the switch; it also does
+The audio thread only counts program changes (`MidiState.programs`: per channel, the last
+number and a count). This thread looks at that count now and then and asks for the switch; it also does
 the runtime policy's young-generation collections and lets the engine free what it retired,
 so that all of that happens off the audio thread.
 """
@@ -22,17 +22,15 @@ COLLECT_EVERY = 10
 
 
 class ProgramWatcher:
-    """Calls `switch(number)` for each new program change `engine` counted, or, with `per_channel`,
-    `switch(number, channel)` (channel 0 to 15) for each channel whose programs changed; `stop` ends it."""
+    """Calls `switch(number, channel)` (channel 0 to 15) with the latest program of each channel
+    whose program changes `engine` counted since the last look; `stop` ends it."""
 
-    def __init__(self, engine: Engine, switch: Callable[..., None], policy: RealtimePolicy, per_channel: bool = False):
+    def __init__(self, engine: Engine, switch: Callable[[int, int], None], policy: RealtimePolicy):
         self.engine = engine
         self.switch = switch
         self.policy = policy
-        self.per_channel = per_channel
         self._stopping = threading.Event()
-        self._seen = int(engine.keyboard.program[1])
-        self._seen_channels = engine.keyboard.programs[1].copy()
+        self._seen = engine.keyboard.programs[1].copy()
         self._thread = threading.Thread(target=self._run, name="timbrel-programs", daemon=True)
 
     def start(self) -> None:
@@ -49,15 +47,9 @@ class ProgramWatcher:
             ticks += 1
             if ticks % COLLECT_EVERY == 0:
                 self.policy.collect_young()
-            if self.per_channel:
-                numbers, counts = self.engine.keyboard.programs
-                for channel in range(16):
-                    if counts[channel] != self._seen_channels[channel]:
-                        self._seen_channels[channel] = counts[channel]
-                        self.switch(int(numbers[channel]), channel)
-            else:
-                number, count = (int(v) for v in self.engine.keyboard.program)
-                if count != self._seen:
-                    self._seen = count
-                    self.switch(number)
+            numbers, counts = self.engine.keyboard.programs
+            for channel in range(16):
+                if counts[channel] != self._seen[channel]:
+                    self._seen[channel] = counts[channel]
+                    self.switch(int(numbers[channel]), channel)
             self.engine.collect()

@@ -34,7 +34,7 @@ from timbrel.presets.model_files import model_path
 from timbrel.presets.multi import Multi, PartSpec, build_ensemble
 from timbrel.presets.preset import MODES, EffectSettings
 from timbrel.presets.settings import apply_settings
-from timbrel.presets.song import DRUMS_SKIPPED
+from timbrel.presets.song import DRUMS_SKIPPED, play_program
 from timbrel.program_watcher import ProgramWatcher
 from timbrel.runtime_policy import RealtimePolicy
 
@@ -190,20 +190,33 @@ class Session:
         self.switches += 1
         return preset
 
-    def _part_program(self, number: int, channel: int) -> None:
-        """A program change on `channel` (0 to 15) switches the part listening there: by the
-        General MIDI map in a `--gm` session, else to the library's Nth preset."""
+    def _on_program(self, number: int, channel: int) -> None:
+        """A program change (`number` 0 to 127) on `channel` (0 to 15). With an ensemble playing it
+        switches the part on that channel: by the General MIDI map in a `--gm` session
+        (`presets.song.play_program`; drums are left alone), else to the library's Nth preset.
+        Otherwise it selects the library's Nth preset, whatever the channel."""
         ensemble = self.ensemble
-        if ensemble is None or channel == DRUM_CHANNEL and self.gm:
+        if ensemble is None:
+            self._switch_to_program(number)
+            return
+        if self.gm and channel == DRUM_CHANNEL:
             return
         for index, part in enumerate(ensemble.parts):
-            if int(part.params.get("midi_channel")) == channel + 1:
-                if self.gm:
-                    self.switch_part(index, choice_for_program(number).preset)
-                else:
-                    presets = self.library.list()
-                    if number < len(presets):
-                        self.switch_part(index, presets[number].name)
+            if int(part.params.get("midi_channel")) != channel + 1:
+                continue
+            if self.gm:
+                self._loader.submit(self._guarded, play_program, ensemble, index, number, self.library, self.models)
+            else:
+                presets = self.library.list()
+                if number < len(presets):
+                    self.switch_part(index, presets[number].name)
+
+    def _guarded(self, work, *args) -> None:
+        """Run `work(*args)` on the loader thread; a fault is kept in `last_error`, one line."""
+        try:
+            work(*args)
+        except TimbrelError as err:
+            self.last_error = str(err)
 
     def set_mode(self, mode: str, wait: bool = False) -> Future:
         """Play the current preset from the keyboard ("midi") or the microphone ("transfer");
@@ -223,6 +236,9 @@ class Session:
         values = chain.instrument.params.as_dict()
         effects = [EffectSettings(type=s.effect.effect_type, bypass=s.bypassed, parameters=s.effect.params.as_dict())
                    for s in chain.slots]
+        for index, effect in enumerate(self.preset.effects):
+            if effect.missing:  # an LV2 plugin not installed here: kept, where it was, for a machine that has it
+                effects.insert(min(index, len(effects)), effect)
         fields = {"midi": values} if self.mode == "midi" else {"transfer": values}
         return replace(self.preset, mode=self.mode, effects=effects, **fields)
 
@@ -362,10 +378,7 @@ class Session:
                                   input_device=input_device or None, use_input=use_input, latency=latency)
         self.engine.reset_meters()
         self.stream.start()
-        if multi is not None:
-            self._watcher = ProgramWatcher(self.engine, self._part_program, self.policy, per_channel=True)
-        else:
-            self._watcher = ProgramWatcher(self.engine, self._switch_to_program, self.policy)
+        self._watcher = ProgramWatcher(self.engine, self._on_program, self.policy)
         self._watcher.start()
 
     def _pitch_outbox(self) -> MidiOutbox | None:

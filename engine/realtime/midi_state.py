@@ -30,7 +30,7 @@ NO_VALUE = -1
 
 @numba.njit(nogil=True, cache=True, _nrt=False)
 def _track(events, count, velocity, pedalled, pedal, bend, modulation, expression, pressure, timbre, rpn, bend_range,
-           zones, program, programs):
+           zones, programs):
     for i in range(count):
         packed = events[i]
         kind, ch, d1, d2 = unpack(packed)
@@ -83,8 +83,6 @@ def _track(events, count, velocity, pedalled, pedal, bend, modulation, expressio
         elif kind == CHANNEL_PRESSURE:
             pressure[ch] = d1
         elif kind == PROGRAM_CHANGE:
-            program[0] = d1
-            program[1] += 1
             programs[0, ch] = d1
             programs[1, ch] += 1
 
@@ -164,10 +162,9 @@ class MidiState:
         self.zones = np.full(3, NO_VALUE, dtype=np.int32)
         """Member channels set by the latest MPE Configuration Message for the lower and upper
         zones (-1: none received), and which of the two came last."""
-        self.program = np.zeros(2, dtype=np.int64)
-        """The last program change's number, and how many have arrived (a control thread polls these)."""
         self.programs = np.zeros((2, 16), dtype=np.int64)
-        """Per channel `[2, 16]`: the last program change's number, and how many have arrived."""
+        """Per channel `[2, 16]`: the last program change's number, and how many have arrived (a
+        control thread polls these)."""
         self.replayed = np.zeros(REPLAY_CAPACITY, dtype=np.int32)
         self.track(self.replayed, 0)
         self.replay()
@@ -178,7 +175,7 @@ class MidiState:
 
     def track(self, events: np.ndarray, count: int) -> None:
         """Follow the first `count` packed messages of `events` (`timbrel.engine.realtime.events.parse_message`)."""
-        _track(events, count, *self._arrays(), self.program, self.programs)
+        _track(events, count, *self._arrays(), self.programs)
 
     def replay(self) -> np.ndarray:
         """The messages that recreate this state in a fresh instrument: a view of `replayed`."""

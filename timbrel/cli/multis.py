@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
+from pathlib import Path
 
 from timbrel.presets.library import Library
 from timbrel.presets.multi import get_multi, list_multis, multi_to_toml, read_multi, remove_multi, save_multi
@@ -35,6 +36,10 @@ def _cmd_save(args: argparse.Namespace) -> int:
             print(line)
     else:
         multi = read_multi(args.source)
+        beside = Path(args.source).resolve().parent
+        for part in multi.parts:  # a preset file named relative to the source stays found from the library
+            if part.preset.endswith(".toml") and not Path(part.preset).is_absolute():
+                part.preset = str(beside / part.preset)
     multi = replace(multi, name=check_name(args.name))
     path = save_multi(library, multi, force=args.force)
     print(f"saved {multi.name} to {path}")

@@ -15,15 +15,14 @@ from timbrel.engine.errors import TimbrelError
 from timbrel.engine.io.audio import NO_OUTPUT, list_audio_devices
 from timbrel.engine.io.audiofile import read_audio, write_audio
 from timbrel.engine.io.midi import list_midi_inputs
-from timbrel.engine.realtime.events import CONTROL_CHANGE, PROGRAM_CHANGE
 from timbrel.engine.realtime.stages import TIMES, summary
 from timbrel.engine.render import TAIL_S, midi_events, render_audio, render_midi
 from timbrel.plugin.transcribe import FRAMES_PER_SECOND, transcribe
 from timbrel.presets.library import Library
-from timbrel.presets.multi import build_ensemble, get_multi
+from timbrel.presets.multi import Multi, build_ensemble, get_multi
 from timbrel.presets.names import slug
 from timbrel.presets.settings import apply_settings
-from timbrel.presets.song import follow_programs, song_multi
+from timbrel.presets.song import follow_programs, plays_as_ensemble, song_multi
 from timbrel.session import Session
 from timbrel.ui.server import serve
 
@@ -64,46 +63,42 @@ def _cmd_render(args: argparse.Namespace) -> int:
         plugin = build_ensemble(multi)
         if not args.multi:
             follow = follow_programs(plugin)
-        seconds = midi_events(args.song)[-1][0] + TAIL_S
-        stems = np.zeros((len(plugin.parts), int(np.ceil(seconds * args.samplerate)), 2), dtype=np.float32)
+        after = None
+        if args.stems:
+            folder = Path(args.stems)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise TimbrelError(f"--stems {folder}: cannot make the folder ({err.strerror or err})") from None
+            seconds = midi_events(args.song)[-1][0] + TAIL_S
+            stems = np.zeros((len(plugin.parts), int(np.ceil(seconds * args.samplerate)), 2), dtype=np.float32)
 
-        def after(start: int, stop: int) -> None:
-            stems[:, start:stop] = plugin.stems[:, :, : stop - start].transpose(0, 2, 1)
+            def after(start: int, stop: int) -> None:
+                stems[:, start:stop] = plugin.stems[:, :, : stop - start].transpose(0, 2, 1)
 
     began = time.perf_counter()
     audio = render_midi(args.song, plugin, args.samplerate, args.blocksize, after_block=after, on_event=follow)
     _write_rendered(args.output, audio, args.samplerate, time.perf_counter() - began)
     if multi is not None and args.stems:
-        folder = Path(args.stems)
-        folder.mkdir(parents=True, exist_ok=True)
         for number, (part, stem) in enumerate(zip(plugin.parts, stems), 1):
             path = write_audio(folder / f"{number:02d}-{slug(part.name)}.wav", stem, args.samplerate)
             print(f"wrote {path} (part {number}: {part.name})")
     return 0
 
 
-def _render_multi(args: argparse.Namespace):
+def _render_multi(args: argparse.Namespace) -> Multi | None:
     """The multi a render plays: `--multi`; else, with no `--preset` or `--set`, the song's
-    General MIDI ensemble when it changes program or plays on more than one channel without
-    being MPE (an MPE song's channels are one instrument's notes); else None (one preset)."""
+    General MIDI ensemble when the song wants one (`presets.song.plays_as_ensemble`); else None
+    (one preset)."""
     if args.multi:
         if args.preset:
             raise TimbrelError("give --preset or --multi, not both")
         return get_multi(Library(), args.multi)
-    if args.preset or args.set:
+    if args.preset or args.set or not plays_as_ensemble(args.song):
         return None
-    events = midi_events(args.song)
-    programs = any(packed & 0xF0 == PROGRAM_CHANGE for _, packed in events)
-    controls = {(packed & 0x0F, (packed >> 8) & 0x7F, (packed >> 16) & 0x7F)
-                for _, packed in events if packed & 0xF0 == CONTROL_CHANGE}
-    mpe = any({(channel, 101, 0), (channel, 100, 6)} <= controls for channel in (0, 15))
     multi, lines = song_multi(args.song, voices=min(args.voices, 16))
-    if not programs and (mpe or len(lines) < 2):
-        return None
     for line in lines:
         print(f"timbrel: {line}")
-    if not multi.parts:
-        raise TimbrelError(f"{args.song}: nothing to play (only drums)")
     return multi
 
 

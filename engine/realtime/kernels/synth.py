@@ -82,7 +82,6 @@ class SynthBank:
         self._routing = np.zeros((2, voices), dtype=np.int64)
         if bus is not None:
             self._routing[1] = bus
-        self.buses = int(self._routing[1].max()) + 1 if voices else 1
         self._rng = np.zeros((2, voices), dtype=np.uint64)
         self._seed = seed
         self.number_voices(np.arange(voices))
