@@ -20,7 +20,6 @@ from timbrel.plugin.instrument import new_voice_state
 from timbrel.plugin.model import TimbreModel
 from timbrel.plugin.model_synth import ModelRunner, new_frame
 
-
 MAX_RUNNERS = 32
 """Different models one ensemble keeps sessions for (the factory has 13)."""
 
