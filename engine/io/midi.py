@@ -54,7 +54,7 @@ _NO_MIDI = ("no MIDI system available: start a JACK server (e.g. `jackd -d alsa`
             "or load the ALSA sequencer (`sudo modprobe snd-seq`)")
 _JACK_NO_START_SERVER = 0x01
 _JACK_PORT_IS_INPUT = 0x1
-_JACK_PORT_IS_OUTPUT = 0x2
+JACK_PORT_IS_OUTPUT = 0x2
 _MIDI_TYPE = b"8 bit raw midi"
 _DRAIN_S = 0.05
 
@@ -63,7 +63,7 @@ def _has_alsa_sequencer() -> bool:
     return os.path.exists("/dev/snd/seq")
 
 
-class _JackPatchbay:
+class JackPatchbay:
     """A portless JACK client that lists and connects ports; every call releases the GIL."""
 
     def __init__(self, name: str):
@@ -123,8 +123,9 @@ class _JackPatchbay:
             self._client = None
 
 
-def _open_api(backend: str, name: str) -> tuple[str, rtmidi.MidiIn]:
-    """Return `(backend, MidiIn)` for "auto" (ALSA, else JACK), "alsa" or "jack"; else a one-line TimbrelError."""
+def open_api(backend: str, name: str, kind: type = rtmidi.MidiIn):
+    """Return `(backend, port)`, `port` a `kind` (python-rtmidi's MidiIn or MidiOut), for "auto"
+    (ALSA, else JACK), "alsa" or "jack"; else a one-line TimbrelError."""
     if backend not in ("auto", *_BACKENDS):
         raise TimbrelError(f"unknown MIDI backend {backend!r}; use auto, alsa or jack")
     compiled = rtmidi.get_compiled_api()
@@ -133,7 +134,7 @@ def _open_api(backend: str, name: str) -> tuple[str, rtmidi.MidiIn]:
             if _BACKENDS[candidate] not in compiled or (candidate == "alsa" and not _has_alsa_sequencer()):
                 continue
             try:
-                return candidate, rtmidi.MidiIn(_BACKENDS[candidate], name=name)
+                return candidate, kind(_BACKENDS[candidate], name=name)
             except rtmidi.RtMidiError:
                 continue
         raise TimbrelError(_NO_MIDI)
@@ -142,7 +143,7 @@ def _open_api(backend: str, name: str) -> tuple[str, rtmidi.MidiIn]:
     if backend == "alsa" and not _has_alsa_sequencer():
         raise TimbrelError(f"no ALSA sequencer (/dev/snd/seq): {_HINTS['alsa']}")
     try:
-        return backend, rtmidi.MidiIn(_BACKENDS[backend], name=name)
+        return backend, kind(_BACKENDS[backend], name=name)
     except rtmidi.RtMidiError:
         raise TimbrelError(f"cannot open MIDI through {backend.upper()}: {_HINTS[backend]}") from None
 
@@ -151,15 +152,15 @@ def list_midi_inputs(backend: str = "auto") -> list[str]:
     """Names of the MIDI sources `MidiInput` can take (for JACK: other clients' MIDI output ports)."""
     if backend == "jack" or (backend == "auto" and not _has_alsa_sequencer()):
         try:
-            patchbay = _JackPatchbay("timbrel-list")
+            patchbay = JackPatchbay("timbrel-list")
         except RuntimeError:
             message = _NO_MIDI if backend == "auto" else f"cannot open MIDI through JACK: {_HINTS['jack']}"
             raise TimbrelError(message) from None
         try:
-            return patchbay.midi_ports(_JACK_PORT_IS_OUTPUT)
+            return patchbay.midi_ports(JACK_PORT_IS_OUTPUT)
         finally:
             patchbay.close()
-    _, probe = _open_api(backend, "timbrel-list")
+    _, probe = open_api(backend, "timbrel-list")
     try:
         return list(probe.get_ports())
     finally:
@@ -200,7 +201,7 @@ class MidiInput:
         self._push_lock = threading.Lock()
         self._closing = False
         self._stopped = False
-        self._patchbay: _JackPatchbay | None = None
+        self._patchbay: JackPatchbay | None = None
         self._lister: rtmidi.MidiIn | None = None
         self._opened: dict[str, rtmidi.MidiIn | None] = {}
         self.open_ports: tuple[str, ...] = ()
@@ -208,14 +209,14 @@ class MidiInput:
         self.scan_errors = 0
         """Source scans that failed (e.g. the JACK server went away)."""
         self.last_scan_error: Exception | None = None
-        self.backend, self._virtual = _open_api(backend, virtual_name)
+        self.backend, self._virtual = open_api(backend, virtual_name)
         self.virtual_port = f"{virtual_name}:{virtual_name}"
         self._port_found = False
         try:
             self._virtual.ignore_types(sysex=True, timing=True, active_sense=True)
             self._virtual.set_callback(self._on_message)
             if self.backend == "jack":
-                self._patchbay = _JackPatchbay(f"{virtual_name}-ports")
+                self._patchbay = JackPatchbay(f"{virtual_name}-ports")
                 before = set(self._patchbay.midi_ports(_JACK_PORT_IS_INPUT))
             self._virtual.open_virtual_port(virtual_name)
             if self._patchbay is not None:
@@ -263,7 +264,7 @@ class MidiInput:
     def _scan(self) -> None:
         """Take sources that appeared, drop those that vanished (watcher thread, or before it starts)."""
         if self._patchbay is not None:
-            present = {n for n in self._patchbay.midi_ports(_JACK_PORT_IS_OUTPUT) if self._wanted(n)}
+            present = {n for n in self._patchbay.midi_ports(JACK_PORT_IS_OUTPUT) if self._wanted(n)}
             for name in [n for n in self._opened if n not in present]:
                 del self._opened[name]
             for name in sorted(present - self._opened.keys()):

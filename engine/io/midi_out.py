@@ -22,28 +22,10 @@ from collections.abc import Callable
 import rtmidi
 
 from timbrel.engine.errors import TimbrelError
-from timbrel.engine.io.midi import _BACKENDS, _HINTS, _JACK_PORT_IS_OUTPUT, _NO_MIDI, _has_alsa_sequencer, _JackPatchbay
+from timbrel.engine.io.midi import JACK_PORT_IS_OUTPUT, JackPatchbay, open_api
 from timbrel.engine.realtime.outbox import MidiOutbox, unpack
 
 NOTE_OFF, NOTE_ON = 0x80, 0x90
-
-
-def _open_output(backend: str, name: str) -> tuple[str, rtmidi.MidiOut]:
-    """`(backend, MidiOut)` for "auto" (ALSA, else JACK), "alsa" or "jack"; else a one-line TimbrelError."""
-    if backend not in ("auto", *_BACKENDS):
-        raise TimbrelError(f"unknown MIDI backend {backend!r}; use auto, alsa or jack")
-    compiled = rtmidi.get_compiled_api()
-    candidates = ("alsa", "jack") if backend == "auto" else (backend,)
-    for candidate in candidates:
-        if _BACKENDS[candidate] not in compiled or (candidate == "alsa" and not _has_alsa_sequencer()):
-            continue
-        try:
-            return candidate, rtmidi.MidiOut(_BACKENDS[candidate], name=name)
-        except rtmidi.RtMidiError:
-            continue
-    if backend == "auto":
-        raise TimbrelError(_NO_MIDI)
-    raise TimbrelError(f"cannot open MIDI output through {backend.upper()}: {_HINTS[backend]}")
 
 
 class MidiOutput:
@@ -61,16 +43,16 @@ class MidiOutput:
         self.sent = 0
         self._sounding: set[tuple[int, int]] = set()
         self._outbox: MidiOutbox | None = None
-        self.backend, self._out = _open_output(backend, name)
+        self.backend, self._out = open_api(backend, name, rtmidi.MidiOut)
         self.port = f"{name}:{name}"
         try:
             if self.backend == "jack":
-                patchbay = _JackPatchbay(f"{name}-ports")
+                patchbay = JackPatchbay(f"{name}-ports")
                 try:
-                    before = set(patchbay.midi_ports(_JACK_PORT_IS_OUTPUT))
+                    before = set(patchbay.midi_ports(JACK_PORT_IS_OUTPUT))
                     self._out.open_virtual_port(name)
                     own = re.compile(rf"{re.escape(name)}(-\d+)?:{re.escape(name)}")
-                    new = [p for p in patchbay.midi_ports(_JACK_PORT_IS_OUTPUT) if p not in before and own.fullmatch(p)]
+                    new = [p for p in patchbay.midi_ports(JACK_PORT_IS_OUTPUT) if p not in before and own.fullmatch(p)]
                 finally:
                     patchbay.close()
                 if len(new) != 1:
