@@ -40,6 +40,7 @@ import math
 import numpy as np
 from numba import njit
 
+from timbrel.engine.realtime.events import CONTROL_CHANGE, NOTE_OFF, NOTE_ON, PITCH_BEND
 from timbrel.engine.realtime.outbox import outbox_push
 
 # params
@@ -54,7 +55,6 @@ N_STATE = 18
 F0_HZ, GAIN, SOUNDING = range(3)
 N_CONTROLS = 3
 
-NOTE_OFF, NOTE_ON, CONTROL_CHANGE, PITCH_BEND = 0x80, 0x90, 0xB0, 0xE0
 EXPRESSION_CC = 11
 
 

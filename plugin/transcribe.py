@@ -16,7 +16,7 @@ import numpy as np
 
 from timbrel.engine.plugin_api import ParameterBank
 from timbrel.engine.realtime.features import LoudnessMeter
-from timbrel.engine.realtime.outbox import MidiOutbox, unpack
+from timbrel.engine.realtime.outbox import MidiOutbox, message_bytes
 from timbrel.plugin import follower as fw
 from timbrel.plugin.transfer import PARAMETERS, live_tracker, sync_follower
 
@@ -63,7 +63,7 @@ def transcribe(audio: np.ndarray, sample_rate: int, values: Mapping[str, float] 
     for packed, frame in outbox.drain():
         seconds = max(0.0, ((frame + 1) * hop - delay) / sample_rate)
         tick = max(last, round(seconds * TICKS_PER_SECOND))
-        track.append(mido.Message.from_bytes(unpack(packed), time=tick - last))
+        track.append(mido.Message.from_bytes(message_bytes(packed), time=tick - last))
         last = tick
     track.append(mido.MetaMessage("end_of_track", time=0))
     return song

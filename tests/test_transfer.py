@@ -17,7 +17,7 @@ from tests.transfer_measures import (
 )
 from tests.transfer_measures import transfer as transfer_traced
 from timbrel.engine.realtime.features import estimate_pitch
-from timbrel.engine.realtime.outbox import MidiOutbox, outbox_push, unpack
+from timbrel.engine.realtime.outbox import MidiOutbox, message_bytes, outbox_push
 from timbrel.engine.render import render_audio
 from timbrel.plugin.model import load_model
 from timbrel.plugin.transcribe import transcribe
@@ -228,7 +228,7 @@ def test_live_midi_out_equals_what_transcribe_writes(model):
     live = plugin.midi
     song = transcribe(audio, SR, {"mpe": 1.0, "bend_range_st": 12.0})
     offline = [m.bytes() for m in song.tracks[0] if not m.is_meta]
-    assert [unpack(packed) for packed, _ in live] == offline
+    assert [message_bytes(packed) for packed, _ in live] == offline
     assert len(offline) > 50
 
 
@@ -238,7 +238,7 @@ def test_midi_out_plays_notes_with_bend_velocity_and_expression(model):
     soft = sung_tone(220.0, 0.8, 0.1, level=0.02)
     loud = sung_tone(440.0 * 2 ** (30 / 1200), 0.8, 0.1, level=0.3)
     _, _, plugin = transfer_traced(model, np.concatenate([soft, loud, np.zeros(SR // 2, np.float32)]))
-    messages = [unpack(packed) for packed, _ in plugin.midi]
+    messages = [message_bytes(packed) for packed, _ in plugin.midi]
     ons = [m for m in messages if m[0] == 0x90 and m[2] > 0]
     offs = [m for m in messages if m[0] == 0x80]
     assert [m[1] for m in ons] == [57, 69] and [m[1] for m in offs] == [57, 69]
@@ -256,7 +256,7 @@ def test_the_outbox_keeps_order_and_counts_what_a_full_ring_drops():
     for i in range(6):
         outbox_push(box.ring, box.frames, box.counts, 0x90 | (60 + i) << 8 | 100 << 16, i)
     assert box.dropped == 2 and len(box) == 4
-    assert [(unpack(packed)[1], frame) for packed, frame in box.drain()] == [(60, 0), (61, 1), (62, 2), (63, 3)]
+    assert [(message_bytes(packed)[1], frame) for packed, frame in box.drain()] == [(60, 0), (61, 1), (62, 2), (63, 3)]
     assert len(box) == 0 and box.drain() == []
     assert outbox_push(box.ring, box.frames, box.counts, 0xE0 | 0x7F << 8 | 0x7F << 16, 9)
     assert box.drain() == [(0xE0 | 0x7F << 8 | 0x7F << 16, 9)]

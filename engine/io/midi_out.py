@@ -23,9 +23,8 @@ import rtmidi
 
 from timbrel.engine.errors import TimbrelError
 from timbrel.engine.io.midi import JACK_PORT_IS_OUTPUT, JackPatchbay, open_api
-from timbrel.engine.realtime.outbox import MidiOutbox, unpack
-
-NOTE_OFF, NOTE_ON = 0x80, 0x90
+from timbrel.engine.realtime.events import NOTE_OFF, NOTE_ON
+from timbrel.engine.realtime.outbox import MidiOutbox, message_bytes
 
 
 class MidiOutput:
@@ -68,7 +67,7 @@ class MidiOutput:
         self._thread.start()
 
     def _send(self, packed: int) -> None:
-        message = unpack(packed)
+        message = message_bytes(packed)
         kind, channel = message[0] & 0xF0, message[0] & 0x0F
         if kind == NOTE_ON and message[2] > 0:
             self._sounding.add((channel, message[1]))

@@ -63,7 +63,7 @@ class MidiOutbox:
         return pending
 
 
-def unpack(packed: int) -> list[int]:
+def message_bytes(packed: int) -> list[int]:
     """The raw bytes of a packed channel voice message (two for program change and channel pressure)."""
     status = packed & 0xFF
     data = [status, (packed >> 8) & 0x7F, (packed >> 16) & 0x7F]
