@@ -30,7 +30,8 @@ def transcribe(audio: np.ndarray, sample_rate: int, values: Mapping[str, float] 
 
     `values` sets the transfer parameters that shape it, by id (`pitch_floor_hz`, `gate_db`,
     `release_ms`, `bend_range_st`, `mpe`, `midi_channel`, `input_floor_db`, `input_peak_db`);
-    MIDI out is on whatever `midi_out` says. The sample rate must be a multiple of 300 Hz.
+    MIDI is written whatever `midi_out` says (it is what transcribing is for). The sample rate
+    must be a multiple of 300 Hz.
     """
     if sample_rate % FRAMES_PER_SECOND:
         raise ValueError(f"{sample_rate} Hz is not a multiple of {FRAMES_PER_SECOND} frames per second")

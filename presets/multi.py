@@ -65,6 +65,8 @@ from timbrel.presets.writing import preset_to_toml
 
 FORMAT = 1
 DEFAULT_VOICES = 8
+WHOLE_SETTINGS = ("midi_channel", "key_low", "key_high", "velocity_low", "velocity_high", "transpose")
+"""Part settings that are MIDI numbers or semitones: whole numbers only."""
 _TOP = ("format", "multi", "reverb", "delay", "parts")
 _MULTI = ("name", "description")
 _PART = ("preset", "embed", "voices", "set", *(p.id for p in PART_PARAMETERS))
@@ -191,6 +193,9 @@ def _part(entry: object, number: int, where: str) -> PartSpec:
     spec.voices = voices
     spec.settings = parameter_values({k: v for k, v in entry.items() if k not in ("preset", "embed", "voices", "set")},
                                      PART_PARAMETERS, label)
+    for key in WHOLE_SETTINGS:
+        if key in spec.settings and not float(spec.settings[key]).is_integer():
+            raise PresetFault(f"{label} {key} = {spec.settings[key]:g}: expected a whole number")
     if spec.settings.get("key_low", 0) > spec.settings.get("key_high", 127):
         raise PresetFault(f"{label}: key_low is above key_high")
     if spec.settings.get("velocity_low", 1) > spec.settings.get("velocity_high", 127):

@@ -194,6 +194,7 @@ def test_multi_files_round_trip_and_faults_name_the_file_and_part(tmp_path):
         'format = 1\n[multi]\nname = "x"\n[[parts]]\npreset = "violin"\nkey_low = 70\nkey_high = 60\n': "key_low is above",
         'format = 1\n[multi]\nname = "x"\n' + '[[parts]]\npreset = "violin"\n' * 17: "at most 16",
         'format = 2\n': "format = 1",
+        'format = 1\n[multi]\nname = "x"\n[[parts]]\npreset = "violin"\ntranspose = 1.5\n': "transpose = 1.5: expected a whole",
         '[multi\n': "invalid TOML",
     }
     for text, message in faults.items():

@@ -299,8 +299,8 @@ def add_commands(commands) -> None:
     pl.add_argument("-p", "--preset", help="preset name, .toml preset or .onnx model (default: Violin)")
     pl.add_argument("--mode", choices=("midi", "transfer"), help="play from MIDI or a microphone (default: the preset's)")
     pl.add_argument("--multi", metavar="MULTI", help="play an ensemble: a multi name or .toml file (timbrel multis)")
-    pl.add_argument("--gm", action="store_true", help="play General MIDI: a part per channel, program changes choose "
-                    "each part's instrument by the GM map (docs/GM.md); channel 10 (drums) is skipped")
+    pl.add_argument("--gm", action="store_true", help="play General MIDI: a part of 4 voices per channel, program "
+                    "changes choose each part's instrument by the GM map (docs/GM.md); channel 10 (drums) is skipped")
     pl.add_argument("--midi", nargs="*", metavar="PORT", help="MIDI inputs to open by name (default: all)")
     pl.add_argument("--midi-backend", choices=("auto", "alsa", "jack"), default="auto")
     pl.add_argument("--mic", nargs="?", const="", metavar="DEVICE", help="live timbre transfer from an input device")
