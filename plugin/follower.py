@@ -16,9 +16,10 @@ The gate:
   the loudness falls (a release), such a jump is taken only after `confirm_frames` frames
   agree on it (within 50 cents). A new note comes with an attack, which lifts the
   loudness back out of the tail and is followed at once. In the tail, where noise jitters the estimates, the pitch
-  moves a share `tail_smoothing` of the way to each estimate within `tail_jump_cents` (50) of
-  it (a one-pole in cents, about 4 frames), so slow glides are still followed while a run of
-  noisy estimates 50-100 cents off (under -60 dB with a -70 dBFS noise floor) cannot drag it.
+  moves a share `tail_smoothing` of the way to each estimate within `jump_cents` of it (a
+  one-pole in cents, about 4 frames), so slow glides are still followed; twice `tail_db` under
+  the peak (the deep tail, where noise dominates the estimates) only estimates within
+  `tail_jump_cents` (50) count, so a run of them 50-100 cents off cannot drag the pitch.
 - **Closes smoothly**: when the loudness falls under the gate, or nothing has been voiced
   for `hold_frames`, the gain falls linearly to 0 over `release_frames` at the held pitch.
   A voiced frame above the gate during the fade opens it again.
@@ -235,7 +236,8 @@ def follow_frame(f0_hz: float, confidence: float, loudness_db: float, state, par
                 in_tail = loudness_db < state[PEAK] - params[TAIL_DB]
                 falling = loudness_db < state[LAST_DB] - params[FALLING_DB]
                 if in_tail:
-                    if jump <= params[TAIL_JUMP_CENTS]:
+                    deep = loudness_db < state[PEAK] - 2.0 * params[TAIL_DB]
+                    if jump <= (params[TAIL_JUMP_CENTS] if deep else params[JUMP_CENTS]):
                         state[PITCH] *= (f0_hz / state[PITCH]) ** params[TAIL_SMOOTHING]
                         state[AGREED] = 0.0
                 elif jump <= params[JUMP_CENTS] or not falling:
