@@ -70,7 +70,6 @@ def _meter(block, sos, zi, ring, weights, istate, hop, floor_power, out) -> int:
     write, samples since frame]`. Returns the number of frames written.
     """
     mask = ring.shape[0] - 1
-    window = weights.shape[0]
     sections = sos.shape[0]
     wpos, since = istate[0], istate[1]
     frames = 0
