@@ -16,8 +16,10 @@ The gate:
   the loudness falls (a release), such a jump is taken only after `confirm_frames` frames
   agree on it (within 50 cents). A new note comes with an attack, which lifts the
   loudness back out of the tail and is followed at once. In the tail, where noise jitters the estimates, the pitch
-  moves a share `tail_smoothing` of the way to each estimate (a one-pole in cents, about 4
-  frames), so slow glides are still followed.
+  moves a share `tail_smoothing` of the way to each estimate within `jump_cents` of it (a
+  one-pole in cents, about 4 frames), so slow glides are still followed; twice `tail_db` under
+  the peak (the deep tail, where noise dominates the estimates) only estimates within
+  `tail_jump_cents` (50) count, so a run of them 50-100 cents off cannot drag the pitch.
 - **Closes smoothly**: when the loudness falls under the gate, or nothing has been voiced
   for `hold_frames`, the gain falls linearly to 0 over `release_frames` at the held pitch.
   A voiced frame above the gate during the fade opens it again.
@@ -45,8 +47,8 @@ from timbrel.engine.realtime.outbox import outbox_push
 
 # params
 GATE_DB, HOLD, RELEASE, TAIL_DB, CONFIRM, JUMP_CENTS, MIDI, BEND_RANGE, MPE, CHANNEL, LOUD_FLOOR, LOUD_PEAK, \
-    HYSTERESIS, PEAK_DECAY, TAIL_SMOOTHING, FALLING_DB = range(16)
-N_PARAMS = 16
+    HYSTERESIS, PEAK_DECAY, TAIL_SMOOTHING, FALLING_DB, TAIL_JUMP_CENTS = range(17)
+N_PARAMS = 17
 # state
 OPEN, FADE, PITCH, SINCE_VOICED, PEAK, CANDIDATE, AGREED, NOTE, NOTE_CHANNEL, BEND, CC, NEXT_MEMBER, FRAME, \
     CLOSING, LAST_DB, SAID_RANGE, SAID_MPE, SAID_CHANNEL = range(18)
@@ -74,6 +76,7 @@ def default_params() -> np.ndarray:
     params[PEAK_DECAY] = 0.1
     params[TAIL_SMOOTHING] = 0.25
     params[FALLING_DB] = 0.5
+    params[TAIL_JUMP_CENTS] = 50.0
     return params
 
 
@@ -232,13 +235,15 @@ def follow_frame(f0_hz: float, confidence: float, loudness_db: float, state, par
                 jump = abs(1200.0 * math.log2(f0_hz / state[PITCH]))
                 in_tail = loudness_db < state[PEAK] - params[TAIL_DB]
                 falling = loudness_db < state[LAST_DB] - params[FALLING_DB]
-                if jump <= params[JUMP_CENTS] and in_tail:
-                    state[PITCH] *= (f0_hz / state[PITCH]) ** params[TAIL_SMOOTHING]
-                    state[AGREED] = 0.0
-                elif jump <= params[JUMP_CENTS] or not (in_tail or falling):
+                if in_tail:
+                    deep = loudness_db < state[PEAK] - 2.0 * params[TAIL_DB]
+                    if jump <= (params[TAIL_JUMP_CENTS] if deep else params[JUMP_CENTS]):
+                        state[PITCH] *= (f0_hz / state[PITCH]) ** params[TAIL_SMOOTHING]
+                        state[AGREED] = 0.0
+                elif jump <= params[JUMP_CENTS] or not falling:
                     state[PITCH] = f0_hz
                     state[AGREED] = 0.0
-                elif not in_tail:
+                else:
                     if state[AGREED] > 0.0 and abs(1200.0 * math.log2(f0_hz / state[CANDIDATE])) < 50.0:
                         state[AGREED] += 1.0
                     else:

@@ -185,6 +185,13 @@ class ModelSynth:
         render_frames(self.bank, mix, self.frame, on_boundary)
         return mix
 
+    def mix_buffer(self, n: int) -> np.ndarray:
+        """The mono mix `[n]` (float64) zeroed, for callers that render it in pieces with
+        `render_frames`; valid until the next call."""
+        mix = self._mix[:n]
+        mix[:] = 0.0
+        return mix
+
     def silence(self, n: int) -> np.ndarray:
         """`render` for a block in which no voice sounds and none starts: the hop grid moves on,
         and the mix `[n]` (float64 zeros, valid until the next call) is returned."""

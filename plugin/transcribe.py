@@ -1,10 +1,10 @@
 """Offline MIDI of a recording: exactly what live transfer's MIDI out would have sent.
 
-The same tracker settings (`transfer.live_tracker`), loudness meter and follower kernel
-(`timbrel.plugin.follower`) as the live path run over the whole file at 300 frames per
-second, then the messages are written to a standard MIDI file. Live, a message leaves at
-the end of the frame that made it; in the file it is placed half the pitch window earlier,
-at the instant that frame's window describes, so the notes line up with the audio.
+The live path's analysis (`transfer.TransferAnalysis`: tracker, loudness meter and follower,
+300 frames per second, the hop grid restarting at onsets) runs over the whole file, then the
+messages are written to a standard MIDI file. Live, a message leaves at the end of the frame
+that made it; in the file it is placed half the pitch window earlier, at the instant that
+frame's window describes, so the notes line up with the audio.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ import mido
 import numpy as np
 
 from timbrel.engine.plugin_api import ParameterBank
-from timbrel.engine.realtime.features import LoudnessMeter
 from timbrel.engine.realtime.outbox import MidiOutbox, message_bytes
 from timbrel.plugin import follower as fw
-from timbrel.plugin.transfer import PARAMETERS, live_tracker, sync_follower
+from timbrel.plugin.transfer import PARAMETERS, TransferAnalysis, sync_follower
 
 FRAMES_PER_SECOND = 300
 TICKS_PER_SECOND = 1920
@@ -42,27 +41,21 @@ def transcribe(audio: np.ndarray, sample_rate: int, values: Mapping[str, float] 
     audio = np.ascontiguousarray(audio, dtype=np.float32)
     hop = sample_rate // FRAMES_PER_SECOND
     size = max(1, audio.shape[0])
-    tracker = live_tracker(sample_rate, hop, size)
-    meter = LoudnessMeter(sample_rate, hop, max_block=size)
-    params = fw.default_params()
-    sync_follower(bank.values, FRAMES_PER_SECOND, tracker, params)
-    params[fw.MIDI] = 1.0
-    frames = tracker.process(audio)
-    meter.process(audio)
-    outbox = MidiOutbox(capacity=16 * frames + 4096)
-    state = fw.initial_state()
-    controls = np.zeros((max(frames, 1), fw.N_CONTROLS))
-    fw.follow_frames(tracker.f0_hz[:frames], tracker.confidence[:frames], meter.loudness_db[:frames], state, params,
-                     controls, outbox.ring, outbox.frames, outbox.counts)
-    fw.finish(state, outbox.ring, outbox.frames, outbox.counts)
-    delay = tracker.window_samples() / 2
+    analysis = TransferAnalysis(sample_rate, hop, size, MidiOutbox(capacity=32 * (size // hop + 1) + 4096))
+    outbox = analysis.outbox
+    sync_follower(bank.values, FRAMES_PER_SECOND, analysis.tracker, analysis.params)
+    analysis.params[fw.MIDI] = 1.0
+    frames = analysis.process(audio)
+    fw.finish(analysis.state, outbox.ring, outbox.frames, outbox.counts)
+    ends = np.append(analysis.ends[:frames], (analysis.ends[frames - 1] if frames else 0) + hop)
+    delay = analysis.tracker.window_samples() / 2
     song = mido.MidiFile(ticks_per_beat=960)
     track = mido.MidiTrack()
     song.tracks.append(track)
     track.append(mido.MetaMessage("set_tempo", tempo=500_000, time=0))
     last = 0
     for packed, frame in outbox.drain():
-        seconds = max(0.0, ((frame + 1) * hop - delay) / sample_rate)
+        seconds = max(0.0, (ends[frame] - delay) / sample_rate)
         tick = max(last, round(seconds * TICKS_PER_SECOND))
         track.append(mido.Message.from_bytes(message_bytes(packed), time=tick - last))
         last = tick

@@ -14,6 +14,12 @@ plus 2 ms; once a pitch is known it shrinks to 2.1 of its periods, and at an ons
 starts after the silence before it, so a note sounds about 1.5 of its periods after it
 begins (`timbrel.engine.realtime.features.pitch`).
 
+While the instrument is silent the tracker also looks at the input every `SEARCH_STEP`
+samples between frames; the first look that is voiced above the gate becomes a frame at
+once and restarts the shared hop grid there (tracker, meter and synth together), so a note
+starts as soon as the tracker can voice it, not at the next hop boundary
+(`TransferAnalysis`; the synth is silent then, so moving its grid is inaudible).
+
 Each frame then passes the follower (`timbrel.plugin.follower`): it holds the gate and
 the pitch through soft tails and unvoiced frames, closes the gate smoothly, and writes the
 MIDI out of the tracked pitch into `outbox`, which a sender thread drains
@@ -30,7 +36,7 @@ from timbrel.engine.realtime.features.loudness import FLOOR_DB
 from timbrel.engine.realtime.outbox import MidiOutbox
 from timbrel.engine.realtime.stages import FEATURES, INSTRUMENT_TAIL, MODEL, TIMES, VOICES
 from timbrel.plugin import follower as fw
-from timbrel.plugin.model_synth import ModelPlugin, ModelSynth
+from timbrel.plugin.model_synth import ModelPlugin, ModelSynth, render_frames
 
 SCALES = {
     "chromatic": (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11),
@@ -48,6 +54,19 @@ OVERLAP_S = 0.002
 ONSET_STEPS = 4
 """Model steps run in the first hop of a note: the GRU's attack plays out 4x faster, so the
 instrument answers at once instead of swelling for three more hops."""
+SEARCH_STEP = 16
+"""Samples (0.33 ms at 48 kHz) between the tracker's looks at the input while the instrument is
+silent: a note's first frame comes on average half of this after the tracker can voice it,
+instead of half a hop (80 samples) after. Each look costs a loudness window and, above the
+gate only, a tracker frame."""
+SILENT_FRAMES = 2
+"""Frames in a row at zero gain after which the synth is silent (its segment ramps from the
+last frame's amplitude to this one's, and the noise filter's tail, 127 samples, is shorter
+than a hop), so the hop grid may move."""
+SEARCH_CONFIDENCE = 0.9
+"""Least confidence of a look between frames that starts a note: a clear dip (CMNDF under 0.1).
+A look at a breathy attack (a flute's, 0.8) that would voice a grid frame can be a semitone
+off this early; it waits for the grid frame, which sees more of the note."""
 TRACKER_GATE_DB = -90.0
 """Window power (dB re full-scale square) under which the tracker calls a frame unvoiced:
 low enough to follow a tail to -60 dB under a loud note's peak; the follower's gate decides."""
@@ -96,6 +115,91 @@ def sync_follower(values: np.ndarray, frames_per_second: float, tracker: PitchTr
     follow[fw.LOUD_PEAK] = values[_I["input_peak_db"]]
 
 
+class TransferAnalysis:
+    """What live transfer hears, frame by frame: pitch tracker, loudness meter and follower,
+    the same live (block by block) and in `timbrel transcribe` (the whole file at once).
+
+    Frames complete on the hop grid. While the follower's gain has been 0 for
+    `SILENT_FRAMES` frames, the meter and then the tracker also look every `SEARCH_STEP`
+    samples of the grid; a look at or above the gate and voiced with at least
+    `SEARCH_CONFIDENCE` is followed as a frame at once, and the grid restarts there (the next frame one hop later). Every decision depends
+    only on the samples before it, so any partition of the input into blocks gives the same
+    frames.
+
+    `process(block)` returns the number of frames the block completed and writes, per frame:
+    `ends` (the sample of the block it completed after, 1 … n), `restarts` (whether it moved
+    the grid), the follower's `f0_hz` (Hz) and `gain` (0 … 1), and the input's `loudness_db`.
+    MIDI out goes to `outbox`. Allocates no arrays after construction.
+    """
+
+    def __init__(self, sample_rate: int, hop: int, max_block: int, outbox: MidiOutbox):
+        self.hop = int(hop)
+        self.tracker = live_tracker(sample_rate, hop, max_block)
+        self.meter = LoudnessMeter(sample_rate, hop, max_block=max_block)
+        self.outbox = outbox
+        self.params = fw.default_params()
+        self.state = fw.initial_state()
+        self.controls = np.zeros(fw.N_CONTROLS)
+        capacity = max_block // SEARCH_STEP + max_block // self.hop + 2
+        self.ends = np.zeros(capacity, dtype=np.int64)
+        self.restarts = np.zeros(capacity, dtype=np.bool_)
+        self.f0_hz = np.zeros(capacity)
+        self.gain = np.zeros(capacity)
+        self.loudness_db = np.zeros(capacity)
+        self._silent = SILENT_FRAMES
+
+    def reset(self) -> None:
+        """A fresh stream in silence; a note still sounding on the MIDI out gets its note off."""
+        self.tracker.reset()
+        self.meter.reset()
+        if self.state[fw.NOTE] >= 0.0:
+            fw.finish(self.state, self.outbox.ring, self.outbox.frames, self.outbox.counts)
+        fw.reset_state(self.state)
+        self.controls[:] = 0.0
+        self._silent = SILENT_FRAMES
+
+    def _follow(self, f0_hz: float, confidence: float, loudness_db: float, end: int, restart: bool,
+                count: int) -> int:
+        """Follow one frame that completed after sample `end` of the block; return `count + 1`."""
+        controls = self.controls
+        fw.follow_frame(f0_hz, confidence, loudness_db, self.state, self.params, controls, self.outbox.ring,
+                        self.outbox.frames, self.outbox.counts)
+        self.ends[count] = end
+        self.restarts[count] = restart
+        self.f0_hz[count] = controls[fw.F0_HZ]
+        self.gain[count] = controls[fw.GAIN]
+        self.loudness_db[count] = loudness_db
+        self._silent = self._silent + 1 if controls[fw.GAIN] <= 0.0 else 0
+        return count + 1
+
+    def process(self, block: np.ndarray) -> int:
+        """Analyse `block [n]` (float32, n <= max_block); return how many frames it completed."""
+        tracker, meter, hop = self.tracker, self.meter, self.hop
+        n = block.shape[0]
+        pos = count = 0
+        while pos < n:
+            since = tracker.since
+            searching = self._silent >= SILENT_FRAMES
+            m = hop - since
+            if searching:
+                m = min(m, SEARCH_STEP - since % SEARCH_STEP)
+            m = min(m, n - pos)
+            piece = block[pos : pos + m]
+            made = tracker.process(piece)
+            meter.process(piece)
+            pos += m
+            if made:
+                count = self._follow(tracker.f0_hz[0], tracker.confidence[0], meter.loudness_db[0], pos, False, count)
+            elif searching and tracker.since % SEARCH_STEP == 0:
+                loudness_db = meter.probe()
+                if loudness_db >= self.params[fw.GATE_DB] and tracker.probe() >= SEARCH_CONFIDENCE:
+                    tracker.restart()
+                    meter.restart()
+                    count = self._follow(tracker.probed_f0_hz, tracker.probed_confidence, loudness_db, pos, True,
+                                         count)
+        return count
+
+
 class TimbreTransfer(ModelPlugin):
     """A timbre model driven by live audio input (mono), one voice.
 
@@ -118,12 +222,10 @@ class TimbreTransfer(ModelPlugin):
         info = self.model.info
         self.synth = ModelSynth(self.model, 1, sample_rate, max_block, self.seed)
         self.host_hop_samples = self.synth.host_hop_samples
-        self.tracker = live_tracker(sample_rate, self.host_hop_samples, max_block)
-        self.meter = LoudnessMeter(sample_rate, self.host_hop_samples, max_block=max_block)
-        self.outbox = MidiOutbox()
+        self.analysis = TransferAnalysis(sample_rate, self.host_hop_samples, max_block, MidiOutbox())
+        self.tracker = self.analysis.tracker
+        self.outbox = self.analysis.outbox
         self.frames_per_second = sample_rate / self.host_hop_samples
-        self._follow = fw.default_params()
-        self._state = fw.initial_state()
         self._controls = np.zeros(fw.N_CONTROLS)
         self._f0, self._loudness, self._scale, self._tilt = np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1)
         self._noise_gain = np.ones(1)
@@ -140,23 +242,19 @@ class TimbreTransfer(ModelPlugin):
         for out in (wide[:, :warm].copy(), wide[:, :warm]):
             self.process(np.zeros(warm, np.float32), out, np.zeros(0, np.int32))
             self.reset()
-        fw.follow_frame(440.0, 1.0, 0.0, self._state, self._follow, self._controls, self.outbox.ring,
-                        self.outbox.frames, self.outbox.counts)
+        fw.follow_frame(440.0, 1.0, 0.0, self.analysis.state, self.analysis.params, self._controls,
+                        self.outbox.ring, self.outbox.frames, self.outbox.counts)
         self.reset()
         self.outbox.drain()
 
     def reset(self) -> None:
-        self.tracker.reset()
-        self.meter.reset()
+        self.analysis.reset()
         self.synth.reset()
         self.synth.bank.start_voice(0)
-        if self._state[fw.NOTE] >= 0.0:
-            fw.finish(self._state, self.outbox.ring, self.outbox.frames, self.outbox.counts)
-        fw.reset_state(self._state)
         self._controls[:] = 0.0
         self._loudness_in = FLOOR_DB
         self.active_voices = 0
-        self._frames = self._used = 0
+        self._frames = self._used = self._base = 0
         self._gain = 10.0 ** (self.params.values[_I["gain_db"]] / 20.0)
 
     def map_frame(self, f0_hz: float, loudness_db: float, gain: float = 1.0) -> tuple[float, float, float]:
@@ -185,18 +283,20 @@ class TimbreTransfer(ModelPlugin):
         mapped = self._lo_db + position * (self._hi_db - self._lo_db) + values[_I["loudness_shift_db"]]
         return f0_hz, float(mapped), float(gain)
 
-    def _follow_next(self) -> None:
-        """Pass the next completed analysis frame through the follower."""
-        i = self._used
-        fw.follow_frame(self.tracker.f0_hz[i], self.tracker.confidence[i], self.meter.loudness_db[i], self._state,
-                        self._follow, self._controls, self.outbox.ring, self.outbox.frames, self.outbox.counts)
-        self._loudness_in = self.meter.loudness_db[i]
-        self._used = i + 1
+    def _take_frames(self, at: int) -> None:
+        """Make the frames completed up to sample `at` of the block the ones that drive the model."""
+        analysis = self.analysis
+        while self._used < self._frames and analysis.ends[self._used] <= at:
+            i = self._used
+            self._controls[fw.F0_HZ] = analysis.f0_hz[i]
+            self._controls[fw.GAIN] = analysis.gain[i]
+            self._loudness_in = analysis.loudness_db[i]
+            self._used = i + 1
 
     def _on_boundary(self, offset: int) -> None:
-        """A hop starts at `offset`: follow the analysis frame that completed there, run the model."""
-        if offset > 0 and self._used < self._frames:
-            self._follow_next()
+        """A hop starts at `offset` of the piece being rendered: run the model on the frame that
+        completed there."""
+        self._take_frames(self._base + offset)
         controls = self._controls
         f0_hz, loudness_db, gain = self.map_frame(controls[fw.F0_HZ], self._loudness_in, controls[fw.GAIN])
         self._f0[0], self._loudness[0], self._scale[0] = f0_hz, loudness_db, gain
@@ -210,14 +310,24 @@ class TimbreTransfer(ModelPlugin):
     def process(self, inp: np.ndarray, out: np.ndarray, events: np.ndarray) -> None:
         n = out.shape[1]
         self.params.advance(n / self.sample_rate)
-        sync_follower(self.params.values, self.frames_per_second, self.tracker, self._follow)
-        self._frames = self.tracker.process(inp)
-        self.meter.process(inp)
+        analysis = self.analysis
+        sync_follower(self.params.values, self.frames_per_second, analysis.tracker, analysis.params)
+        self._frames = analysis.process(inp)
         TIMES.mark(FEATURES)
         self._used = 0
-        mix = self.synth.render(n, self._on_boundary)
-        while self._used < self._frames:
-            self._follow_next()
+        synth = self.synth
+        mix = synth.mix_buffer(n)
+        start = 0
+        for i in range(self._frames):
+            if analysis.restarts[i]:
+                end = analysis.ends[i]
+                self._base = start
+                render_frames(synth.bank, mix[start:end], synth.frame, self._on_boundary)
+                synth.bank.restart_grid()
+                start = end
+        self._base = start
+        render_frames(synth.bank, mix[start:n], synth.frame, self._on_boundary)
+        self._take_frames(n)
         values = self.params.values
         balance = values[_I["mix"]]
         gain = 10.0 ** (values[_I["gain_db"]] / 20.0)

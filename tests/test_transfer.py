@@ -21,7 +21,7 @@ from timbrel.engine.realtime.outbox import MidiOutbox, message_bytes, outbox_pus
 from timbrel.engine.render import render_audio
 from timbrel.plugin.model import load_model
 from timbrel.plugin.transcribe import transcribe
-from timbrel.plugin.transfer import TimbreTransfer
+from timbrel.plugin.transfer import SEARCH_STEP, TimbreTransfer, TransferAnalysis
 from timbrel.presets import default_model
 
 SR, BLOCK, HOP = 48000, 128, 160
@@ -134,7 +134,7 @@ def test_the_pitch_floor_sets_the_window_and_the_reported_latency(model):
 
 
 @pytest.mark.parametrize("f0_hz, floor_hz, block, budget_ms", [
-    (880.0, 60.0, 128, 12.0), (440.0, 60.0, 64, 12.0), (220.0, 200.0, 64, 12.0),
+    (880.0, 60.0, 128, 12.0), (440.0, 60.0, 64, 12.0), (220.0, 60.0, 128, 12.0), (220.0, 200.0, 64, 12.0),
     (147.0, 60.0, 128, 18.0), (110.0, 100.0, 64, 18.0)])
 def test_a_sung_onset_is_answered_within_the_budget_with_two_interface_blocks(model, f0_hz, floor_hz, block, budget_ms):
     """Mean over eight onsets spread across a hop, counting the interface's input and output blocks."""
@@ -142,6 +142,33 @@ def test_a_sung_onset_is_answered_within_the_budget_with_two_interface_blocks(mo
              for phase in range(0, HOP, 20)]
     assert min(times) > 0
     assert np.mean(times) + 2000 * block / SR <= budget_ms, times
+
+
+def test_a_note_starts_off_the_hop_grid_as_soon_as_it_is_voiced():
+    """While silent the analysis looks every SEARCH_STEP samples: a note's first frame comes as
+    long after its onset wherever the onset falls in the hop (on a fixed grid that delay would
+    spread over the whole hop), and every frame after it one hop apart (the grid restarted
+    there). The frames are the same for any partition of the input into blocks."""
+    delays = []
+    for phase in range(0, HOP, 20):
+        onset = int(0.5 * SR) + phase
+        audio = sung_tone(440.0, 0.8, onset / SR)
+        whole = TransferAnalysis(SR, HOP, audio.size, MidiOutbox())
+        frames = whole.process(audio)
+        ends, gains = whole.ends[:frames].copy(), whole.gain[:frames].copy()
+        first = np.argmax(gains > 0)
+        assert whole.restarts[first] or ends[first] % HOP == 0, "off the grid only by a restart"
+        assert not whole.restarts[:first].any() and not whole.restarts[first + 1 : frames].any()
+        assert np.all(np.diff(ends[first:]) == HOP)
+        delays.append(ends[first] - onset)
+        for block in (37, 128):
+            live = TransferAnalysis(SR, HOP, block, MidiOutbox())
+            got = []
+            for at in range(0, audio.size, block):
+                n = live.process(audio[at : at + block])
+                got += [(at + live.ends[i], live.gain[i], live.f0_hz[i]) for i in range(n)]
+            assert got == list(zip(ends, gains, whole.f0_hz[:frames])), (phase, block)
+    assert max(delays) - min(delays) <= SEARCH_STEP, delays
 
 
 def test_the_output_pitch_follows_a_sung_glide_within_10_ms(model):

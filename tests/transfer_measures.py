@@ -33,26 +33,43 @@ WIND_NOTES = {73: range(62, 94, 5), 68: range(60, 90, 5), 71: range(52, 90, 5), 
 
 class TracedTransfer(TimbreTransfer):
     """`TimbreTransfer` that keeps what drives the synth at each hop: f0 (Hz), the voice's gain
-    and the gate's own gain (the follower's, before loudness under the input floor attenuates);
-    and, drained at each hop as a sender thread would, the MIDI out (`midi`: packed, frame)."""
+    and the gate's own gain (the follower's, before loudness under the input floor attenuates),
+    and the sample where that segment starts (`starts`: the grid restarts at onsets); and,
+    drained at each hop as a sender thread would, the MIDI out (`midi`: packed, frame)."""
 
     def reset(self) -> None:
         super().reset()
         self.trace: list[tuple[float, float, float]] = []
+        self.starts: list[int] = []
         self.midi: list[tuple[int, int]] = []
+        self._block_start = self._next_block = 0
+
+    def process(self, inp, out, events) -> None:
+        self._block_start = self._next_block
+        self._next_block += out.shape[1]
+        super().process(inp, out, events)
 
     def _on_boundary(self, offset: int) -> None:
         super()._on_boundary(offset)
         gate = getattr(self, "_controls", None)
         self.trace.append((float(self._f0[0]), float(self._scale[0]), float(self._scale[0] if gate is None else gate[fw.GAIN])))
+        self.starts.append(self._block_start + getattr(self, "_base", 0) + offset)
         if hasattr(self, "outbox"):
             self.midi += self.outbox.drain()
+
+    def controls(self, samples: int) -> np.ndarray:
+        """`[rows, 3]`: row `i` is what drives the synth at sample `i * HOP` (the segment playing
+        there), for the `ceil(samples / HOP)` rows of the input."""
+        trace, starts = np.array(self.trace), np.array(self.starts)
+        at = np.searchsorted(starts, np.arange(0, samples, HOP), side="right") - 1
+        return trace[np.maximum(at, 0)]
 
 
 def transfer(model, audio: np.ndarray, block: int = 128, **params) -> tuple[np.ndarray, np.ndarray, TracedTransfer]:
     """Output `[samples]` (float64), controls `[frames, 3]` (f0 Hz, gain, gate) per hop, and the plugin.
 
-    Control row `i` is the frame that completed at sample `i * HOP` (row 0: the start)."""
+    Control row `i` is the frame that drives the synth at sample `i * HOP` (row 0: the start):
+    the one that completed there, or, after an onset moved the grid, at the last boundary before."""
     plugin = TracedTransfer(model)
     plugin.params.set("reverb_mix", 0.0)
     for key, value in params.items():
@@ -60,7 +77,7 @@ def transfer(model, audio: np.ndarray, block: int = 128, **params) -> tuple[np.n
     out = render_audio(audio.astype(np.float32), plugin, SR, block)[:, 0].astype(np.float64)
     if hasattr(plugin, "outbox"):
         plugin.midi += plugin.outbox.drain()
-    return out, np.array(plugin.trace), plugin
+    return out, plugin.controls(audio.shape[0]), plugin
 
 
 def sung_tone(f0_hz: float, seconds: float, onset_s: float, level: float = 0.3) -> np.ndarray:

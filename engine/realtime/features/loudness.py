@@ -70,7 +70,6 @@ def _meter(block, sos, zi, ring, weights, istate, hop, floor_power, out) -> int:
     write, samples since frame]`. Returns the number of frames written.
     """
     mask = ring.shape[0] - 1
-    window = weights.shape[0]
     sections = sos.shape[0]
     wpos, since = istate[0], istate[1]
     frames = 0
@@ -86,13 +85,21 @@ def _meter(block, sos, zi, ring, weights, istate, hop, floor_power, out) -> int:
         since += 1
         if since == hop:
             since = 0
-            power = 0.0
-            for k in range(window):
-                power += weights[k] * ring[(wpos - window + k) & mask]
-            out[frames] = 10.0 * np.log10(max(power, floor_power))
+            out[frames] = _window_db(ring, weights, wpos, floor_power)
             frames += 1
     istate[0], istate[1] = wpos, since
     return frames
+
+
+@njit(nogil=True, cache=True, _nrt=False)
+def _window_db(ring, weights, wpos: int, floor_power: float) -> float:
+    """Loudness (dB) of the window ending just before ring position `wpos`."""
+    mask = ring.shape[0] - 1
+    window = weights.shape[0]
+    power = 0.0
+    for k in range(window):
+        power += weights[k] * ring[(wpos - window + k) & mask]
+    return 10.0 * np.log10(max(power, floor_power))
 
 
 class LoudnessMeter:
@@ -124,11 +131,20 @@ class LoudnessMeter:
         self._floor_power = 10.0 ** (FLOOR_DB / 10.0)
         self.loudness_db = np.zeros(self.max_block // self.hop + 1)
         self.process(np.zeros(0, np.float32))
+        self.probe()
 
     def reset(self) -> None:
         """Forget all audio: the next block starts a fresh stream in silence."""
         for state in (self._zi, self._ring, self._istate):
             state[:] = 0
+
+    def probe(self) -> float:
+        """Loudness (dB) of a frame ending at the last sample pushed, off the hop grid."""
+        return _window_db(self._ring, self._weights, self._istate[0], self._floor_power)
+
+    def restart(self) -> None:
+        """Restart the hop grid at the last sample pushed: the next frame completes one hop later."""
+        self._istate[1] = 0
 
     def process(self, block: np.ndarray) -> int:
         """Consume `block [n]` (float32, n <= max_block); return how many frames it completed."""

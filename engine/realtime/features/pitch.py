@@ -223,6 +223,47 @@ def _spans(x, xd, istate, fstate, iparams, fparams, floor_only: bool) -> tuple[i
 
 
 @njit(nogil=True, cache=True, _nrt=False)
+def _window_pitch(ring, dring, wpos, dpos, x, xd, diff, cmndf, fine, istate, fstate, iparams,
+                  fparams) -> tuple[float, float]:
+    """`(f0 Hz, confidence)` of the frame ending at ring positions `wpos`/`dpos` (the
+    decimated ring), as `_track` computes it; reads `istate`/`fstate`, changes neither."""
+    decimation, tau_lo = iparams[1], iparams[2]
+    sample_rate, dip_threshold, threshold, gate_power = fparams[0], fparams[1], fparams[2], \
+        fparams[3]
+    mask = ring.shape[0] - 1
+    dmask = dring.shape[0] - 1
+    window = x.shape[0]
+    dwindow = xd.shape[0]
+    for j in range(window):
+        x[j] = ring[(wpos - window + j) & mask]
+    for j in range(dwindow):
+        xd[j] = dring[(dpos - dwindow + j) & dmask]
+    tracking = iparams[5] != 0 and istate[4] != 0 and fstate[0] > 0.0
+    prefer = sample_rate / (fstate[0] * decimation) if tracking else 0.0
+    start, dstart, tau_hi, cut = _spans(x, xd, istate, fstate, iparams, fparams, False)
+    f0, confidence = _analyse_frame(x, xd, diff, cmndf, fine, decimation, start, dstart,
+                                    tau_lo, tau_hi, sample_rate, dip_threshold,
+                                    threshold, gate_power, prefer, cut)
+    if confidence == 0.0 and tracking:
+        start, dstart, tau_hi, cut = _spans(x, xd, istate, fstate, iparams, fparams, True)
+        f0, confidence = _analyse_frame(x, xd, diff, cmndf, fine, decimation, start, dstart,
+                                        tau_lo, tau_hi, sample_rate, dip_threshold, threshold,
+                                        gate_power, prefer, cut)
+    # A note's first frames may see under two of its periods: voiced only on a clear dip.
+    if cut and 0.0 < confidence < 1.0 - dip_threshold and \
+            2.0 * sample_rate / f0 > window - start:
+        return 0.0, 0.0
+    return f0, confidence
+
+
+@njit(nogil=True, cache=True, _nrt=False)
+def _probe(ring, dring, x, xd, diff, cmndf, fine, istate, fstate, iparams, fparams, out) -> None:
+    """`out [2]` = `(f0 Hz, confidence)` of a frame ending at the last sample pushed (`_window_pitch`)."""
+    out[0], out[1] = _window_pitch(ring, dring, istate[0], istate[1], x, xd, diff, cmndf, fine,
+                                   istate, fstate, iparams, fparams)
+
+
+@njit(nogil=True, cache=True, _nrt=False)
 def _track(block, ring, dring, fir, x, xd, diff, cmndf, fine, istate, fstate, iparams,
            fparams, f0_out, conf_out) -> int:
     """Push `block [n]` through the tracker; write one f0/confidence per completed hop.
@@ -234,14 +275,10 @@ def _track(block, ring, dring, fir, x, xd, diff, cmndf, fine, istate, fstate, ip
     threshold, gate power, floor (Hz), adaptive ratio, onset relative power]`.
     Returns the number of frames written.
     """
-    hop, decimation, tau_lo = iparams[0], iparams[1], iparams[2]
-    sample_rate, dip_threshold, threshold, gate_power = fparams[0], fparams[1], fparams[2], \
-        fparams[3]
+    hop, decimation = iparams[0], iparams[1]
     mask = ring.shape[0] - 1
     dmask = dring.shape[0] - 1
     taps = fir.shape[0]
-    window = x.shape[0]
-    dwindow = xd.shape[0]
     wpos, dpos, phase, since = istate[0], istate[1], istate[2], istate[3]
     frames = 0
     for n in range(block.shape[0]):
@@ -258,27 +295,8 @@ def _track(block, ring, dring, fir, x, xd, diff, cmndf, fine, istate, fstate, ip
         since += 1
         if since == hop:
             since = 0
-            for j in range(window):
-                x[j] = ring[(wpos - window + j) & mask]
-            for j in range(dwindow):
-                xd[j] = dring[(dpos - dwindow + j) & dmask]
-            tracking = iparams[5] != 0 and istate[4] != 0 and fstate[0] > 0.0
-            prefer = sample_rate / (fstate[0] * decimation) if tracking else 0.0
-            start, dstart, tau_hi, cut = _spans(x, xd, istate, fstate, iparams, fparams, False)
-            f0, confidence = _analyse_frame(x, xd, diff, cmndf, fine, decimation, start, dstart,
-                                            tau_lo, tau_hi, sample_rate, dip_threshold,
-                                            threshold, gate_power, prefer, cut)
-            if confidence == 0.0 and tracking:
-                start, dstart, tau_hi, cut = _spans(x, xd, istate, fstate, iparams, fparams,
-                                                    True)
-                f0, confidence = _analyse_frame(x, xd, diff, cmndf, fine, decimation, start,
-                                                dstart, tau_lo, tau_hi, sample_rate,
-                                                dip_threshold, threshold, gate_power, prefer,
-                                                cut)
-            # A note's first frames may see under two of its periods: voiced only on a clear dip.
-            if cut and 0.0 < confidence < 1.0 - dip_threshold and \
-                    2.0 * sample_rate / f0 > window - start:
-                f0, confidence = 0.0, 0.0
+            f0, confidence = _window_pitch(ring, dring, wpos, dpos, x, xd, diff, cmndf, fine, istate,
+                                           fstate, iparams, fparams)
             if confidence > 0.0:
                 fstate[0] = f0
             istate[4] = 1 if confidence > 0.0 else 0
@@ -360,7 +378,9 @@ class PitchTracker:
         capacity = self.max_block // self.hop + 1
         self.f0_hz = np.zeros(capacity)
         self.confidence = np.zeros(capacity)
+        self._looked = np.zeros(2)
         self.process(np.zeros(0, np.float32))
+        self.probe()
 
     @property
     def floor_hz(self) -> float:
@@ -381,6 +401,38 @@ class PitchTracker:
         """Forget all audio: the next block starts a fresh stream in silence."""
         for state in (self._ring, self._dring, self._istate, self._fstate):
             state[:] = 0
+
+    @property
+    def since(self) -> int:
+        """Samples pushed since the last frame completed (0 … hop - 1)."""
+        return int(self._istate[3])
+
+    def probe(self) -> float:
+        """Analyse a frame ending at the last sample pushed, off the hop grid, changing nothing;
+        return its confidence (0: unvoiced) and keep it for `restart`. Allocates nothing."""
+        _probe(self._ring, self._dring, self._x, self._xd, self._diff, self._cmndf, self._fine,
+               self._istate, self._fstate, self._iparams, self._fparams, self._looked)
+        return self._looked[1]
+
+    @property
+    def probed_f0_hz(self) -> float:
+        """f0 (Hz) of the last `probe`."""
+        return self._looked[0]
+
+    @property
+    def probed_confidence(self) -> float:
+        """Confidence of the last `probe` (0: unvoiced)."""
+        return self._looked[1]
+
+    def restart(self) -> None:
+        """Take the last `probe` as a frame completed now and restart the hop grid here: the
+        next frame completes one hop later (the live transfer's onsets, docs/DSP.md)."""
+        if self._looked[1] > 0.0:
+            self._fstate[0] = self._looked[0]
+            self._istate[4] = 1
+        else:
+            self._istate[4] = 0
+        self._istate[3] = 0
 
     def process(self, block: np.ndarray) -> int:
         """Consume `block [n]` (float32, n <= max_block); return how many frames it completed."""

@@ -132,6 +132,12 @@ class SynthBank:
         total = self._pos + n
         self._pos = total if total <= self.hop else (total - 1) % self.hop + 1
 
+    def restart_grid(self) -> None:
+        """Start a new segment at the next `process` call's first sample, moving the hop grid
+        there. Only while every voice is silent (its last two frames at zero amplitude): a
+        segment cut short is then silence cut short."""
+        self._pos = self.hop
+
     @property
     def voice_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """`(flags, hstate, rng, tails)`: what `start_voice` and `stop_voice` take, for kernels
