@@ -62,6 +62,16 @@ def song_multi(path: str | os.PathLike, voices: int = DEFAULT_VOICES) -> tuple[M
     return Multi(name=f"General MIDI: {os.path.basename(path)}", parts=parts), lines
 
 
+def general_midi_multi(voices: int = 4) -> Multi:
+    """A General MIDI ensemble to play live: a part of `voices` voices on each channel but 10
+    (drums), each playing program 1's preset until a program change on its channel chooses
+    another (`play_program`), at -6 dB each."""
+    first = choice_for_program(0)
+    parts = [PartSpec(preset=first.preset, voices=voices, settings={"midi_channel": float(channel + 1), "volume_db": -6.0})
+             for channel in range(16) if channel != DRUM_CHANNEL]
+    return Multi(name=f"General MIDI ({GM_PROGRAMS[0]} until a program change)", parts=parts)
+
+
 def plays_as_ensemble(path: str | os.PathLike) -> bool:
     """Whether the MIDI file `path` wants its General MIDI instruments: it changes program, or
     plays notes on more than one channel and is not MPE (whose channels are one instrument's

@@ -30,7 +30,14 @@ from timbrel.presets.multi import (
     remove_multi,
     save_multi,
 )
-from timbrel.presets.song import DRUMS_SKIPPED, LoadedModels, follow_programs, play_program, song_multi
+from timbrel.presets.song import (
+    DRUMS_SKIPPED,
+    LoadedModels,
+    follow_programs,
+    general_midi_multi,
+    play_program,
+    song_multi,
+)
 from timbrel.session import Session
 
 RATE, BLOCK = 48000, 128
@@ -214,6 +221,12 @@ def test_render_writes_the_mix_and_one_stem_per_part(tmp_path):
     assert "channel 2: program 74 Flute -> flute" in result.stdout
     assert sorted(p.name for p in (tmp_path / "stems").iterdir()) == [
         "01-violin.wav", "02-flute.wav", "03-cello.wav", "04-trumpet.wav"]
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    result = subprocess.run([sys.executable, "-m", "timbrel", "render", str(song), "-o", str(tmp_path / "late.wav"),
+                             "--stems", str(blocked / "stems")], capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+    assert "--stems" in result.stderr and not (tmp_path / "late.wav").exists() and blocked.read_text() == "not a folder"
     bad = tmp_path / "bad.toml"
     bad.write_text('format = 1\n[multi]\nname = "x"\n[[parts]]\npreset = "violin"\npan = 3\n')
     result = subprocess.run([sys.executable, "-m", "timbrel", "render", str(song), "-o", str(tmp_path / "x.wav"),
@@ -225,7 +238,7 @@ def test_render_writes_the_mix_and_one_stem_per_part(tmp_path):
 def test_general_midi_live_a_program_change_switches_the_part_on_its_channel(jack_server):
     session = Session(voices=4)
     try:
-        session.start(multi=Session.general_midi(voices=4), gm=True, use_midi=False)
+        session.start(multi=general_midi_multi(voices=4), gm=True, use_midi=False)
         ensemble = session.ensemble
         assert [int(p.params.get("midi_channel")) for p in ensemble.parts] == [c for c in range(1, 17) if c != 10]
         session.note_on(60, channel=0)

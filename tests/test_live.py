@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numpy as np
@@ -63,15 +64,23 @@ def live(jack_server, jack_peer, model):
     """timbrel playing the shipped model: engine, MIDI on `timbrel`, audio to JACK, peer wired up."""
     engine = Engine(SR, 2048)
     engine.load(quiet_instrument(model))
-    midi = MidiInput(engine.events, ports=[], backend=MIDI_BACKEND)
     engine.callback = Logged(engine)
-    stream = AudioStream(engine.callback, SR, BLOCK)
+    with playing(engine, jack_peer, engine.callback) as stream:
+        yield engine, stream, jack_peer
+
+
+@contextlib.contextmanager
+def playing(engine: Engine, peer, callback=None):
+    """`engine` playing on JACK (through `callback`, default `engine.process`), its MIDI input on
+    `timbrel` and its output wired to `peer`; yields the audio stream."""
+    midi = MidiInput(engine.events, ports=[], backend=MIDI_BACKEND)
+    stream = AudioStream(callback or engine.process, SR, BLOCK)
     try:
         stream.start()
-        jack_peer.connect_midi_to(midi.virtual_port)
-        jack_peer.connect_audio_from(playback_sources(jack_peer))
-        assert wait_until(lambda: jack_peer.connections(midi.virtual_port), timeout=5.0)
-        yield engine, stream, jack_peer
+        peer.connect_midi_to(midi.virtual_port)
+        peer.connect_audio_from(playback_sources(peer))
+        assert wait_until(lambda: peer.connections(midi.virtual_port), timeout=5.0)
+        yield stream
     finally:
         stream.stop()
         stream.close()
@@ -283,13 +292,7 @@ def test_an_ensemble_part_switches_preset_on_jack_while_the_other_part_plays_on(
         ensemble.set_parameter("part1.style_amount", 0.0)
         engine = Engine(SR, 2048)
         engine.load(ensemble)
-        midi = MidiInput(engine.events, ports=[], backend=MIDI_BACKEND)
-        stream = AudioStream(engine.process, SR, BLOCK)
-        try:
-            stream.start()
-            jack_peer.connect_midi_to(midi.virtual_port)
-            jack_peer.connect_audio_from(playback_sources(jack_peer))
-            assert wait_until(lambda: jack_peer.connections(midi.virtual_port), timeout=5.0)
+        with playing(engine, jack_peer):
             jack_peer.start_recording(2.0)
             jack_peer.send([0x90, 57, 100], [0x91, 76, 100])
             time.sleep(0.9)
@@ -298,10 +301,6 @@ def test_an_ensemble_part_switches_preset_on_jack_while_the_other_part_plays_on(
             switched = jack_peer.recorded()
             assert wait_until(lambda: jack_peer.recorded() >= 2 * SR, timeout=25.0, interval=0.05)
             left, right = jack_peer.stop_recording().astype(np.float64)
-        finally:
-            stream.stop()
-            stream.close()
-            midi.stop()
         assert engine.errors == 0 and ensemble.faults == []
         assert max(np.abs(left).max(), np.abs(right).max()) < 0.5, "the master limiter must not act"
         onset = int(np.flatnonzero(np.abs(left) > 1e-4)[0])

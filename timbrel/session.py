@@ -28,10 +28,10 @@ from timbrel.engine.realtime.outbox import MidiOutbox
 from timbrel.model_cache import ModelCache
 from timbrel.plugin.ensemble import Ensemble
 from timbrel.presets.build import build_chain
-from timbrel.presets.gm import DRUM_CHANNEL, GM_PROGRAMS, choice_for_program
+from timbrel.presets.gm import DRUM_CHANNEL
 from timbrel.presets.library import Library
 from timbrel.presets.model_files import model_path
-from timbrel.presets.multi import Multi, PartSpec, build_ensemble
+from timbrel.presets.multi import Multi, build_ensemble
 from timbrel.presets.preset import MODES, EffectSettings
 from timbrel.presets.settings import apply_settings
 from timbrel.presets.song import DRUMS_SKIPPED, play_program
@@ -136,15 +136,6 @@ class Session:
             self.multi = self.ensemble = None
             self.switches += 1
         return preset
-
-    @staticmethod
-    def general_midi(voices: int = 4) -> Multi:
-        """A General MIDI ensemble: a part on each channel but 10 (drums), each playing program 1's
-        preset until a program change on its channel chooses another (with `start(gm=True)`)."""
-        first = choice_for_program(0)
-        parts = [PartSpec(preset=first.preset, voices=voices, settings={"midi_channel": float(channel + 1), "volume_db": -6.0})
-                 for channel in range(16) if channel != DRUM_CHANNEL]
-        return Multi(name=f"General MIDI ({GM_PROGRAMS[0]} until a program change)", parts=parts)
 
     def load_multi(self, multi: Multi, wait: bool = False) -> Future:
         """Play the ensemble `multi` (built off the audio thread, then swapped in as a preset is).

@@ -22,7 +22,7 @@ from timbrel.presets.library import Library
 from timbrel.presets.multi import Multi, build_ensemble, get_multi
 from timbrel.presets.names import slug
 from timbrel.presets.settings import apply_settings
-from timbrel.presets.song import follow_programs, plays_as_ensemble, song_multi
+from timbrel.presets.song import follow_programs, general_midi_multi, plays_as_ensemble, song_multi
 from timbrel.session import Session
 from timbrel.ui.server import serve
 
@@ -165,7 +165,7 @@ def _cmd_play(args: argparse.Namespace) -> int:
     if args.multi:
         multi = get_multi(session.library, args.multi)
     elif args.gm:
-        multi = Session.general_midi()
+        multi = general_midi_multi()
     mode = "transfer" if args.mic is not None else args.mode
     ui = None
     if args.stages:
