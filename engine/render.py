@@ -68,14 +68,11 @@ def render_events(engine: Engine, plugin: Plugin, events: list[tuple[float, int]
     return out
 
 
-def render_midi(path: str | os.PathLike, plugin: Plugin, sample_rate: int = 48000, block: int = 128,
-                after_block: Callable[[int, int], None] | None = None,
-                on_event: Callable[[int], None] | None = None) -> np.ndarray:
-    """Render a MIDI file (plus a release tail) with `plugin`; stereo float32 `[samples, 2]`
-    (`render_events` says what `after_block` and `on_event` are)."""
+def render_midi(path: str | os.PathLike, plugin: Plugin, sample_rate: int = 48000, block: int = 128) -> np.ndarray:
+    """Render a MIDI file (plus a release tail) with `plugin`; stereo float32 `[samples, 2]`."""
     events = midi_events(path)
     engine = Engine(sample_rate, block)
-    return render_events(engine, plugin, events, events[-1][0] + TAIL_S, block, after_block, on_event)
+    return render_events(engine, plugin, events, events[-1][0] + TAIL_S, block)
 
 
 def render_audio(audio: np.ndarray, plugin: Plugin, sample_rate: int = 48000, block: int = 128) -> np.ndarray:

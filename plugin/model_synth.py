@@ -142,18 +142,12 @@ class ModelSynth:
         self.frame = new_frame(voices, info.harmonics, info.noise_bands)
         """The synth's next frame per voice: f0 (Hz), amplitude, distribution, noise magnitudes."""
         self.runner = ModelRunner(model, voices)
-        self.session = self.runner.session
         self._mix = np.zeros(max_block)
 
     @property
     def muted_frames(self) -> int:
         """Voice-frames muted because the model produced NaN or inf."""
         return self.runner.muted_frames
-
-    @property
-    def runs(self) -> int:
-        """onnxruntime calls made by `run` so far."""
-        return self.runner.runs
 
     def reset(self) -> None:
         """Silence every voice, clear the reverb and the GRU states."""

@@ -22,7 +22,8 @@ from timbrel.presets.multi import DEFAULT_VOICES, Multi, PartSpec
 DRUMS_SKIPPED = "channel 10 (drums) is skipped: no factory model is percussive"
 
 
-def song_multi(path: str | os.PathLike, voices: int = DEFAULT_VOICES) -> tuple[Multi, list[str]]:
+def song_multi(path: str | os.PathLike, voices: int = DEFAULT_VOICES,
+               events: list[tuple[float, int]] | None = None) -> tuple[Multi, list[str]]:
     """The multi that plays the MIDI file `path`, and one line per choice made (a part per
     channel with notes: its GM program, the preset and any transpose; drums skipped).
 
@@ -30,11 +31,11 @@ def song_multi(path: str | os.PathLike, voices: int = DEFAULT_VOICES) -> tuple[M
     program 0, as GM says); `follow_programs` follows the later ones while the song plays.
     The parts share the headroom: each plays at -10 log10(parts) dB, so that uncorrelated
     parts add up to the level of one. A song with no notes outside channel 10 is a one-line
-    TimbrelError naming the file.
+    TimbrelError naming the file. `events` are the file's messages if already read (`midi_events`).
     """
     programs: dict[int, int] = {}
     noted: list[int] = []
-    for _, packed in midi_events(path):
+    for _, packed in events if events is not None else midi_events(path):
         kind, channel = packed & 0xF0, packed & 0x0F
         if kind == PROGRAM_CHANGE and channel not in noted:
             programs[channel] = (packed >> 8) & 0x7F
@@ -72,11 +73,10 @@ def general_midi_multi(voices: int = 4) -> Multi:
     return Multi(name=f"General MIDI ({GM_PROGRAMS[0]} until a program change)", parts=parts)
 
 
-def plays_as_ensemble(path: str | os.PathLike) -> bool:
-    """Whether the MIDI file `path` wants its General MIDI instruments: it changes program, or
-    plays notes on more than one channel and is not MPE (whose channels are one instrument's
-    notes: it sends an MPE Configuration Message, RPN 6 on channel 1 or 16)."""
-    events = midi_events(path)
+def plays_as_ensemble(events: list[tuple[float, int]]) -> bool:
+    """Whether a MIDI file's messages (`midi_events`) want its General MIDI instruments: it
+    changes program, or plays notes on more than one channel and is not MPE (whose channels are
+    one instrument's notes: it sends an MPE Configuration Message, RPN 6 on channel 1 or 16)."""
     if any(packed & 0xF0 == PROGRAM_CHANGE for _, packed in events):
         return True
     controls = {(packed & 0x0F, (packed >> 8) & 0x7F, (packed >> 16) & 0x7F)

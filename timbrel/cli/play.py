@@ -15,8 +15,9 @@ from timbrel.engine.errors import TimbrelError
 from timbrel.engine.io.audio import NO_OUTPUT, list_audio_devices
 from timbrel.engine.io.audiofile import read_audio, write_audio
 from timbrel.engine.io.midi import list_midi_inputs
+from timbrel.engine.realtime.host import Engine
 from timbrel.engine.realtime.stages import TIMES, summary
-from timbrel.engine.render import TAIL_S, midi_events, render_audio, render_midi
+from timbrel.engine.render import TAIL_S, midi_events, render_audio, render_events
 from timbrel.plugin.transcribe import FRAMES_PER_SECOND, transcribe
 from timbrel.presets.library import Library
 from timbrel.presets.multi import Multi, build_ensemble, get_multi
@@ -52,7 +53,9 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    multi = _render_multi(args)
+    events = midi_events(args.song)
+    seconds = events[-1][0] + TAIL_S
+    multi = _render_multi(args, events)
     follow = None
     if multi is None:
         if args.stems:
@@ -70,14 +73,14 @@ def _cmd_render(args: argparse.Namespace) -> int:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as err:
                 raise TimbrelError(f"--stems {folder}: cannot make the folder ({err.strerror or err})") from None
-            seconds = midi_events(args.song)[-1][0] + TAIL_S
             stems = np.zeros((len(plugin.parts), int(np.ceil(seconds * args.samplerate)), 2), dtype=np.float32)
 
             def after(start: int, stop: int) -> None:
                 stems[:, start:stop] = plugin.stems[:, :, : stop - start].transpose(0, 2, 1)
 
     began = time.perf_counter()
-    audio = render_midi(args.song, plugin, args.samplerate, args.blocksize, after_block=after, on_event=follow)
+    engine = Engine(args.samplerate, args.blocksize)
+    audio = render_events(engine, plugin, events, seconds, args.blocksize, after_block=after, on_event=follow)
     _write_rendered(args.output, audio, args.samplerate, time.perf_counter() - began)
     if multi is not None and args.stems:
         for number, (part, stem) in enumerate(zip(plugin.parts, stems), 1):
@@ -86,17 +89,17 @@ def _cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-def _render_multi(args: argparse.Namespace) -> Multi | None:
+def _render_multi(args: argparse.Namespace, events: list[tuple[float, int]]) -> Multi | None:
     """The multi a render plays: `--multi`; else, with no `--preset` or `--set`, the song's
-    General MIDI ensemble when the song wants one (`presets.song.plays_as_ensemble`); else None
+    General MIDI ensemble when the song's `events` want one (`presets.song.plays_as_ensemble`); else None
     (one preset)."""
     if args.multi:
         if args.preset:
             raise TimbrelError("give --preset or --multi, not both")
         return get_multi(Library(), args.multi)
-    if args.preset or args.set or not plays_as_ensemble(args.song):
+    if args.preset or args.set or not plays_as_ensemble(events):
         return None
-    multi, lines = song_multi(args.song, voices=min(args.voices, 16))
+    multi, lines = song_multi(args.song, voices=min(args.voices, 16), events=events)
     for line in lines:
         print(f"timbrel: {line}")
     return multi
