@@ -32,7 +32,7 @@ from timbrel.presets.folders import factory_models_dir
 
 
 def minutes_to_usable(name: str, folder: Path, heldout: Path, work: Path, budget: float, step: float,
-                      source: Path | None) -> dict:
+                      source: Path | None, light_share: float) -> dict:
     config = ModelConfig()
     dataset = prepare_dataset(folder, config.sample_rate, config.hop, cache_dir=work / "features")
     run = work / f"{name}-{source.stem if source else 'scratch'}"
@@ -40,7 +40,10 @@ def minutes_to_usable(name: str, folder: Path, heldout: Path, work: Path, budget
     minutes, row = 0.0, {}
     while minutes < budget - 1e-9:
         minutes = min(budget, minutes + step)
-        train(folder, run, name=name, model_config=config, config=TrainConfig(steps=1_000_000, max_minutes=minutes),
+        # the light stage ends where a run given the whole budget would end it
+        share = min(1.0, light_share * budget / minutes)
+        train(folder, run, name=name, model_config=config,
+              config=TrainConfig(steps=1_000_000, max_minutes=minutes, light_loss_share=share),
               resume=(run / "last.pt").is_file(), progress=False, dataset=dataset, start_from=start,
               start_name=source.stem if source else "")
         best = load_checkpoint(run / "best.pt")
@@ -64,7 +67,16 @@ def main() -> None:
     parser.add_argument("--data-minutes", type=float, default=3.0)
     parser.add_argument("--budget", type=float, default=10.0, help="most training minutes per run")
     parser.add_argument("--step-minutes", type=float, default=1.0)
+    parser.add_argument("--light-share", type=float, default=TrainConfig.light_loss_share,
+                        help="share of the budget trained on the light loss (0: the full loss throughout)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's choice)")
+    parser.add_argument("--start", choices=("both", "scratch", "nearest"), default="both")
+    parser.add_argument("--name", default="training", help="results file name")
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -74,9 +86,13 @@ def main() -> None:
             generate_dataset(name, 60, 2, heldout)
             others = [p for p in sorted(factory_models_dir().glob("*.onnx")) if p.stem != name]
             stats = prepare_dataset(folder, 48000, 160, cache_dir=work / "features").statistics()
-            for source in (None, nearest_model(others, *stats)):
-                rows.append(minutes_to_usable(name, folder, heldout, work, args.budget, args.step_minutes, source))
-    report("training", rows, data_minutes=args.data_minutes, budget_minutes=args.budget, step_minutes=args.step_minutes)
+            starts = {"both": (None, nearest_model(others, *stats)), "scratch": (None,),
+                      "nearest": (nearest_model(others, *stats),)}[args.start]
+            for source in starts:
+                rows.append(minutes_to_usable(name, folder, heldout, work, args.budget, args.step_minutes, source,
+                                              args.light_share))
+    report(args.name, rows, data_minutes=args.data_minutes, budget_minutes=args.budget, step_minutes=args.step_minutes,
+           light_share=args.light_share, threads=args.threads or None)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,11 @@ class TrainConfig:
     seed: int = 0
     max_minutes: float | None = None
     """Stop early, as if `steps` were reached, once the run has trained this long."""
+    light_loss_share: float = 0.75
+    """Share of the run (of `max_minutes` when set, else of `steps`) trained on the light
+    spectral loss (`SpectralLoss(light=True)`, a quarter of the full loss's work), before the
+    full loss takes over; 0 trains on the full loss throughout. Validation always uses the full
+    loss, so the best checkpoint is chosen on one scale."""
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -62,6 +67,8 @@ class History:
     validation_loss: list[float] = field(default_factory=list)
     best_validation: float = math.inf
     seconds: float = 0.0
+    full_loss_from: int | None = None
+    """First step trained on the full loss, after the light stage; the training curve steps there."""
 
 
 def _distributed() -> tuple[int, int]:
@@ -140,6 +147,8 @@ def plot_history(history: History, path: Path, title: str) -> None:
         smooth = np.convolve(raw, np.ones(width) / width, mode="valid")
         ax.plot(history.steps, raw, color="#c8d3e0", lw=0.8, label="training (per step)")
         ax.plot(history.steps[width - 1 :], smooth, color="#3465a4", lw=1.6, label=f"training ({width}-step mean)")
+    if history.full_loss_from is not None and history.full_loss_from > 1:
+        ax.axvline(history.full_loss_from, color="#888a85", lw=0.8, ls="--", label="full loss from here")
     if history.validation_loss:
         ax.plot(history.validation_steps, history.validation_loss, "o-", color="#cc0000", ms=3, label="validation")
     ax.set_xlabel("step")
@@ -173,7 +182,8 @@ def train(folder: str | os.PathLike, workdir: str | os.PathLike, *, name: str,
     checkpoint = load_checkpoint(last_path) if resume else None
     if checkpoint is not None:
         model_config = ModelConfig.from_dict(checkpoint["model_config"])
-        config = TrainConfig.from_dict({**checkpoint["train_config"], "steps": config.steps, "max_minutes": config.max_minutes})
+        config = TrainConfig.from_dict({**checkpoint["train_config"], "steps": config.steps, "max_minutes": config.max_minutes,
+                                        "light_loss_share": config.light_loss_share})
 
     torch.manual_seed(config.seed + rank)
     if dataset is None:
@@ -202,6 +212,15 @@ def train(folder: str | os.PathLike, workdir: str | os.PathLike, *, name: str,
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda step: config.decay ** ((start_step + step) / config.decay_every))
     loss_fn = SpectralLoss(model_config.sample_rate).to(device)
+    light_loss_fn = SpectralLoss(model_config.sample_rate, light=True).to(device)
+
+    def training_loss(step: int, seconds: float) -> SpectralLoss:
+        done = seconds / (60 * config.max_minutes) if config.max_minutes else step / config.steps
+        if done < config.light_loss_share:
+            return light_loss_fn
+        if history.full_loss_from is None:
+            history.full_loss_from = step + 1
+        return loss_fn
     frames = int(config.clip_seconds * model_config.frame_rate)
 
     def snapshot(step: int) -> dict:
@@ -231,7 +250,7 @@ def train(folder: str | os.PathLike, workdir: str | os.PathLike, *, name: str,
         while step < config.steps:
             trainer.train()
             f0, ld, audio = (torch.from_numpy(a).to(device) for a in sample_batch(dataset.train, config.batch, frames, model_config.hop, rng))
-            loss = loss_fn(trainer(f0, ld), audio)
+            loss = training_loss(step, history.seconds)(trainer(f0, ld), audio)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)

@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 import soundfile
+import torch
 
 from timbrel.engine.errors import TimbrelError
 from timbrel.export import onnx_export
@@ -39,10 +40,25 @@ def test_smoke_run_learns_checkpoints_and_plots(trained):
     history = json.loads((workdir / "history.json").read_text())
     losses = history["train_loss"]
     assert len(losses) == 50
-    assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:10])
+    assert np.mean(losses[28:38]) < 0.8 * np.mean(losses[:10])  # within the light stage, one loss throughout
     assert (workdir / "best.pt").is_file() and load_checkpoint(workdir / "last.pt")["step"] == 50
     assert best["history"]["best_validation"] == min(history["validation_loss"])
     assert (workdir / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_run_trains_on_the_light_loss_then_on_the_full_loss(trained):
+    from timbrel.export.loss import SpectralLoss
+
+    workdir, _, _ = trained
+    history = json.loads((workdir / "history.json").read_text())
+    assert history["full_loss_from"] == 39  # 75 % of 50 steps on the light loss
+    losses = history["train_loss"]
+    assert np.mean(losses[38:41]) > 1.3 * np.mean(losses[35:38])  # twice the scales: the curve steps up there
+    light, full = SpectralLoss(48000, light=True), SpectralLoss(48000)
+    assert light.sizes == full.sizes[::2] == (6144, 1536, 384) and (light.hop_divisor, full.hop_divisor) == (2, 4)
+    rng = np.random.default_rng(0)
+    a, b = (torch.from_numpy(rng.standard_normal((2, 24000)).astype(np.float32)) for _ in range(2))
+    assert float(light(a, a)) == 0.0 < float(light(a, b))
 
 
 def test_export_after_training_passes_parity_and_carries_provenance(trained, tmp_path):
