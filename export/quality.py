@@ -21,14 +21,16 @@ def verdict(quality: dict) -> tuple[bool, str]:
     """Whether `quality` (`pooled` figures) meets `BAR`, and one line that says so with the figures.
 
     "usable: pitch 2.6 cents, loudness 2.2 dB", or "not usable yet: pitch 3862 cents (needs
-    ≤ 10), loudness 19.7 dB (needs ≤ 3)"; a model measured on no held-out audio is "not
-    measured"."""
+    ≤ 10), loudness 19.7 dB (needs ≤ 3)"; a resynthesis with no pitched frame misses the pitch
+    bar; a model measured on no held-out audio is "not measured"."""
     pitch, loudness = quality.get("f0_median_cents"), quality.get("loudness_l1_db")
-    if pitch is None or loudness is None or not np.isfinite(pitch) or not np.isfinite(loudness):
+    if loudness is None or not np.isfinite(loudness):
         return False, "not measured: no held-out audio to check the model against"
     figures = {"pitch": (pitch, "cents", BAR["f0_median_cents"]), "loudness": (loudness, "dB", BAR["loudness_l1_db"])}
     missed = [f"{label} {value:.1f} {unit} (needs ≤ {limit:g})" for label, (value, unit, limit) in figures.items()
-              if not value <= limit]
+              if value is not None and np.isfinite(value) and not value <= limit]
+    if pitch is None or not np.isfinite(pitch):  # audio was measured, but the resynthesis had no pitched frame
+        missed.insert(0, f"no pitch in its output (needs ≤ {BAR['f0_median_cents']:g} cents)")
     if missed:
         return False, "not usable yet: " + ", ".join(missed)
     return True, "usable: " + ", ".join(f"{label} {value:.1f} {unit}" for label, (value, unit, _) in figures.items())

@@ -20,6 +20,7 @@ written, renamed or removed.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -284,7 +285,7 @@ class Library:
         Refuses an existing preset, or a different model already at that file, unless `force`.
         """
         source = Path(path)
-        load_model(source)
+        provenance = load_model(source).info.provenance
         scan = self._scan()
         name = check_name(source.stem if name is None else name)
         if category not in CATEGORIES:
@@ -297,8 +298,13 @@ class Library:
                                "(presets playing it will then report a sha256 mismatch)")
         if not destination.is_file() or _sha(destination) != sha:
             _write(destination, source=source)
+        description = f"Imported from {source.name}"
+        if provenance.get("verdict"):
+            description += f"; {provenance['verdict']} (from its training)"
+        quality = {key: float(value) for key, value in provenance.get("quality", {}).items()
+                   if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)}
         preset = Preset(name=name, model_file=destination.name, model_sha256=sha, category=category,
-                        description=f"Imported from {source.name}", model_path=destination)
+                        description=description, model_path=destination, quality=quality)
         written = self._save(self._scan(), preset, name, force)
         return read_preset(written, model_dirs=self.model_dirs)
 

@@ -183,7 +183,9 @@ def test_a_short_run_from_scratch_is_written_but_told_it_is_not_usable(trained, 
     provenance = load_model(tmp_path / "smoke.onnx").info.provenance
     assert provenance["usable"] is False and provenance["verdict"] == figures["verdict"]
     library = Library(user_dir=tmp_path / "user")
-    library.import_model(tmp_path / "smoke.onnx", name="Smoke")
+    preset = library.import_model(tmp_path / "smoke.onnx", name="Smoke")
+    assert f"{figures['verdict']} (from its training)" in preset.description
+    assert preset.quality["loudness_l1_db"] == pytest.approx(provenance["quality"]["loudness_l1_db"])
     session = Session(library=library, voices=2)
     try:
         session.load("Smoke", wait=True)
@@ -201,7 +203,9 @@ def test_the_verdict_names_what_misses_the_bar():
         False, "not usable yet: pitch 3862.0 cents (needs ≤ 10), loudness 19.7 dB (needs ≤ 3)")
     assert verdict({"f0_median_cents": 2.6, "loudness_l1_db": 2.2}) == (True, "usable: pitch 2.6 cents, loudness 2.2 dB")
     assert verdict({"f0_median_cents": 4.0, "loudness_l1_db": 3.5})[1] == "not usable yet: loudness 3.5 dB (needs ≤ 3)"
-    assert verdict({})[0] is False
+    assert verdict({"f0_median_cents": float("nan"), "loudness_l1_db": 17.7}) == (
+        False, "not usable yet: no pitch in its output (needs ≤ 10 cents), loudness 17.7 dB (needs ≤ 3)")
+    assert verdict({}) == (False, "not measured: no held-out audio to check the model against")
 
 
 def test_a_network_read_back_from_its_model_file_is_the_one_exported(tmp_path):
