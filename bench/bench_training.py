@@ -1,6 +1,7 @@
 """Minutes of training to a usable model: from scratch, and fine-tuned from another instrument.
 
     python -m bench.bench_training [NAME ...] [--data-minutes 3] [--budget 10] [--step-minutes 1]
+        [--light-share 0.75] [--threads N] [--start both|scratch|nearest] [--name training]
 
 For each instrument (default: flute), `timbrel data` material (`--data-minutes` of phrases,
 seed 1; one held-out minute, seed 2) is trained on twice, as `timbrel train` does (default
@@ -11,7 +12,9 @@ optimiser carries on); after each step the best checkpoint is exported and measu
 held-out minute through the live path (`export.quality.heldout_quality`); it is exported
 without `timbrel train`'s parity checks, which a half-trained network can miss (see the note). The first step
 that meets the bar (`export.quality.BAR`) gives the minutes to usable. Checking takes time
-of its own, not counted. Writes bench/results/training.json.
+of its own, not counted. The light loss covers the first `--light-share` of the whole budget,
+as in one `timbrel train --max-minutes BUDGET` run. `--threads 1` lets two runs share a 2-core
+machine, one core each. Writes bench/results/NAME.json.
 """
 
 from __future__ import annotations

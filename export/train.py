@@ -241,7 +241,7 @@ def train(folder: str | os.PathLike, workdir: str | os.PathLike, *, name: str,
         if config.max_minutes is not None:  # the run ends at its time budget, long before its steps run out
             bar = tqdm(total=round(60 * config.max_minutes), initial=min(round(history.seconds), round(60 * config.max_minutes)),
                        desc=f"training {name}", unit="s", dynamic_ncols=True,
-                       bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s of the time budget {postfix}")
+                       bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s of the time budget{postfix}")
         else:
             bar = tqdm(total=config.steps, initial=start_step, desc=f"training {name}", unit="step", dynamic_ncols=True)
     began = time.monotonic() - history.seconds
@@ -280,7 +280,8 @@ def train(folder: str | os.PathLike, workdir: str | os.PathLike, *, name: str,
                 plot_history(history, workdir / "loss.png", f"{name}: spectral loss")
             if bar is not None:
                 bar.update(min(round(history.seconds), bar.total) - bar.n if config.max_minutes is not None else 1)
-                bar.set_postfix(step=step, loss=f"{history.train_loss[-1]:.3f}", val=f"{history.best_validation:.3f}")
+                stage = "loss" if history.full_loss_from is not None else "light loss"
+                bar.set_postfix({"step": step, stage: f"{history.train_loss[-1]:.3f}", "val": f"{history.best_validation:.3f}"})
             if out_of_time:
                 break
     except KeyboardInterrupt:

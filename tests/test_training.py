@@ -253,4 +253,5 @@ def test_the_progress_bar_counts_the_time_budget(flute_folder, tmp_path, capsys)
                          max_minutes=0.05)
     train(flute_folder, tmp_path / "run", name="budget", model_config=SMALL, config=config, progress=True)
     shown = capsys.readouterr().err
-    assert "of the time budget" in shown and "/3 s" in shown and "100000" not in shown
+    assert "of the time budget, step=" in shown and "/3 s" in shown and "100000" not in shown
+    assert "light loss=" in shown  # the bar says which loss the figure is, as the curve steps up at the switch

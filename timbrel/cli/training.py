@@ -44,7 +44,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.start_from and not args.resume:
         source = _starting_model(args.start_from, dataset)
         start_from, start_name = network_from_model(source), source.stem
-        print(f"fine-tuning from {source}")
+        why = " (the factory model nearest these recordings' pitch and loudness)" if args.start_from == "auto" else ""
+        print(f"fine-tuning from {source}{why}")
     best = train(args.folder, workdir, name=args.name, model_config=model_config, config=config, resume=args.resume,
                  progress=not args.quiet, dataset=dataset, start_from=start_from, start_name=start_name)
     if int(os.environ.get("RANK", "0")) != 0:
