@@ -1,7 +1,7 @@
 """Minutes of training to a usable model: from scratch, and fine-tuned from another instrument.
 
     python -m bench.bench_training [NAME ...] [--data-minutes 3] [--budget 10] [--step-minutes 1]
-        [--light-share 0.75] [--threads N] [--start both|scratch|nearest] [--name training]
+        [--light-share 0.75] [--final-lr 0.1] [--threads N] [--start both|scratch|nearest] [--name training]
 
 For each instrument (default: flute), `timbrel data` material (`--data-minutes` of phrases,
 seed 1; one held-out minute, seed 2) is trained on twice, as `timbrel train` does (default
@@ -12,8 +12,9 @@ optimiser carries on); after each step the best checkpoint is exported and measu
 held-out minute through the live path (`export.quality.heldout_quality`); it is exported
 without `timbrel train`'s parity checks, which a half-trained network can miss (see the note). The first step
 that meets the bar (`export.quality.BAR`) gives the minutes to usable. Checking takes time
-of its own, not counted. The light loss covers the first `--light-share` of the whole budget,
-as in one `timbrel train --max-minutes BUDGET` run. `--threads 1` lets two runs share a 2-core
+of its own, not counted. The stages are planned over the whole budget, as in one `timbrel
+train --max-minutes BUDGET` run: the light loss for the first `--light-share` of it, then
+the full loss with the learning rate settling to `--final-lr` of its value. `--threads 1` lets two runs share a 2-core
 machine, one core each. Writes bench/results/NAME.json.
 """
 
@@ -35,7 +36,7 @@ from timbrel.presets.folders import factory_models_dir
 
 
 def minutes_to_usable(name: str, folder: Path, heldout: Path, work: Path, budget: float, step: float,
-                      source: Path | None, light_share: float) -> dict:
+                      source: Path | None, light_share: float, final_lr: float) -> dict:
     config = ModelConfig()
     dataset = prepare_dataset(folder, config.sample_rate, config.hop, cache_dir=work / "features")
     run = work / f"{name}-{source.stem if source else 'scratch'}"
@@ -43,10 +44,9 @@ def minutes_to_usable(name: str, folder: Path, heldout: Path, work: Path, budget
     minutes, row = 0.0, {}
     while minutes < budget - 1e-9:
         minutes = min(budget, minutes + step)
-        # the light stage ends where a run given the whole budget would end it
-        share = min(1.0, light_share * budget / minutes)
-        train(folder, run, name=name, model_config=config,
-              config=TrainConfig(steps=1_000_000, max_minutes=minutes, light_loss_share=share),
+        plan = TrainConfig(steps=1_000_000, max_minutes=minutes, plan_minutes=budget, light_loss_share=light_share,
+                           final_learning_rate=final_lr)
+        train(folder, run, name=name, model_config=config, config=plan,
               resume=(run / "last.pt").is_file(), progress=False, dataset=dataset, start_from=start,
               start_name=source.stem if source else "")
         best = load_checkpoint(run / "best.pt")
@@ -72,6 +72,8 @@ def main() -> None:
     parser.add_argument("--step-minutes", type=float, default=1.0)
     parser.add_argument("--light-share", type=float, default=TrainConfig.light_loss_share,
                         help="share of the budget trained on the light loss (0: the full loss throughout)")
+    parser.add_argument("--final-lr", type=float, default=TrainConfig.final_learning_rate,
+                        help="learning rate at the end of the budget, as a share (1: no settling)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's choice)")
     parser.add_argument("--start", choices=("both", "scratch", "nearest"), default="both")
     parser.add_argument("--name", default="training", help="results file name")
@@ -93,9 +95,9 @@ def main() -> None:
                       "nearest": (nearest_model(others, *stats),)}[args.start]
             for source in starts:
                 rows.append(minutes_to_usable(name, folder, heldout, work, args.budget, args.step_minutes, source,
-                                              args.light_share))
+                                              args.light_share, args.final_lr))
     report(args.name, rows, data_minutes=args.data_minutes, budget_minutes=args.budget, step_minutes=args.step_minutes,
-           light_share=args.light_share, threads=args.threads or None)
+           light_share=args.light_share, final_lr=args.final_lr, threads=args.threads or None)
 
 
 if __name__ == "__main__":

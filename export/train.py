@@ -45,11 +45,19 @@ class TrainConfig:
     seed: int = 0
     max_minutes: float | None = None
     """Stop early, as if `steps` were reached, once the run has trained this long."""
+    plan_minutes: float | None = None
+    """The time budget the stages below are planned over; `max_minutes` when None. A run
+    trained in parts (stopped and resumed, as the training benchmark does) passes its whole
+    budget here."""
     light_loss_share: float = 0.75
-    """Share of the run (of `max_minutes` when set, else of `steps`) trained on the light
-    spectral loss (`SpectralLoss(light=True)`, a quarter of the full loss's work), before the
-    full loss takes over; 0 trains on the full loss throughout. Validation always uses the full
-    loss, so the best checkpoint is chosen on one scale."""
+    """Share of the run (of the planned minutes when there are any, else of `steps`) trained on
+    the light spectral loss (`SpectralLoss(light=True)`, a quarter of the full loss's work),
+    before the full loss takes over; 0 trains on the full loss throughout. Validation always
+    uses the full loss, so the best checkpoint is chosen on one scale."""
+    final_learning_rate: float = 0.1
+    """The learning rate at the end of the run, as a share of its value when the full loss
+    takes over: it falls along a half cosine over the full-loss stage, so the run ends settled
+    rather than wandering. 1 keeps it."""
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -182,8 +190,8 @@ def train(folder: str | os.PathLike, workdir: str | os.PathLike, *, name: str,
     checkpoint = load_checkpoint(last_path) if resume else None
     if checkpoint is not None:
         model_config = ModelConfig.from_dict(checkpoint["model_config"])
-        config = TrainConfig.from_dict({**checkpoint["train_config"], "steps": config.steps, "max_minutes": config.max_minutes,
-                                        "light_loss_share": config.light_loss_share})
+        config = TrainConfig.from_dict({**checkpoint["train_config"], **{key: getattr(config, key) for key in (
+            "steps", "max_minutes", "plan_minutes", "light_loss_share", "final_learning_rate")}})
 
     torch.manual_seed(config.seed + rank)
     if dataset is None:
@@ -209,14 +217,26 @@ def train(folder: str | os.PathLike, workdir: str | os.PathLike, *, name: str,
     trainer = model
     if world > 1:
         trainer = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda step: config.decay ** ((start_step + step) / config.decay_every))
+    plan = config.plan_minutes or config.max_minutes
+
+    def done(step: int) -> float:
+        """How far through its plan the run is, 0 to 1."""
+        return min(1.0, history.seconds / (60 * plan) if plan else step / config.steps)
+
+    def learning_rate_share(step: int) -> float:
+        share = config.decay ** (step / config.decay_every)
+        settle = (done(step) - config.light_loss_share) / max(1e-9, 1.0 - config.light_loss_share)
+        if settle > 0.0:
+            share *= config.final_learning_rate + (1.0 - config.final_learning_rate) * 0.5 * (1.0 + math.cos(math.pi * settle))
+        return share
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda k: learning_rate_share(start_step + k))
     loss_fn = SpectralLoss(model_config.sample_rate).to(device)
     light_loss_fn = SpectralLoss(model_config.sample_rate, light=True).to(device)
 
-    def training_loss(step: int, seconds: float) -> SpectralLoss:
-        done = seconds / (60 * config.max_minutes) if config.max_minutes else step / config.steps
-        if done < config.light_loss_share:
+    def training_loss(step: int) -> SpectralLoss:
+        if done(step) < config.light_loss_share:
+            history.full_loss_from = None  # a resumed run with a longer budget goes back to the light stage
             return light_loss_fn
         if history.full_loss_from is None:
             history.full_loss_from = step + 1
@@ -250,7 +270,7 @@ def train(folder: str | os.PathLike, workdir: str | os.PathLike, *, name: str,
         while step < config.steps:
             trainer.train()
             f0, ld, audio = (torch.from_numpy(a).to(device) for a in sample_batch(dataset.train, config.batch, frames, model_config.hop, rng))
-            loss = training_loss(step, history.seconds)(trainer(f0, ld), audio)
+            loss = training_loss(step)(trainer(f0, ld), audio)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)

@@ -159,6 +159,31 @@ def test_torchrun_trains_under_distributed_data_parallel(flute_folder, tmp_path)
     assert result.stdout.count("render_error_db") == 1
 
 
+def test_resuming_with_a_budget_trains_that_much_longer_as_the_verdict_advises(flute_folder, tmp_path):
+    import subprocess
+    import sys
+
+    small = ["--units", "16", "--hidden", "16", "--layers", "1", "--harmonics", "16", "--noise-bands", "17",
+             "--clip-seconds", "0.5", "--batch", "2"]
+
+    def run(*extra: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "timbrel", "train", str(flute_folder), "--name", "budget", *small, *extra]
+        return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+
+    first = run("--max-minutes", "0.05")
+    assert first.returncode == 0, first.stderr[-2000:]
+    advice = first.stdout.strip().splitlines()[-1]
+    assert "not usable yet" in advice and "--resume --max-minutes 10`" in advice
+    before = json.loads((tmp_path / "budget.train" / "history.json").read_text())
+    assert before["seconds"] >= 3.0  # the budget ended it: no step limit came first
+
+    again = run("--resume", "--max-minutes", "0.05")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"/{round(3.0 + before['seconds'])} s of the time budget" in again.stderr  # 3 s more than it had
+    after = json.loads((tmp_path / "budget.train" / "history.json").read_text())
+    assert after["seconds"] >= before["seconds"] + 3.0 and len(after["steps"]) > len(before["steps"])
+
+
 def test_a_missing_or_corrupt_checkpoint_is_one_line(tmp_path):
     with pytest.raises(TimbrelError, match="absent.pt: no such checkpoint"):
         load_checkpoint(tmp_path / "absent.pt")

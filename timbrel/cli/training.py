@@ -28,13 +28,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from timbrel.export.model import ModelConfig
     from timbrel.export.onnx_import import network_from_model
     from timbrel.export.release import release
-    from timbrel.export.train import TrainConfig, train
+    from timbrel.export.train import TrainConfig, load_checkpoint, train
 
     model_config = ModelConfig(sample_rate=args.sample_rate, frame_rate=args.frame_rate, harmonics=args.harmonics,
                                noise_bands=args.noise_bands, units=args.units, hidden=args.hidden, layers=args.layers)
-    config = TrainConfig(steps=args.steps, batch=args.batch, clip_seconds=args.clip_seconds,
-                         learning_rate=args.learning_rate, seed=args.seed, max_minutes=args.max_minutes)
     workdir = Path(args.workdir or f"{args.name}.train")
+    minutes = args.max_minutes
+    if args.resume and minutes is not None:  # a budget given to a resumed run is more time, on top of what it had
+        minutes += load_checkpoint(workdir / "last.pt")["history"]["seconds"] / 60
+    steps = args.steps if args.steps is not None else (1_000_000_000 if minutes is not None else 3000)
+    config = TrainConfig(steps=steps, batch=args.batch, clip_seconds=args.clip_seconds,
+                         learning_rate=args.learning_rate, seed=args.seed, max_minutes=minutes)
     output = Path(args.output or f"{args.name}.onnx")
     cache = Path(user_cache_dir("timbrel")) / "features"
     dataset = prepare_dataset(args.folder, model_config.sample_rate, model_config.hop, cache_dir=cache, seed=args.seed)
@@ -122,8 +126,9 @@ def add_commands(commands) -> None:
     tr.add_argument("-o", "--output", help="model file to write (default: NAME.onnx)")
     tr.add_argument("--workdir", help="checkpoints, history and loss curve (default: NAME.train)")
     tr.add_argument("--resume", action="store_true", help="continue the run in --workdir")
-    tr.add_argument("--steps", type=int, default=3000)
-    tr.add_argument("--max-minutes", type=float, help="stop after this much training time, keeping the best model")
+    tr.add_argument("--steps", type=int, help="stop at this step (default: 3000, or no limit with --max-minutes)")
+    tr.add_argument("--max-minutes", type=float,
+                    help="stop after this much training time, keeping the best model; with --resume, this much more")
     tr.add_argument("--batch", type=int, default=8)
     tr.add_argument("--clip-seconds", type=float, default=1.0)
     tr.add_argument("--learning-rate", type=float, default=1e-3)
