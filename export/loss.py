@@ -18,8 +18,8 @@ def fft_sizes(sample_rate: int) -> tuple[int, ...]:
 class SpectralLoss(torch.nn.Module):
     """Sum over FFT sizes of L1 on linear magnitude plus L1 on log magnitude (eps 1e-5).
 
-    Frames use a Hann window and overlap by `overlap` (DDSP's 75 % by default); each term is
-    a mean over bins and frames. `light=True` is the cheap stage of training: every other
+    Frames use a Hann window and overlap 75 %, as DDSP's; each term is a mean over bins and
+    frames. `light=True` is the cheap stage of training: every other
     size (6144, 1536, 384 at 48 kHz) at 50 % overlap, about a quarter of the full loss's
     work, still spanning the same range of time and frequency resolutions.
     """

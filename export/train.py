@@ -280,11 +280,11 @@ def train(folder: str | os.PathLike, workdir: str | os.PathLike, *, name: str,
             history.steps.append(step)
             history.train_loss.append(loss.item())
             history.seconds = time.monotonic() - began
+            if world > 1:  # one clock for every rank, so they switch loss, set the learning rate and stop alike
+                clock = torch.tensor([history.seconds], dtype=torch.float64, device=device)
+                torch.distributed.all_reduce(clock, op=torch.distributed.ReduceOp.MAX)
+                history.seconds = float(clock.item())
             out_of_time = config.max_minutes is not None and history.seconds >= 60 * config.max_minutes
-            if world > 1:
-                flag = torch.tensor([float(out_of_time)], device=device)
-                torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-                out_of_time = bool(flag.item())
             last = step == config.steps or out_of_time
             if rank == 0 and (step % config.validate_every == 0 or last):
                 model.eval()
