@@ -28,9 +28,9 @@ from bench.report import report
 from timbrel.export.dataset import prepare_dataset
 from timbrel.export.fluidsynth import generate_dataset
 from timbrel.export.model import ModelConfig
+from timbrel.export.onnx_export import export_onnx
 from timbrel.export.onnx_import import nearest_model, network_from_model
 from timbrel.export.quality import heldout_quality, verdict
-from timbrel.export.onnx_export import export_onnx
 from timbrel.export.train import TrainConfig, load_checkpoint, model_from_checkpoint, train
 from timbrel.presets.folders import factory_models_dir
 
