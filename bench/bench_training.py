@@ -91,8 +91,8 @@ def main() -> None:
             generate_dataset(name, 60, 2, heldout)
             others = [p for p in sorted(factory_models_dir().glob("*.onnx")) if p.stem != name]
             stats = prepare_dataset(folder, 48000, 160, cache_dir=work / "features").statistics()
-            starts = {"both": (None, nearest_model(others, *stats)), "scratch": (None,),
-                      "nearest": (nearest_model(others, *stats),)}[args.start]
+            nearest = nearest_model(others, *stats)
+            starts = {"both": (None, nearest), "scratch": (None,), "nearest": (nearest,)}[args.start]
             for source in starts:
                 rows.append(minutes_to_usable(name, folder, heldout, work, args.budget, args.step_minutes, source,
                                               args.light_share, args.final_lr))

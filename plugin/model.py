@@ -57,6 +57,14 @@ class ModelInfo:
         stats = self.loudness_db
         return float(stats.get("p05", stats["min"])), float(stats.get("p95", stats["max"]))
 
+    @property
+    def unfit_note(self) -> str:
+        """The training's verdict, "not usable yet: … (from its training)", when the model missed
+        the quality bar; "" when it met it or carries no verdict."""
+        if self.provenance.get("usable") is not False:
+            return ""
+        return f"{self.provenance.get('verdict', '')} (from its training)"
+
     def hop_at(self, sample_rate: int) -> int:
         """Samples per frame at a host rate; the frame rate must divide it."""
         if sample_rate % self.frame_rate:

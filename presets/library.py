@@ -285,7 +285,7 @@ class Library:
         Refuses an existing preset, or a different model already at that file, unless `force`.
         """
         source = Path(path)
-        provenance = load_model(source).info.provenance
+        info = load_model(source).info
         scan = self._scan()
         name = check_name(source.stem if name is None else name)
         if category not in CATEGORIES:
@@ -298,10 +298,8 @@ class Library:
                                "(presets playing it will then report a sha256 mismatch)")
         if not destination.is_file() or _sha(destination) != sha:
             _write(destination, source=source)
-        description = f"Imported from {source.name}"
-        if provenance.get("verdict"):
-            description += f"; {provenance['verdict']} (from its training)"
-        quality = {key: float(value) for key, value in provenance.get("quality", {}).items()
+        description = f"Imported from {source.name}" + (f"; {info.unfit_note}" if info.unfit_note else "")
+        quality = {key: float(value) for key, value in info.provenance.get("quality", {}).items()
                    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)}
         preset = Preset(name=name, model_file=destination.name, model_sha256=sha, category=category,
                         description=description, model_path=destination, quality=quality)

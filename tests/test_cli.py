@@ -178,6 +178,14 @@ def test_the_demo_midi_file_names_a_folder_it_cannot_write_in(tmp_path):
     assert timbrel.write_demo_midi(tmp_path / "tune.mid").stat().st_size > 20
 
 
+def test_resuming_a_run_that_is_not_there_is_one_line(tmp_path):
+    (tmp_path / "takes").mkdir()
+    result = timbrel("train", str(tmp_path / "takes"), "--name", "x", "--resume", "--max-minutes", "1", cwd=tmp_path)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == "timbrel: x.train/last.pt: no such checkpoint"
+    assert not (tmp_path / "x.onnx").exists() and not (tmp_path / "x.train").exists()
+
+
 def test_train_from_a_model_that_does_not_exist_is_one_line(tmp_path):
     from timbrel.export.fluidsynth import generate_dataset
 

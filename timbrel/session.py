@@ -118,8 +118,8 @@ class Session:
                     f"(`timbrel style {model.path.name} RECORDINGS` learns one)"
             if chosen == "midi" and not model.info.style and plain not in self.notices:
                 self.notices.append(plain)
-            unfit = f"{model.info.name}: {model.info.provenance.get('verdict', '')} (from its training)"
-            if model.info.provenance.get("usable") is False and unfit not in self.notices:
+            unfit = f"{model.info.name}: {model.info.unfit_note}"
+            if model.info.unfit_note and unfit not in self.notices:
                 self.notices.append(unfit)
             self.engine.load(chain, before_swap=self.policy.settle)
             stream = self.stream
