@@ -328,6 +328,7 @@ class TimbreTransfer(ModelPlugin):
         self._base = start
         render_frames(synth.bank, mix[start:n], synth.frame, self._on_boundary)
         self._take_frames(n)
+        self.outbox.publish()
         values = self.params.values
         balance = values[_I["mix"]]
         gain = 10.0 ** (values[_I["gain_db"]] / 20.0)

@@ -17,6 +17,7 @@ from timbrel.engine.io.midi import MidiInput
 from timbrel.engine.io.midi_out import MidiOutput
 from timbrel.engine.realtime.features import estimate_pitch
 from timbrel.engine.realtime.host import Engine
+from timbrel.engine.realtime.outbox import MidiOutbox, outbox_push
 from timbrel.plugin.chain import Chain
 from timbrel.plugin.effects import create_effect
 from timbrel.plugin.ensemble import Ensemble, Part
@@ -330,7 +331,7 @@ def test_transfer_midi_out_on_jack_sends_the_phrase_notes_that_transcribe_writes
 
     It receives the phrase's notes in order, the same notes `timbrel transcribe` writes for the
     recording, each within 40 ms of the note's start in the phrase (the note's attack, the
-    tracker's window, a hop, the sender's 2 ms poll and a JACK period)."""
+    tracker's window, a hop and a JACK period)."""
     notes = [72, 76, 74, 69, 71]
     phrase, spans = render_wind(73, notes, gap_s=0.25)
     engine = Engine(SR, 2048)
@@ -360,6 +361,30 @@ def test_transfer_midi_out_on_jack_sends_the_phrase_notes_that_transcribe_writes
     lateness_ms = [1000 * (at / SR - start) for (at, _), (start, _, _) in zip(ons, spans)]
     assert all(0 < late <= 40 for late in lateness_ms), lateness_ms
     assert stream.callback_errors == 0 and engine.errors == 0
+
+
+def test_the_midi_out_sender_sleeps_until_a_block_queues_a_message(jack_server, jack_peer):
+    """With nothing to send the sender never wakes; a block that queues a note wakes it through
+    the eventfd at once (here its idle wake-up is 60 s away), and the note reaches the peer."""
+    outbox = MidiOutbox()
+    sender = MidiOutput(lambda: outbox, backend=MIDI_BACKEND, idle_s=60.0)
+    try:
+        jack_peer.connect(sender.port, f"{jack_peer.name}:in")
+        assert wait_until(lambda: outbox.wake >= 0, timeout=10.0, interval=0.02), "the sender takes its outbox"
+        outbox.publish()
+        time.sleep(0.5)
+        assert sender.wakeups == 0
+        outbox_push(outbox.ring, outbox.frames, outbox.counts, 0x90 | 64 << 8 | 100 << 16, 0)
+        outbox.publish()
+        assert wait_until(lambda: len(jack_peer.received()) == 1, timeout=10.0, interval=0.02)
+        assert sender.wakeups == 1 and outbox.wake >= 0
+        outbox.publish()
+        time.sleep(0.3)
+        assert sender.wakeups == 1, "a block that queued nothing wakes nobody"
+    finally:
+        sender.stop()
+    assert [data for _, data in jack_peer.received()] == [[0x90, 64, 100], [0x80, 64, 0]]
+    assert outbox.wake < 0
 
 
 def test_a_transfer_session_publishes_timbrel_pitch_and_releases_its_note_on_a_preset_switch(jack_server, jack_peer):

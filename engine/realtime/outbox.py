@@ -7,9 +7,15 @@ arrays through the numba function `outbox_push`, and publishes them by advancing
 count after the slots are filled. A non-real-time thread (`timbrel.engine.io.midi_out`, or
 an offline writer) reads up to that count and advances the read count. Each count has one
 writer, so neither side waits. When the ring is full a message is dropped and counted.
+
+The sender sleeps until there is something to send: after each block the audio thread calls
+`MidiOutbox.publish`, which, when the block queued messages and a sender waits, adds one to
+the process's wake eventfd (`wake_fd`), a counter in the kernel that a write never blocks on.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 from numba import njit
@@ -35,6 +41,27 @@ def outbox_push(ring: np.ndarray, frames: np.ndarray, counts: np.ndarray, packed
     return True
 
 
+@njit(nogil=True, cache=True, _nrt=False)
+def outbox_fresh(counts: np.ndarray, published: np.ndarray) -> bool:
+    """True when messages were queued since the last call (`published [1]` holds the write count then)."""
+    if counts[WRITTEN] == published[0]:
+        return False
+    published[0] = counts[WRITTEN]
+    return True
+
+
+_WAKE_FD = -1
+
+
+def wake_fd() -> int:
+    """The process's MIDI-out wake eventfd (non-blocking), made on first use and never closed, so
+    the audio thread can never write to a descriptor that was closed and reused meanwhile."""
+    global _WAKE_FD
+    if _WAKE_FD < 0:
+        _WAKE_FD = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+    return _WAKE_FD
+
+
 class MidiOutbox:
     """A single-producer, single-consumer ring of packed MIDI messages with their frame indices."""
 
@@ -44,6 +71,17 @@ class MidiOutbox:
         self.ring = np.zeros(capacity, dtype=np.int32)
         self.frames = np.zeros(capacity, dtype=np.int64)
         self.counts = np.zeros(3, dtype=np.int64)
+        self._published = np.zeros(1, dtype=np.int64)
+        self.wake = -1
+        """The eventfd a sender waits on for this outbox (`wake_fd()`); -1 while nobody waits
+        (an offline reader drains when it likes)."""
+
+    def publish(self) -> None:
+        """Audio thread, after a block: wake the waiting sender if the block queued messages.
+
+        Allocates nothing; an eventfd write adds to a kernel counter and never blocks."""
+        if outbox_fresh(self.counts, self._published) and self.wake >= 0:
+            os.eventfd_write(self.wake, 1)
 
     @property
     def dropped(self) -> int:
