@@ -26,6 +26,7 @@ bench/results/process.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -55,6 +56,15 @@ stream.start()
 print("timbrel: playing", flush=True)
 signal.sigwait({signal.SIGTERM, signal.SIGINT})
 """
+
+
+def thread_names(pid: int) -> dict[int, str]:
+    """{thread id: its name (`/proc/PID/task/TID/comm`)} for the threads alive now."""
+    names = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, ValueError):
+            names[int(task.name)] = (task / "comm").read_text().strip()
+    return names
 
 
 def cpu_ticks(pid: int) -> tuple[int, dict[int, int]]:
@@ -205,6 +215,7 @@ def measure(name: str, world: World, seconds: float, preset: str, folder: Path) 
         whole1, threads1 = cpu_ticks(process.pid)
         steal1 = steal_ticks()
         elapsed = time.monotonic() - began
+        names = thread_names(process.pid)
         if name != "floor":
             process.send_signal(signal.SIGUSR2)
             time.sleep(0.6)
@@ -221,8 +232,10 @@ def measure(name: str, world: World, seconds: float, preset: str, folder: Path) 
         except subprocess.TimeoutExpired:
             process.kill()
     per_core = 100.0 / (TICK * elapsed)
+    busy = sorted(((ticks, tid) for tid, ticks in grown.items() if ticks), reverse=True)
     row = {"scenario": name, "notes": notes, "process_cpu_pct": (whole1 - whole0) * per_core,
-           "audio_thread_cpu_pct": audio * per_core, "steal_pct": (steal1 - steal0) * per_core, "seconds": elapsed}
+           "audio_thread_cpu_pct": audio * per_core, "steal_pct": (steal1 - steal0) * per_core, "seconds": elapsed,
+           "threads_cpu_pct": {f"{names.get(tid, '?')} ({tid})": ticks * per_core for ticks, tid in busy}}
     if name == "floor":
         return row
     expected = 1 if name == "transfer" else 8 * parts if parts else notes
@@ -263,6 +276,9 @@ def main() -> None:
     report(args.name, rows, sample_rate=SR, block=BLOCK, preset=args.preset, seconds=args.seconds, stages=stages,
            note="CPU as % of one core, from /proc over the span; late_blocks by the engine's own CPU time; "
                 "stages: per-stage wall µs per block inside the live process over the same span")
+    for row in rows:
+        threads = ", ".join(f"{thread} {pct:.1f}" for thread, pct in row["threads_cpu_pct"].items())
+        print(f"{row['scenario']}: threads (% of a core): {threads}")
     for name, found in stages.items():
         print(f"\n{name}: {found['blocks']} blocks, per-stage µs (median / p99 / max)")
         for stage, figures in found["stages"].items():

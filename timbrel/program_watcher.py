@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+from timbrel.engine.io.thread_names import name_native_thread
 from timbrel.engine.realtime.host import Engine
 from timbrel.runtime_policy import RealtimePolicy
 
@@ -42,6 +43,7 @@ class ProgramWatcher:
             self._thread.join(timeout)
 
     def _run(self) -> None:
+        name_native_thread()
         ticks = 0
         while not self._stopping.wait(POLL_S):
             ticks += 1

@@ -43,6 +43,7 @@ from collections.abc import Sequence
 import rtmidi
 
 from timbrel.engine.errors import TimbrelError
+from timbrel.engine.io.thread_names import name_native_thread
 from timbrel.engine.realtime.events import EventQueue
 
 _BACKENDS = {"jack": rtmidi.API_UNIX_JACK, "alsa": rtmidi.API_LINUX_ALSA}
@@ -301,6 +302,7 @@ class MidiInput:
             midi_in.delete()
 
     def _watch(self) -> None:
+        name_native_thread()
         while not self._stop.wait(self.poll_interval):
             try:
                 self._scan()

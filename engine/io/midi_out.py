@@ -28,6 +28,7 @@ import rtmidi
 
 from timbrel.engine.errors import TimbrelError
 from timbrel.engine.io.midi import JACK_PORT_IS_OUTPUT, JackPatchbay, open_api
+from timbrel.engine.io.thread_names import name_native_thread
 from timbrel.engine.realtime.events import NOTE_OFF, NOTE_ON
 from timbrel.engine.realtime.outbox import MidiOutbox, message_bytes, wake_fd
 
@@ -103,6 +104,7 @@ class MidiOutput:
                 self._send(packed)
 
     def _run(self) -> None:
+        name_native_thread()
         while True:
             try:
                 self._pump()

@@ -21,6 +21,8 @@ from ctypes import Structure, c_int, c_uint32, c_void_p
 
 import numpy as np
 
+from timbrel.engine.io.thread_names import name_native_thread
+
 INTERFACE = "http://lv2plug.in/ns/ext/worker#interface"
 SUCCESS, ERR_UNKNOWN, ERR_NO_SPACE = 0, 1, 2
 POLL_S = 0.002
@@ -167,6 +169,7 @@ class Worker:
         return ERR_NO_SPACE
 
     def _serve(self) -> None:
+        name_native_thread()
         interface, handle = self._interface, self._handle
         while not self._stopping.is_set():
             ring = self.requests
