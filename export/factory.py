@@ -169,11 +169,14 @@ def release_all(root: Path, names: tuple[str, ...], models_dir: Path = MODELS_DI
 
 
 RECIPE_OVERRIDES = {
-    "violin": {"command": "timbrel data violin -o violin-train --minutes 5 --seed 1; "
-                          "timbrel train violin-train --name violin --max-minutes 30",
-               "data_seconds": 300, "train_minutes": 30.0},
+    "violin": {"command": "timbrel data violin -o violin-train --minutes 4 --seed 1; "
+                          "timbrel train violin-train --units 64 --hidden 64 --layers 1 --max-minutes 12; "
+                          "python -m timbrel.export.factory release violin; python -m timbrel.export.factory style violin",
+               "train_minutes": 12.0, "machine": "2 CPU cores (Intel Xeon), one model at a time"},
 }
-"""Models shipped before this recipe existed, with the commands that actually built them."""
+"""Models not built by `build`'s defaults, with the commands that actually built them. The violin
+is the first at the smaller size (64 units, one layer per stack, GRU 64: 0.27× the multiply-adds
+of the default, see BENCHMARKS.md, "What a cheaper network would buy")."""
 
 
 def recipe(name: str, steps: int | None, train_minutes: float) -> dict:
