@@ -24,11 +24,18 @@ MAX_RUNNERS = 32
 """Different models one ensemble keeps sessions for (the factory has 13)."""
 
 
-def synth_shape(model: TimbreModel, sample_rate: int) -> tuple[int, int, int, int, int]:
-    """What voices must share to be synthesised in one bank: harmonics, noise bands, GRU size,
-    the model's own rate (Hz: its noise bands' span) and the hop at `sample_rate` (samples)."""
+GRU_WIDTH = 128
+"""Columns of GRU state kept per voice: room for every factory model and `timbrel train`'s
+default size. Models of different GRU sizes share the ensemble, each using the first columns
+(a voice's row is zeroed when it starts); a larger GRU widens the ensemble made with it, and
+one that joins an ensemble too narrow for it is refused in one line."""
+
+
+def synth_shape(model: TimbreModel, sample_rate: int) -> tuple[int, int, int, int]:
+    """What voices must share to be synthesised in one bank: harmonics, noise bands, the
+    model's own rate (Hz: its noise bands' span) and the hop at `sample_rate` (samples)."""
     info = model.info
-    return info.harmonics, info.noise_bands, info.hidden, info.sample_rate, info.hop_at(sample_rate)
+    return info.harmonics, info.noise_bands, info.sample_rate, info.hop_at(sample_rate)
 
 
 class EnsembleVoices:
@@ -44,9 +51,10 @@ class EnsembleVoices:
             raise TimbrelError("an ensemble needs at least one part")
         self.sample_rate = int(sample_rate)
         self.shape = synth_shape(models[0], sample_rate)
+        self.gru_width = max(GRU_WIDTH, *(model.info.hidden for model in models))
         for p, model in enumerate(models):
             self.check(model, p)
-        harmonics, bands, hidden, model_rate, hop = self.shape
+        harmonics, bands, model_rate, hop = self.shape
         self.offsets = np.concatenate([[0], np.cumsum(voices)]).astype(np.int64)
         total = int(self.offsets[-1])
         self.voices = total
@@ -58,7 +66,7 @@ class EnsembleVoices:
         self.f0, self.loudness, self.scale = self.inputs
         self.tilt = self.floats[va.TILT]
         self.noise_gain = self.notes[N_NOISE_GAIN]
-        self.gru = np.zeros((total, hidden), dtype=np.float32)
+        self.gru = np.zeros((total, self.gru_width), dtype=np.float32)
         self.frame = new_frame(total, harmonics, bands)
         self.runners: tuple[ModelRunner, ...] = ()
         """One per distinct model, each sized for every voice; parts name theirs by index."""
@@ -68,10 +76,13 @@ class EnsembleVoices:
     def check(self, model: TimbreModel, part: int) -> None:
         """Refuse, in one line, a model whose synth shape differs from the ensemble's."""
         shape = synth_shape(model, self.sample_rate)
-        if shape != self.shape:
-            names = ("harmonics", "noise bands", "GRU size", "model rate (Hz)", "hop (samples)")
-            diff = "; ".join(f"{n} {a} (ensemble: {b})" for n, a, b in zip(names, shape, self.shape) if a != b)
-            raise TimbrelError(f"part {part + 1} ({model.info.name}): its model cannot share the ensemble's synth: {diff}")
+        names = ("harmonics", "noise bands", "model rate (Hz)", "hop (samples)")
+        diff = [f"{n} {a} (ensemble: {b})" for n, a, b in zip(names, shape, self.shape) if a != b]
+        if model.info.hidden > self.gru_width:
+            diff.append(f"GRU size {model.info.hidden} (ensemble: at most {self.gru_width})")
+        if diff:
+            raise TimbrelError(f"part {part + 1} ({model.info.name}): its model cannot share the ensemble's synth: "
+                               + "; ".join(diff))
 
     def runner_for(self, model: TimbreModel) -> int:
         """The index of the runner for `model` (the same file and contents as one already running
