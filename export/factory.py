@@ -168,15 +168,29 @@ def release_all(root: Path, names: tuple[str, ...], models_dir: Path = MODELS_DI
     return figures
 
 
+SMALL = ("cello", "contrabass", "flute", "clarinet", "oboe", "bassoon", "trumpet", "trombone", "french_horn", "tuba",
+         "alto_sax", "choir_aah")
+"""Instruments fine-tuned from the small violin (64 units, one layer per stack, GRU 64: 0.27x the
+multiply-adds of `timbrel train`'s default, see BENCHMARKS.md, "What a cheaper network would
+buy"), 6 minutes each on one core, two at a time."""
+
+
+def _fine_tuned(name: str) -> dict:
+    return {"command": f"timbrel data {name} -o {name}-train --minutes 4 --seed 1; "
+                       f"timbrel train {name}-train --name {name} --from violin --max-minutes 6; "
+                       f"python -m timbrel.export.factory release {name}; python -m timbrel.export.factory style {name}",
+            "train_minutes": 6.0, "machine": "1 CPU core (Intel Xeon) each, two models at a time"}
+
+
 RECIPE_OVERRIDES = {
     "violin": {"command": "timbrel data violin -o violin-train --minutes 4 --seed 1; "
                           "timbrel train violin-train --units 64 --hidden 64 --layers 1 --max-minutes 12; "
                           "python -m timbrel.export.factory release violin; python -m timbrel.export.factory style violin",
                "train_minutes": 12.0, "machine": "2 CPU cores (Intel Xeon), one model at a time"},
+    **{name: _fine_tuned(name) for name in SMALL},
 }
-"""Models not built by `build`'s defaults, with the commands that actually built them. The violin
-is the first at the smaller size (64 units, one layer per stack, GRU 64: 0.27× the multiply-adds
-of the default, see BENCHMARKS.md, "What a cheaper network would buy")."""
+"""Models not built by `build`'s defaults, with the commands that actually built them: the
+violin at the small size from scratch, the others fine-tuned from it."""
 
 
 def recipe(name: str, steps: int | None, train_minutes: float) -> dict:
