@@ -28,6 +28,8 @@ MIDI out of the tracked pitch into `outbox`, which a sender thread drains
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from timbrel.engine.plugin_api import Parameter
@@ -36,6 +38,7 @@ from timbrel.engine.realtime.features.loudness import FLOOR_DB
 from timbrel.engine.realtime.outbox import MidiOutbox
 from timbrel.engine.realtime.stages import FEATURES, INSTRUMENT_TAIL, MODEL, TIMES, VOICES
 from timbrel.plugin import follower as fw
+from timbrel.plugin.model import TimbreModel
 from timbrel.plugin.model_synth import ModelPlugin, ModelSynth, render_frames
 
 SCALES = {
@@ -210,6 +213,10 @@ class TimbreTransfer(ModelPlugin):
     name = "timbre-transfer"
     parameters = PARAMETERS
 
+    def __init__(self, model: TimbreModel | str | os.PathLike, seed: int = 0):
+        super().__init__(model, seed)
+        self.outbox = MidiOutbox()
+
     @property
     def latency_samples(self) -> int:
         """Half the pitch window at the current floor (its centre) plus the hop over which the synth ramps."""
@@ -222,9 +229,8 @@ class TimbreTransfer(ModelPlugin):
         info = self.model.info
         self.synth = ModelSynth(self.model, 1, sample_rate, max_block, self.seed)
         self.host_hop_samples = self.synth.host_hop_samples
-        self.analysis = TransferAnalysis(sample_rate, self.host_hop_samples, max_block, MidiOutbox())
+        self.analysis = TransferAnalysis(sample_rate, self.host_hop_samples, max_block, self.outbox)
         self.tracker = self.analysis.tracker
-        self.outbox = self.analysis.outbox
         self.frames_per_second = sample_rate / self.host_hop_samples
         self._controls = np.zeros(fw.N_CONTROLS)
         self._f0, self._loudness, self._scale, self._tilt = np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1)
@@ -312,6 +318,8 @@ class TimbreTransfer(ModelPlugin):
         self.params.advance(n / self.sample_rate)
         analysis = self.analysis
         sync_follower(self.params.values, self.frames_per_second, analysis.tracker, analysis.params)
+        if not self.outbox.listened:
+            analysis.params[fw.MIDI] = 0.0
         self._frames = analysis.process(inp)
         TIMES.mark(FEATURES)
         self._used = 0

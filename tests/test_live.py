@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 
 import numpy as np
@@ -17,7 +18,7 @@ from timbrel.engine.io.midi import MidiInput
 from timbrel.engine.io.midi_out import MidiOutput
 from timbrel.engine.realtime.features import estimate_pitch
 from timbrel.engine.realtime.host import Engine
-from timbrel.engine.realtime.outbox import MidiOutbox, outbox_push
+from timbrel.engine.realtime.outbox import WRITTEN, MidiOutbox, outbox_push
 from timbrel.plugin.chain import Chain
 from timbrel.plugin.effects import create_effect
 from timbrel.plugin.ensemble import Ensemble, Part
@@ -393,7 +394,7 @@ def test_a_transfer_session_publishes_timbrel_pitch_and_releases_its_note_on_a_p
     session = Session(voices=4)
     tone = sung_tone(440.0, 2.0, 0.2)
     try:
-        session.start("Voice to Flute", mode="transfer", midi_backend=MIDI_BACKEND)
+        session.start("Voice to Flute", mode="transfer", midi_backend=MIDI_BACKEND, midi_out=True)
         assert session.midi_out is not None, session.last_error
         assert session.status()["midi_out_port"] == session.midi_out.port
         inputs = jack_peer.ports(is_input=True, is_audio=True, name_pattern=JACK_CLIENT_NAME)
@@ -412,3 +413,28 @@ def test_a_transfer_session_publishes_timbrel_pitch_and_releases_its_note_on_a_p
     offs = [m for m in heard if m[0] & 0xF0 == 0x80 or (m[0] & 0xF0 == 0x90 and m[2] == 0)]
     assert ons and ons[0][1] == 69
     assert sorted((m[0] & 0x0F, m[1]) for m in offs) == sorted((m[0] & 0x0F, m[1]) for m in ons)
+
+
+def test_a_transfer_session_opens_no_midi_out_unless_asked_and_writes_none(jack_server, jack_peer):
+    """Without `midi_out` a transfer session has no `timbrel-pitch` port and no sender thread, and
+    its instrument, though it plays the sung tone, queues no MIDI for nobody to read."""
+    session = Session(voices=4)
+    try:
+        session.start("Voice to Flute", mode="transfer", midi_backend=MIDI_BACKEND)
+        assert session.midi_out is None and session.status()["midi_out_port"] is None
+        assert not [t for t in threading.enumerate() if t.name == "timbrel-midi-out"]
+        assert not jack_peer.ports(is_output=True, is_midi=True, name_pattern="timbrel-pitch")
+        inputs = jack_peer.ports(is_input=True, is_audio=True, name_pattern=JACK_CLIENT_NAME)
+        jack_peer.connect(f"{jack_peer.name}:sing", inputs[0])
+        outbox = session.engine.plugin.instrument.outbox
+        written = int(outbox.counts[WRITTEN])
+        jack_peer.sing(sung_tone(440.0, 1.0, 0.2))
+        loudest = 0.0
+        deadline = time.monotonic() + 20.0
+        while jack_peer.singing() and time.monotonic() < deadline:
+            loudest = max(loudest, session.engine.output_peak)
+            time.sleep(0.02)
+        assert loudest > 0.01, "the sung tone played"
+        assert outbox.counts[WRITTEN] == written and not outbox.listened
+    finally:
+        session.close()

@@ -67,7 +67,9 @@ class Session:
         self.stream = None
         self.midi = None
         self.midi_out: MidiOutput | None = None
-        """The `timbrel-pitch` port: MIDI out of the tracked pitch, open in transfer mode."""
+        """The `timbrel-pitch` port: MIDI out of the tracked pitch, open when `start` is asked for it."""
+        self._pitch_listened = False
+        """Whether transfer instruments loaded now write MIDI out (someone asked for the port)."""
         self.preset = None
         self.mode = "midi"
         self.last_error = ""
@@ -113,6 +115,9 @@ class Session:
             chosen = mode or (self.mode if self.preset is not None else preset.mode)
             model = self.models.get(model_path(preset), preset.model_sha256)
             chain = build_chain(preset, chosen, voices=self.voices, model=model)
+            outbox = getattr(chain.instrument, "outbox", None)
+            if outbox is not None:
+                outbox.listened = self._pitch_listened
             self.notices.extend(note for note in preset.notes if note not in self.notices)
             plain = f"{model.info.name}: its model has no playing style, so notes play plainly " \
                     f"(`timbrel style {model.path.name} RECORDINGS` learns one)"
@@ -337,15 +342,21 @@ class Session:
 
     def start(self, preset: str | None = None, mode: str | None = None, output_device=None, input_device=None,
               midi_ports=None, midi_backend: str = "auto", latency: str | float = "low", use_midi: bool = True,
-              settings: Mapping[str, str | float] | None = None, multi: Multi | None = None, gm: bool = False) -> None:
+              settings: Mapping[str, str | float] | None = None, multi: Multi | None = None, gm: bool = False,
+              midi_out: bool = False) -> None:
         """Load `preset` (default: the first listed) with `settings` applied (the `--set`
         grammar of `timbrel.presets.settings`), then open audio and MIDI and start playing.
+
+        `midi_out` opens `timbrel-pitch`, the MIDI out of the tracked pitch. Without it no
+        transfer instrument writes MIDI, and no sender thread or port costs anything: the
+        port is asked for, not opened by default, because most performers never connect it.
 
         The input device opens when `mode` is "transfer" or an `input_device` is named;
         without it transfer mode has nothing to follow.
         """
         self.policy.enter()
         self.gm = gm
+        self._pitch_listened = midi_out and use_midi
         if gm and DRUMS_SKIPPED not in self.notices:
             self.notices.append(DRUMS_SKIPPED)
         if multi is not None:
@@ -359,7 +370,7 @@ class Session:
                 self.midi = MidiInput(self.engine.events, ports=midi_ports, backend=midi_backend)
             except TimbrelError as err:
                 self.last_error = f"playing without MIDI input: {err}"
-            if self.mode == "transfer":
+            if midi_out:
                 try:
                     self.midi_out = MidiOutput(self._pitch_outbox, backend=midi_backend)
                 except TimbrelError as err:

@@ -72,6 +72,9 @@ class MidiOutbox:
         self.frames = np.zeros(capacity, dtype=np.int64)
         self.counts = np.zeros(3, dtype=np.int64)
         self._published = np.zeros(1, dtype=np.int64)
+        self.listened = True
+        """Whether anything reads this outbox; a producer that sees False writes nothing to it (a
+        live session without its MIDI out port sets it)."""
         self.wake = -1
         """The eventfd a sender waits on for this outbox (`wake_fd()`); -1 while nobody waits
         (an offline reader drains when it likes)."""

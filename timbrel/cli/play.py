@@ -176,7 +176,8 @@ def _cmd_play(args: argparse.Namespace) -> int:
     try:
         session.start(str(preset.path) if preset.implicit else preset.name, mode=mode, output_device=args.output,
                       input_device=args.mic or None, midi_ports=args.midi, midi_backend=args.midi_backend,
-                      latency=args.latency, settings=assignments(args.set), multi=multi, gm=args.gm)
+                      latency=args.latency, settings=assignments(args.set), multi=multi, gm=args.gm,
+                      midi_out=args.midi_out)
         if args.ui:
             ui = serve(session, host=args.host, port=args.port)
             print(f"timbrel: control surface at {ui.url}" + (f"  (token {ui.token})" if ui.token else ""))
@@ -307,6 +308,8 @@ def add_commands(commands) -> None:
     pl.add_argument("--midi", nargs="*", metavar="PORT", help="MIDI inputs to open by name (default: all)")
     pl.add_argument("--midi-backend", choices=("auto", "alsa", "jack"), default="auto")
     pl.add_argument("--mic", nargs="?", const="", metavar="DEVICE", help="live timbre transfer from an input device")
+    pl.add_argument("--midi-out", action="store_true",
+                    help="in transfer mode, send the tracked pitch as MIDI on the port timbrel-pitch")
     pl.add_argument("--output", metavar="DEVICE", help="output device name or index (default: JACK, else the default)")
     pl.add_argument("--samplerate", type=int, default=48000, choices=(44100, 48000, 96000), help="Hz")
     pl.add_argument("--blocksize", type=block_size, default=128, help="samples per block, 16 to 2048")
