@@ -1,6 +1,7 @@
 """The live process as the OS sees it: `timbrel play` on a private JACK server, read from /proc.
 
-    python -m bench.bench_process [--seconds 10] [--preset Violin] [--scenarios idle,1,16,64,transfer,floor,4x8,8x8]
+    python -m bench.bench_process [--seconds 10] [--preset Violin]
+        [--scenarios idle,1,16,64,transfer,transfer-midi-out,floor,floor-jack,4x8,8x8]
 
 Starts a private `jackd --no-realtime -d dummy -r 48000 -p 128` (asynchronous, as a real
 session runs) and, for each scenario, the real `timbrel play --no-ui` on it, as a user
@@ -16,8 +17,11 @@ a JACK audio port connected to the input). After the notes sound, over `--second
   the wall clock.
 
 Scenarios: `idle` (preset loaded, nothing played), `1`, `16` and `64` held notes (with
-`--voices 64` for the last), `transfer` (the preset in microphone mode, singing), and
-`floor`: an empty sounddevice callback on the same server, the I/O's own cost; `4x8` and
+`--voices 64` for the last), `transfer` (the preset in microphone mode, singing;
+`transfer-midi-out` the same with `--midi-out`, its tracked pitch sent on `timbrel-pitch`),
+`floor`: an empty sounddevice callback on the same server, the I/O's own cost, and
+`floor-jack`: the same empty callback through JACK-Client (the `jack` package) instead of
+PortAudio's JACK host API, both filling two output ports with zeros from Python; `4x8` and
 `8x8`: an ensemble (`timbrel play --multi`) of 4 or 8 parts on channels 1 to 8, each part's
 preset with its effects, 8 notes held in each part (`bench.ensembles`). Writes
 bench/results/process.json.
@@ -53,6 +57,19 @@ stream = sd.Stream(samplerate=48000, blocksize=128, channels=(1, 2), dtype="floa
                    device=(jack["default_input_device"], jack["default_output_device"]),
                    callback=lambda indata, outdata, frames, time, status: outdata.fill(0))
 stream.start()
+print("timbrel: playing", flush=True)
+signal.sigwait({signal.SIGTERM, signal.SIGINT})
+"""
+FLOOR_JACK_SCRIPT = """
+import signal, jack
+client = jack.Client("floor", no_start_server=True)
+inp = client.inports.register("in")
+outs = [client.outports.register(f"out_{i}") for i in (1, 2)]
+client.set_process_callback(lambda frames: [port.get_array().fill(0) for port in outs] and None)
+client.activate()
+client.connect("system:capture_1", inp)
+for i, port in enumerate(outs, 1):
+    client.connect(port, f"system:playback_{i}")
 print("timbrel: playing", flush=True)
 signal.sigwait({signal.SIGTERM, signal.SIGINT})
 """
@@ -146,9 +163,9 @@ def start_play(args: list[str], log: Path) -> subprocess.Popen:
     return subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def floor_process(log: Path) -> subprocess.Popen:
+def floor_process(log: Path, script: str) -> subprocess.Popen:
     handle = open(log, "w")
-    return subprocess.Popen([sys.executable, "-c", FLOOR_SCRIPT], stdout=handle, stderr=subprocess.STDOUT,
+    return subprocess.Popen([sys.executable, "-c", script], stdout=handle, stderr=subprocess.STDOUT,
                             start_new_session=True)
 
 
@@ -178,13 +195,16 @@ def measure(name: str, world: World, seconds: float, preset: str, folder: Path) 
     log = folder / f"{name}.log"
     notes = {"idle": 0, "1": 1, "16": 16, "64": 64}.get(name, 0)
     parts = int(name.split("x")[0]) if "x" in name else 0
-    if name == "floor":
-        process = floor_process(log)
+    floor = name.startswith("floor")
+    if floor:
+        process = floor_process(log, FLOOR_JACK_SCRIPT if name == "floor-jack" else FLOOR_SCRIPT)
     else:
         extra = ["--voices", "64"] if notes > 16 else []
         extra += ["--stages", str(folder / f"{name}.stages.json")]
-        if name == "transfer":
+        if name.startswith("transfer"):
             extra += ["--mode", "transfer", "--mic", ""]
+        if name == "transfer-midi-out":
+            extra += ["--midi-out"]
         if parts:
             multi = write_multi(bench_multi(parts), folder / f"{name}.toml")
             extra += ["--multi", str(multi)]
@@ -193,9 +213,9 @@ def measure(name: str, world: World, seconds: float, preset: str, folder: Path) 
         wait_playing(process, log)
         time.sleep(1.0)
         ports = world.client.get_ports(is_input=True, is_audio=True)
-        if name != "floor":
+        if not floor:
             connect_keys(world)
-        if name == "transfer":
+        if name.startswith("transfer"):
             inputs = [p.name for p in ports if p.name.startswith("timbrel-audio:in")]
             for port in inputs:
                 world.client.connect(world.voice_port, port)
@@ -206,7 +226,7 @@ def measure(name: str, world: World, seconds: float, preset: str, folder: Path) 
         for part in range(parts):
             world.send(bytes([0xB0 | part, 64, 127]), *(bytes([0x90 | part, key, 80]) for key in chord(part, 8)))
         time.sleep(1.5)
-        if name != "floor":
+        if not floor:
             process.send_signal(signal.SIGUSR1)
         began = time.monotonic()
         whole0, threads0 = cpu_ticks(process.pid)
@@ -216,7 +236,7 @@ def measure(name: str, world: World, seconds: float, preset: str, folder: Path) 
         steal1 = steal_ticks()
         elapsed = time.monotonic() - began
         names = thread_names(process.pid)
-        if name != "floor":
+        if not floor:
             process.send_signal(signal.SIGUSR2)
             time.sleep(0.6)
             status = last_status(log)
@@ -236,9 +256,9 @@ def measure(name: str, world: World, seconds: float, preset: str, folder: Path) 
     row = {"scenario": name, "notes": notes, "process_cpu_pct": (whole1 - whole0) * per_core,
            "audio_thread_cpu_pct": audio * per_core, "steal_pct": (steal1 - steal0) * per_core, "seconds": elapsed,
            "threads_cpu_pct": {f"{names.get(tid, '?')} ({tid})": ticks * per_core for ticks, tid in busy}}
-    if name == "floor":
+    if floor:
         return row
-    expected = 1 if name == "transfer" else 8 * parts if parts else notes
+    expected = 1 if name.startswith("transfer") else 8 * parts if parts else notes
     if status.get("voices") != expected:
         sys.exit(f"bench_process: {name}: {status.get('voices')} voices sounded, not {expected}; see {log}")
     stages = json.loads((folder / f"{name}.stages.json").read_text())
