@@ -1,9 +1,9 @@
 """Exporting a trained model to one self-describing `.onnx` file, and proving the export.
 
-The exported graph is the decoder's streaming step: `f0_hz [voices, frames]`,
-`loudness_db [voices, frames]`, `state [voices, hidden]` in; `amplitude`,
-`harmonic_distribution`, `noise_magnitudes`, `new_state` out, with dynamic voices and
-frames. Synthesis stays in the engine's numba kernels. After every export two checks run:
+The exported graph is the decoder's streaming step for one frame, written node by node
+(`timbrel.export.streaming_graph`): `f0_hz [voices, 1]`, `loudness_db [voices, 1]`,
+`state [voices, hidden]` in; `amplitude`, `harmonic_distribution`, `noise_magnitudes`,
+`new_state` out, with dynamic voices. Synthesis stays in the engine's numba kernels. After every export two checks run:
 the ONNX graph against torch, and a full render through onnxruntime plus the engine's
 kernels against the torch model plus the torch synth.
 """
@@ -15,7 +15,6 @@ import json
 import os
 import tempfile
 import time
-import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -27,11 +26,14 @@ from timbrel.engine.dsp import white_noise
 from timbrel.engine.errors import TimbrelError
 from timbrel.export import synth
 from timbrel.export.model import TimbreNetwork
+from timbrel.export.streaming_graph import streaming_graph
 from timbrel.plugin.model import FORMAT_VERSION, INPUTS, IR_KEY, METADATA_KEY, OUTPUTS, TimbreModel, load_model
 from timbrel.plugin.model_synth import resynthesise
 
 PARITY_TOLERANCE = 1e-5
 OPSET = 17
+IR_VERSION = 8
+"""The ONNX file format of opset 17, which onnxruntime has read since 1.11."""
 RENDER_TOLERANCE_DB = -60.0
 
 
@@ -66,27 +68,21 @@ def metadata_record(model: TimbreNetwork, name: str, f0_stats: dict, loudness_st
 def export_onnx(model: TimbreNetwork, path: str | os.PathLike, *, name: str, f0_stats: dict, loudness_stats: dict,
                 provenance: dict, style: dict | None = None) -> Path:
     """Write the model's decoder step, metadata (with its playing `style`, if any) and reverb IR to `path`, atomically."""
-    import onnx
-
-    path = Path(path)
-    decoder = model.decoder.eval()
-    c = model.config
-    voices, frames = 2, 3
-    example = (torch.full((voices, frames), 220.0), torch.full((voices, frames), -30.0), torch.zeros(voices, c.hidden))
-    axes = {name: {0: "voices", 1: "frames"} for name in (*INPUTS[:2], *OUTPUTS[:3])}
-    axes.update({INPUTS[2]: {0: "voices"}, OUTPUTS[3]: {0: "voices"}})
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        raw = Path(tmp) / "decoder.onnx"
-        # The TorchScript exporter, not dynamo: with torch 2.13 the dynamo exporter fixes the
-        # frames axis to the example's length on every export after the first in a process.
-        torch.onnx.export(decoder, example, str(raw), input_names=list(INPUTS), output_names=list(OUTPUTS),
-                          dynamic_axes=axes, dynamo=False, opset_version=OPSET)
-        proto = onnx.load(str(raw))
     ir = model.impulse_response().detach().numpy().astype("<f4")
     record = metadata_record(model, name, f0_stats, loudness_stats, provenance)
     if style:
         record["style"] = style
+    return write_model(streaming_graph(model.decoder.eval(), OPSET), path, name, record, ir)
+
+
+def write_model(proto, path: str | os.PathLike, name: str, record: dict, ir: np.ndarray) -> Path:
+    """Write the decoder graph `proto` (an `onnx.ModelProto`) with its metadata `record` and reverb
+    `ir` (float32 `[taps]`) to `path`, atomically."""
+    import onnx
+
+    path = Path(path)
+    proto.ir_version = IR_VERSION
+    proto.producer_name = "timbrel"
     del proto.metadata_props[:]
     for key, value in ((METADATA_KEY, json.dumps(record)), (IR_KEY, base64.b64encode(ir.tobytes()).decode())):
         entry = proto.metadata_props.add()
@@ -95,6 +91,36 @@ def export_onnx(model: TimbreNetwork, path: str | os.PathLike, *, name: str, f0_
     onnx.checker.check_model(proto)
     write_bytes(path, proto.SerializeToString())
     return path
+
+
+def convert_to_streaming(path: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+    """Rewrite a model file written by torch's exporter (timbrel before the one-frame graph) as the
+    one-frame graph, with the same weights, metadata and reverb, at `out` (default: in place,
+    atomically). Returns the largest relative difference between the two files' outputs on
+    random inputs' frames, which must stay within `PARITY_TOLERANCE` RMS."""
+    import onnx
+
+    from timbrel.export.onnx_import import network_from_model
+
+    path = Path(path)
+    old = load_model(path)
+    if old.one_frame:
+        raise TimbrelError(f"{path}: already a one-frame graph")
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    network = network_from_model(path)
+    proto = streaming_graph(network.decoder.eval(), OPSET)
+    target = Path(out) if out is not None else path
+    with tempfile.TemporaryDirectory() as tmp:
+        trial = write_model(proto, Path(tmp) / path.name, old.info.name, json.loads(meta[METADATA_KEY]), old.reverb_ir)
+        new = load_model(trial)
+        rng = np.random.default_rng(0)
+        inputs = [rng.uniform(30, 3000, (4, 25)), rng.uniform(-90, 0, (4, 25)), rng.normal(0, 0.5, (4, old.info.hidden))]
+        inputs = [np.ascontiguousarray(a, dtype=np.float32) for a in inputs]
+        worst = max(_relative_rms(g, e) for g, e in zip(new.step(*inputs), old.step(*inputs)))
+        if not worst <= PARITY_TOLERANCE:
+            raise TimbrelError(f"{path}: the one-frame graph differs from the file by {worst:.2e} relative RMS")
+        write_bytes(target, trial.read_bytes())
+    return target
 
 
 def check_export(model: TimbreNetwork, path: str | os.PathLike, f0_hz: np.ndarray, loudness_db: np.ndarray,

@@ -100,6 +100,9 @@ class TimbreModel:
         self.session = _open_session(self.path)
         self.info, self.reverb_ir = _read_metadata(self.path, self.session)
         _check_signature(self.path, self.session, self.info)
+        self.one_frame = self.session.get_inputs()[0].shape[1] == 1
+        """Whether the graph steps one frame per call (`timbrel.export.streaming_graph`); older
+        files take `[voices, frames]`."""
         self._bytes = self.path.read_bytes()
         self.style = style_array(self.path, self.info.style)
         """The style's coefficients `[len(STYLE_FIELDS), 3]` (zeros without a style)."""
@@ -113,8 +116,18 @@ class TimbreModel:
         return ort.InferenceSession(self._bytes, sess_options=session_options(), providers=["CPUExecutionProvider"])
 
     def step(self, f0_hz: np.ndarray, loudness_db: np.ndarray, state: np.ndarray) -> list[np.ndarray]:
-        """Amplitude `[V, T]`, distribution `[V, T, K]`, noise `[V, T, N]`, new state `[V, H]`."""
-        return self.session.run(None, {"f0_hz": f0_hz, "loudness_db": loudness_db, "state": state})
+        """Amplitude `[V, T]`, distribution `[V, T, K]`, noise `[V, T, N]`, new state `[V, H]`
+        (a one-frame graph runs the T frames one call each)."""
+        if not self.one_frame or f0_hz.shape[1] == 1:
+            return self.session.run(None, {"f0_hz": f0_hz, "loudness_db": loudness_db, "state": state})
+        frames = []
+        for t in range(f0_hz.shape[1]):
+            *controls, state = self.session.run(None, {"f0_hz": np.ascontiguousarray(f0_hz[:, t : t + 1]),
+                                                       "loudness_db": np.ascontiguousarray(loudness_db[:, t : t + 1]),
+                                                       "state": state})
+            frames.append(controls)
+        amplitude, distribution, noise = (np.concatenate(parts, axis=1) for parts in zip(*frames))
+        return [amplitude, distribution, noise, state]
 
     def __repr__(self) -> str:
         i = self.info
@@ -221,5 +234,7 @@ def _check_signature(path: Path, session, info: ModelInfo) -> None:
         if isinstance(dim, int) and dim != size:
             raise TimbrelError(f"{path}: '{name}' has {dim} on axis {axis} but the metadata says {size}")
     for name in ("f0_hz", "loudness_db"):
-        if any(isinstance(d, int) for d in inputs[name].shape):
-            raise TimbrelError(f"{path}: input '{name}' must have dynamic [voices, frames] axes, has {inputs[name].shape}")
+        voices, frames = inputs[name].shape
+        if isinstance(voices, int) or (isinstance(frames, int) and frames != 1):
+            raise TimbrelError(f"{path}: input '{name}' must have axes [voices, frames] or [voices, 1] with any "
+                               f"number of voices, has {inputs[name].shape}")

@@ -1,4 +1,5 @@
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -254,6 +255,83 @@ def test_a_network_read_back_from_its_model_file_is_the_one_exported(tmp_path):
         for a, b in zip(network.controls(f0, loudness), again.controls(f0, loudness)):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
         torch.testing.assert_close(network.impulse_response(), again.impulse_response(), rtol=0, atol=0)
+
+
+def _torchscript_file(network: TimbreNetwork, path):
+    """The model file timbrel wrote before the one-frame graph: torch's exporter, `[voices, frames]` axes."""
+    import onnx
+
+    from timbrel.export.onnx_export import OPSET, metadata_record, write_model
+    from timbrel.plugin.model import INPUTS, OUTPUTS
+
+    c = network.config
+    axes = {name: {0: "voices", 1: "frames"} for name in (*INPUTS[:2], *OUTPUTS[:3])}
+    axes.update({INPUTS[2]: {0: "voices"}, OUTPUTS[3]: {0: "voices"}})
+    example = (torch.full((2, 3), 220.0), torch.full((2, 3), -30.0), torch.zeros(2, c.hidden))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(network.decoder.eval(), example, str(path), input_names=list(INPUTS),
+                          output_names=list(OUTPUTS), dynamic_axes=axes, dynamo=False, opset_version=OPSET)
+    stats = dict(mean=300.0, std=40.0, min=150.0, max=700.0)
+    record = metadata_record(network, "old", stats, dict(mean=-30.0, std=8.0, min=-70.0, max=-8.0), {})
+    return write_model(onnx.load(str(path)), path, "old", record, network.impulse_response().detach().numpy())
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_the_one_frame_graph_equals_torch_and_the_older_files_graph_in_fewer_nodes(tmp_path, layers):
+    """A file in the older format (torch's exporter) still loads, steps many frames and reads
+    back; converted to the one-frame graph it gives the same outputs frame by frame, reads back
+    to the same weights exactly, and onnxruntime runs it in fewer nodes."""
+    import onnxruntime as ort
+
+    from timbrel.export.onnx_export import convert_to_streaming
+    from timbrel.export.onnx_import import network_from_model
+    from timbrel.plugin.model import session_options
+
+    torch.manual_seed(layers)
+    network = TimbreNetwork(ModelConfig(harmonics=24, noise_bands=33, units=32, hidden=32, layers=layers,
+                                        reverb_seconds=0.1))
+    with torch.no_grad():
+        for parameter in network.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    old = _torchscript_file(network, tmp_path / "old.onnx")
+    new = convert_to_streaming(old, tmp_path / "new.onnx")
+    old_model, new_model = load_model(old), load_model(new)
+    assert not old_model.one_frame and new_model.one_frame
+    rng = np.random.default_rng(layers)
+    inputs = [rng.uniform(40, 2000, (3, 30)), rng.uniform(-80, -5, (3, 30)), rng.normal(0, 0.5, (3, 32))]
+    inputs = [np.ascontiguousarray(a, dtype=np.float32) for a in inputs]
+    with torch.no_grad():
+        expected = [t.numpy() for t in network.decoder(*(torch.from_numpy(a) for a in inputs))]
+    for got in (old_model.step(*inputs), new_model.step(*inputs)):
+        for g, e in zip(got, expected):
+            np.testing.assert_allclose(g, e, rtol=2e-4, atol=2e-6)
+    for path in (old, new):
+        again = network_from_model(path).decoder.state_dict()
+        for name, value in network.decoder.state_dict().items():
+            torch.testing.assert_close(again[name], value, rtol=0, atol=0)
+
+    def optimised_nodes(path) -> int:
+        import onnx
+
+        options = session_options()
+        options.optimized_model_filepath = str(tmp_path / f"optimised-{path.name}")
+        ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        return len(onnx.load(options.optimized_model_filepath).graph.node)
+
+    assert optimised_nodes(new) < 0.75 * optimised_nodes(old)
+
+
+def test_converting_a_one_frame_file_again_is_refused_and_leaves_it_alone(tmp_path):
+    from timbrel.export.onnx_export import convert_to_streaming, export_onnx
+
+    stats = dict(mean=300.0, std=40.0, min=150.0, max=700.0)
+    path = export_onnx(TimbreNetwork(SMALL), tmp_path / "small.onnx", name="small", f0_stats=stats, provenance={},
+                       loudness_stats=dict(mean=-30.0, std=8.0, min=-70.0, max=-8.0))
+    before = path.read_bytes()
+    with pytest.raises(TimbrelError, match="already a one-frame graph"):
+        convert_to_streaming(path)
+    assert path.read_bytes() == before
 
 
 def test_fine_tuning_another_instruments_model_reaches_the_bar_in_a_short_run(tmp_path):
