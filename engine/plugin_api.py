@@ -167,6 +167,8 @@ class Plugin:
         self.params = ParameterBank(type(self).parameters)
         self.sample_rate = 0
         self.max_block = 0
+        self.fading_out = False
+        """Set while the engine crossfades this plugin out after a switch (`set_fading_out`)."""
 
     @property
     def latency_samples(self) -> int:
@@ -187,6 +189,12 @@ class Plugin:
 
     def reset(self) -> None:
         """Return to silence: voices off, tails cleared."""
+
+    def set_fading_out(self, fading: bool) -> None:
+        """Audio thread: the engine is crossfading this plugin out (True) or playing it (False).
+        An instrument fading out may hold its last control frame instead of running its model:
+        what it plays is on its way to silence within the crossfade."""
+        self.fading_out = fading
 
     def __call__(self, audio: np.ndarray, sample_rate: int, block: int = 512, events: np.ndarray | None = None) -> np.ndarray:
         """Run a whole mono buffer `[samples]` through the plugin offline, in blocks of `block`.

@@ -163,6 +163,11 @@ class Chain(Effect):
         for slot in self._layout:
             slot.effect.reset()
 
+    def set_fading_out(self, fading: bool) -> None:
+        self.fading_out = fading
+        if self.instrument is not None:
+            self.instrument.set_fading_out(fading)
+
     def append(self, effect: Effect) -> str:
         """Add `effect` at the end; returns its key (for `set_parameter`)."""
         return self.insert(len(self._layout), effect)

@@ -413,7 +413,9 @@ class Ensemble(Plugin):
 
     def _frame(self, offset: int) -> None:
         """A hop boundary: every part advances its voices, then each model runs once for all of
-        the voices playing it, across parts."""
+        the voices playing it, across parts (fading out: the last frame held)."""
+        if self.fading_out:
+            return
         voices = self.voices
         runners = voices.runners
         batches = self._batches

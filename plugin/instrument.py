@@ -201,7 +201,10 @@ class MidiInstrument(ModelPlugin):
         return self._order
 
     def _control_frame(self, offset: int = 0) -> None:
-        """Advance the voices one hop and run the model for every sounding voice."""
+        """Advance the voices one hop and run the model for every sounding voice (or, fading out,
+        hold the last frame: the crossfade silences it within a few hops)."""
+        if self.fading_out:
+            return
         count = self.frame_voices()
         TIMES.mark(VOICES)
         self.synth.run(self._order, count, self._f0, self._loudness, self._scale, self._tilt, self._noise_gain)

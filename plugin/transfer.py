@@ -303,6 +303,8 @@ class TimbreTransfer(ModelPlugin):
         """A hop starts at `offset` of the piece being rendered: run the model on the frame that
         completed there."""
         self._take_frames(self._base + offset)
+        if self.fading_out:
+            return
         controls = self._controls
         f0_hz, loudness_db, gain = self.map_frame(controls[fw.F0_HZ], self._loudness_in, controls[fw.GAIN])
         self._f0[0], self._loudness[0], self._scale[0] = f0_hz, loudness_db, gain

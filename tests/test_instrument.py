@@ -242,6 +242,34 @@ def test_switching_instruments_crossfades_without_a_jump(model):
     assert all(slot is None for slot in engine.retired)
 
 
+def test_an_instrument_crossfaded_out_holds_its_last_frame_and_runs_no_model(model):
+    """During a switch's crossfade the outgoing instrument keeps sounding its last control frame
+    (the fade silences it) without calling onnxruntime; the incoming one runs its model, and an
+    instrument swapped back in plays afresh."""
+    engine = Engine(SR, BLOCK)
+    first, second = MidiInstrument(model), MidiInstrument(model)
+    engine.load(first)
+    for key in (60, 64, 67):
+        engine.events.push(on(key))
+    out = np.zeros((BLOCK, 2), dtype=np.float32)
+    for _ in range(40):
+        engine.process(None, out)
+    engine.load(second)
+    runs = first.synth.runner.runs, second.synth.runner.runs
+    fade_blocks = engine._fade_len // BLOCK
+    for _ in range(fade_blocks):
+        engine.process(None, out)
+        assert np.abs(out).max() > 0.01
+    assert first.fading_out and not second.fading_out
+    assert first.synth.runner.runs == runs[0]
+    assert second.synth.runner.runs >= runs[1] + fade_blocks * BLOCK // first.synth.host_hop_samples
+    engine.load(first)
+    for _ in range(fade_blocks + 2):
+        engine.process(None, out)
+    assert not first.fading_out and second.fading_out
+    assert first.synth.runner.runs > 0, "loaded again (and prepared afresh), it runs its model"
+
+
 def test_the_audio_path_allocates_no_arrays_and_nothing_that_grows(model):
     block = 512
     engine = Engine(SR, block)

@@ -214,7 +214,9 @@ class Engine:
         times.mark(DRAIN)
         if self._incoming is not None and self._fade_left == 0:
             self._outgoing, self._current, self._incoming = self._current, self._incoming, None
+            self._current.set_fading_out(False)
             if self._outgoing is not None:
+                self._outgoing.set_fading_out(True)
                 self._fade_left = self._fade_len
                 events = self.keyboard.replay()
             times.mark(SWAP)
