@@ -36,6 +36,7 @@ import numpy as np
 
 from bench.jack import DummyServer, dummy_server
 from bench.report import report
+from timbrel.engine.realtime.stages import TIMES, breakdown
 from timbrel.presets.library import Library
 from timbrel.session import Session
 from timbrel.ui.server import serve
@@ -108,6 +109,7 @@ def hammering(session, surface, seconds: float, threads: int, jack: DummyServer 
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         pool.submit(time.sleep, 0).result(timeout=60)
         session.engine.reset_meters()
+        TIMES.clear()
         stream_xruns, server_xruns = session.status()["xruns"], jack.xruns() if jack else 0
         engine_requests = surface.engine_requests
         began = time.monotonic()
@@ -121,7 +123,7 @@ def hammering(session, surface, seconds: float, threads: int, jack: DummyServer 
         "late_blocks": engine.late_blocks, "peak_block_cpu_load": engine.peak_cpu_load,
         "late_blocks_wall_clock": engine.late_blocks_wall_clock, "engine_errors": engine.errors,
         "mean_cpu_load": engine.cpu_load, "stream_xruns": session.status()["xruns"] - stream_xruns,
-        "jackd_xruns": jack.xruns() - server_xruns if jack else None,
+        "jackd_xruns": jack.xruns() - server_xruns if jack else None, "worst_block_us": breakdown(TIMES.worst),
     }
 
 
@@ -137,6 +139,7 @@ def switching(session, names: list[str], switches: int) -> dict:
     session.note_off(64)
     time.sleep(0.3)
     session.engine.reset_meters()
+    TIMES.clear()
     stream_xruns = session.status()["xruns"]
     took = []
     for i in range(switches):
@@ -152,7 +155,7 @@ def switching(session, names: list[str], switches: int) -> dict:
            "late_blocks": engine.late_blocks, "peak_block_cpu_load": engine.peak_cpu_load,
            "late_blocks_wall_clock": engine.late_blocks_wall_clock,
            "engine_errors": engine.errors, "stream_xruns": session.status()["xruns"] - stream_xruns,
-           "preset_switches": session.switches}
+           "preset_switches": session.switches, "worst_block_us": breakdown(TIMES.worst)}
     return row
 
 
@@ -185,8 +188,12 @@ def main() -> None:
         finally:
             session.close()
     hammered.pop("by_path")
+    worst = {"switching": switched.pop("worst_block_us"), "hammer": hammered.pop("worst_block_us")}
+    for scenario, stages in worst.items():
+        print(f"{scenario}: the block that used the most CPU time, µs by stage:",
+              ", ".join(f"{name} {us:.0f}" for name, us in stages.items()))
     report("live", [{"scenario": "switching", **switched}, {"scenario": "hammer", **hammered}],
-           sample_rate=SR, block=BLOCK, voices=16, presets=len(names), threads=args.threads,
+           sample_rate=SR, block=BLOCK, voices=16, presets=len(names), threads=args.threads, worst_block_us=worst,
            note="late_blocks: blocks whose own CPU time exceeded the block's duration")
 
 
