@@ -1,14 +1,18 @@
 """What a cheaper network would buy: onnxruntime's cost per control frame for variants of
 the shipped graph, back to back and once per block period (as the live audio thread calls it).
 
-    python -m bench.bench_network [--frames 400] [--model PATH]
+    python -m bench.bench_network [--frames 400] [--model PATH] [--name network]
 
 The live process sleeps between blocks, and on this machine kind a call made after a sleep
 costs two to three times what the same call costs back to back (`bench_model` measures it for
 the shipped model). This benchmark asks which lever moves that cost, for 1 and 16 voices of
 one model and for four models of 8 voices each (an ensemble's control frame):
 
-- `shipped`: the model file's graph, as the engine runs it;
+- `shipped`: the model file's graph, as the engine runs it: a file written by torch's
+  exporter, as the factory's were until the one-frame graph (`--model`, and its ensemble's
+  flute, cello and trumpet files beside it);
+- `one-frame graph`: the same weights as `timbrel.export.streaming_graph` writes them, the
+  factory's graph since;
 - `one frame, GRU as MatMuls`: the same weights in a graph for a single frame, its GRU
   written as two MatMuls and the gate arithmetic (same output to float rounding);
 - `… int8`: that graph through onnxruntime's dynamic int8 quantisation (weights int8,
@@ -21,7 +25,7 @@ one model and for four models of 8 voices each (an ensemble's control frame):
 
 Inputs are bound once (IO binding, preallocated, as `ModelRunner`); times are wall µs per
 call on one thread, medians, interleaved so that every variant sees the same machine.
-Needs the training extra (`onnx`). Writes bench/results/network.json.
+Needs the training extra (`onnx`). Writes bench/results/NAME.json.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ import onnxruntime as ort
 from numba import njit
 
 from bench.report import report
-from timbrel.plugin.model import INPUTS, session_options
+from timbrel.plugin.model import INPUTS, load_model, session_options
 from timbrel.presets import default_model
 
 BLOCK_S = 128 / 48000
@@ -106,7 +110,11 @@ def variants(model_path: Path, folder: Path) -> dict[str, bytes]:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    from timbrel.export.onnx_export import convert_to_streaming
+
     found = {"shipped": model_path.read_bytes()}
+    streaming = convert_to_streaming(model_path, folder / f"{model_path.stem}-streaming.onnx")
+    found["one-frame graph (streaming_graph, shipped since)"] = streaming.read_bytes()
     lean = folder / f"{model_path.stem}-one-frame.onnx"
     onnx.save(one_frame_graph(model_path), str(lean))
     found["one frame, GRU as MatMuls"] = lean.read_bytes()
@@ -252,8 +260,15 @@ def _numba_forward(f0, ld, state, stacks, dense, norms, gru_w, gru_r, gru_b, out
             raw[v, j] = 2.0 * (1.0 / (1.0 + math.exp(-raw[v, j]))) ** 2.302585092994046 + 1e-7
 
 
+def _initializer_names(path: Path) -> list[str]:
+    import onnx
+
+    return [init.name for init in onnx.load(str(path)).graph.initializer]
+
+
 class NumbaForward:
-    """The shipped network as numba loops for `voices` voices (float32, one frame)."""
+    """The shipped network as numba loops for `voices` voices (float32, one frame); written for
+    the two-layer network (the 128-unit factory's) only."""
 
     def __init__(self, path: Path, voices: int):
         import onnx
@@ -322,8 +337,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=400, help="calls timed per variant and pacing")
     parser.add_argument("--model", default=str(default_model()))
+    parser.add_argument("--name", default="network", help="results file: bench/results/NAME.json")
     args = parser.parse_args()
     model = Path(args.model)
+    if load_model(model).one_frame:
+        raise SystemExit(f"bench_network: {model} is already a one-frame graph; this compares variants of a file "
+                         "written by torch's exporter, as the factory's were before (git show "
+                         "e4bc17b:presets/factory/models/violin.onnx, with flute, cello and trumpet beside it)")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -332,12 +352,15 @@ def main() -> None:
         errors = {name: error_db(graph, reference) for name, graph in graphs.items() if name != "shipped"}
         graphs |= smaller_networks(folder)
         ensemble = {name: [variants(model.with_name(f"{instrument}.onnx"), folder)[name] for instrument in ENSEMBLE]
-                    for name in ("shipped", "one frame, GRU as MatMuls, int8")}
-        numba_error = NumbaForward(model, 1).check(graphs["shipped"])
+                    for name in ("shipped", "one-frame graph (streaming_graph, shipped since)",
+                                 "one frame, GRU as MatMuls, int8")}
+        two_layers = sum(1 for name in _initializer_names(model) if name.startswith("onnx::MatMul")) == 7
+        numba_error = NumbaForward(model, 1).check(graphs["shipped"]) if two_layers else None
         for voices in (1, 16):
             callers = {name: [Bound(graph, voices).run] for name, graph in graphs.items()}
             callers["one Add node"] = [Bound(one_add_graph(), voices).run]
-            callers["numba forward"] = [NumbaForward(model, voices).run]
+            if two_layers:
+                callers["numba forward"] = [NumbaForward(model, voices).run]
             for pacing, gap in (("back to back", 0.0), ("once per block period", BLOCK_S)):
                 for name, times in time_calls(callers, args.frames, gap).items():
                     rows.append({"variant": name, "voices": voices, "calls": pacing, "median_us": float(np.median(times)),
@@ -351,7 +374,7 @@ def main() -> None:
     for row in rows:
         if row["variant"] in errors:
             row["error_db_median"], row["error_db_p99"] = errors[row["variant"]]
-    report("network", rows, model=model.name, numba_max_relative_error=numba_error,
+    report(args.name, rows, model=model.name, numba_max_relative_error=numba_error,
            note="wall µs per call, medians; error: |dB| against the shipped graph over 1200 frames of 8 voices "
                 "(amplitude, and harmonics and noise bands within 60 dB of their frame's loudest)")
 
