@@ -27,7 +27,7 @@ from timbrel.engine.errors import TimbrelError
 from timbrel.export import synth
 from timbrel.export.model import TimbreNetwork
 from timbrel.export.streaming_graph import streaming_graph
-from timbrel.plugin.model import FORMAT_VERSION, INPUTS, IR_KEY, METADATA_KEY, OUTPUTS, TimbreModel, load_model
+from timbrel.plugin.model import FORMAT_VERSION, IR_KEY, METADATA_KEY, OUTPUTS, TimbreModel, load_model
 from timbrel.plugin.model_synth import resynthesise
 
 PARITY_TOLERANCE = 1e-5
