@@ -9,7 +9,8 @@ folder). Then:
 
 - **switching**: a chord and 13 quiet notes held, the pedal down, and `--switches` preset
   loads cycling through the MIDI presets, each waited for; the time each load took off the
-  audio thread, and the engine's late blocks and errors over the run;
+  audio thread, the engine's late blocks and errors over the run, and the CPU time of the
+  blocks that crossfaded (old and new chain both running) against the others;
 - **hammer**: the control surface served as `timbrel play` serves it, and `--threads`
   keep-alive clients in a process of their own calling status, describe, spectrum and
   parameter endpoints as fast as they can; requests served, how many reached the engine
@@ -36,7 +37,7 @@ import numpy as np
 
 from bench.jack import DummyServer, dummy_server
 from bench.report import report
-from timbrel.engine.realtime.stages import TIMES, breakdown
+from timbrel.engine.realtime.stages import CPU, CROSSFADE, TIMES, breakdown
 from timbrel.presets.library import Library
 from timbrel.session import Session
 from timbrel.ui.server import serve
@@ -149,7 +150,11 @@ def switching(session, names: list[str], switches: int) -> dict:
         session.wait_idle()
         time.sleep(0.03)
     engine = session.engine.status()
+    rows = TIMES.snapshot()
+    fading = rows[rows[:, CROSSFADE] > 0, CPU] / 1000.0
     row = {"switches": switches, "switch_ms_median": 1000 * float(np.median(took)),
+           "crossfade_blocks": int(fading.size), "crossfade_cpu_median_us": float(np.median(fading)),
+           "crossfade_cpu_max_us": float(fading.max()), "other_cpu_median_us": float(np.median(rows[rows[:, CROSSFADE] == 0, CPU])) / 1000.0,
            "switch_ms_max": 1000 * float(np.max(took)), "blocks": engine.blocks,
            "notes_held": len(session.engine.keyboard.held_notes()),
            "late_blocks": engine.late_blocks, "peak_block_cpu_load": engine.peak_cpu_load,
