@@ -151,10 +151,11 @@ def switching(session, names: list[str], switches: int) -> dict:
         time.sleep(0.03)
     engine = session.engine.status()
     rows = TIMES.snapshot()
-    fading = rows[rows[:, CROSSFADE] > 0, CPU] / 1000.0
+    crossfading = rows[:, CROSSFADE] > 0
+    fading, other = rows[crossfading, CPU] / 1000.0, rows[~crossfading, CPU] / 1000.0
     row = {"switches": switches, "switch_ms_median": 1000 * float(np.median(took)),
            "crossfade_blocks": int(fading.size), "crossfade_cpu_median_us": float(np.median(fading)),
-           "crossfade_cpu_max_us": float(fading.max()), "other_cpu_median_us": float(np.median(rows[rows[:, CROSSFADE] == 0, CPU])) / 1000.0,
+           "crossfade_cpu_max_us": float(fading.max()), "other_cpu_median_us": float(np.median(other)),
            "switch_ms_max": 1000 * float(np.max(took)), "blocks": engine.blocks,
            "notes_held": len(session.engine.keyboard.held_notes()),
            "late_blocks": engine.late_blocks, "peak_block_cpu_load": engine.peak_cpu_load,

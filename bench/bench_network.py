@@ -41,6 +41,7 @@ import onnxruntime as ort
 from numba import njit
 
 from bench.report import report
+from timbrel.export.onnx_import import network_from_model
 from timbrel.plugin.model import INPUTS, load_model, session_options
 from timbrel.presets import default_model
 
@@ -260,12 +261,6 @@ def _numba_forward(f0, ld, state, stacks, dense, norms, gru_w, gru_r, gru_b, out
             raw[v, j] = 2.0 * (1.0 / (1.0 + math.exp(-raw[v, j]))) ** 2.302585092994046 + 1e-7
 
 
-def _initializer_names(path: Path) -> list[str]:
-    import onnx
-
-    return [init.name for init in onnx.load(str(path)).graph.initializer]
-
-
 class NumbaForward:
     """The shipped network as numba loops for `voices` voices (float32, one frame); written for
     the two-layer network (the 128-unit factory's) only."""
@@ -354,7 +349,7 @@ def main() -> None:
         ensemble = {name: [variants(model.with_name(f"{instrument}.onnx"), folder)[name] for instrument in ENSEMBLE]
                     for name in ("shipped", "one-frame graph (streaming_graph, shipped since)",
                                  "one frame, GRU as MatMuls, int8")}
-        two_layers = sum(1 for name in _initializer_names(model) if name.startswith("onnx::MatMul")) == 7
+        two_layers = network_from_model(model).config.layers == 2
         numba_error = NumbaForward(model, 1).check(graphs["shipped"]) if two_layers else None
         for voices in (1, 16):
             callers = {name: [Bound(graph, voices).run] for name, graph in graphs.items()}

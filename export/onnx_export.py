@@ -95,9 +95,9 @@ def write_model(proto, path: str | os.PathLike, name: str, record: dict, ir: np.
 
 def convert_to_streaming(path: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
     """Rewrite a model file written by torch's exporter (timbrel before the one-frame graph) as the
-    one-frame graph, with the same weights, metadata and reverb, at `out` (default: in place,
-    atomically). Returns the largest relative difference between the two files' outputs on
-    random inputs' frames, which must stay within `PARITY_TOLERANCE` RMS."""
+    one-frame graph, with the same weights, metadata and reverb, at `out` (default: in place),
+    atomically; returns the path written. The two graphs' outputs on random inputs must agree
+    within `PARITY_TOLERANCE` relative RMS, or nothing is written."""
     import onnx
 
     from timbrel.export.onnx_import import network_from_model

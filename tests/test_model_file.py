@@ -167,3 +167,17 @@ def test_a_wrong_shaped_onnx_is_refused(exported, tmp_path):
     with pytest.raises(TimbrelError, match="has no input 'f0_hz'") as err:
         load_model(path)
     one_line(err, "relu.onnx")
+
+
+def test_a_graph_fixed_to_a_number_of_voices_is_refused_in_one_line(exported, tmp_path):
+    def fix_voices(proto):
+        for value in proto.graph.input:
+            if value.name in ("f0_hz", "loudness_db"):
+                value.type.tensor_type.shape.dim[0].dim_value = 4
+
+    bad = rewrite(exported[1], tmp_path / "four.onnx", fix_voices)
+    before = bad.read_bytes()
+    with pytest.raises(TimbrelError, match="any number of voices") as err:
+        load_model(bad)
+    one_line(err, "four.onnx")
+    assert bad.read_bytes() == before
