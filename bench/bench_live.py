@@ -17,7 +17,8 @@ folder). Then:
   process, and the engine's late blocks.
 
 Late blocks are counted by the engine's own CPU time (its fault) and by the wall clock
-(which includes preemption on a shared machine); stream xruns are whatever PortAudio
+(which includes preemption on a shared machine); beside them, how many late blocks the
+machine alone explains, from a `bench.cpu_noise.NoiseWitness` run beside each scenario. Stream xruns are whatever PortAudio
 flagged, next to the xruns jackd logged. Writes bench/results/live.json.
 """
 
@@ -35,6 +36,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
+from bench.cpu_noise import NoiseWitness
 from bench.jack import DummyServer, dummy_server
 from bench.report import report
 from timbrel.engine.realtime.stages import CPU, CROSSFADE, TIMES, breakdown
@@ -178,8 +180,10 @@ def main() -> None:
         try:
             session.start(names[0], use_midi=False)
             before = jack.xruns()
-            switched = switching(session, names, args.switches)
+            with NoiseWitness() as witness:
+                switched = switching(session, names, args.switches)
             switched["jackd_xruns"] = jack.xruns() - before
+            switched["machine_explains"] = witness.seen.explains(TIMES.snapshot())
             session.control_change(123, 0)
             session.control_change(64, 0)
             session.load(HAMMER_PRESET, wait=True)
@@ -188,7 +192,9 @@ def main() -> None:
             time.sleep(0.3)
             surface = serve(session, port=0)
             try:
-                hammered = hammering(session, surface, args.hammer_seconds, args.threads, jack)
+                with NoiseWitness() as witness:
+                    hammered = hammering(session, surface, args.hammer_seconds, args.threads, jack)
+                hammered["machine_explains"] = witness.seen.explains(TIMES.snapshot())
             finally:
                 surface.close()
         finally:
@@ -200,7 +206,8 @@ def main() -> None:
               ", ".join(f"{name} {us:.0f}" for name, us in stages.items()))
     report("live", [{"scenario": "switching", **switched}, {"scenario": "hammer", **hammered}],
            sample_rate=SR, block=BLOCK, voices=16, presets=len(names), threads=args.threads, worst_block_us=worst,
-           note="late_blocks: blocks whose own CPU time exceeded the block's duration")
+           note="late_blocks: blocks whose own CPU time exceeded the block's duration; machine_explains: "
+                "how many of them a noise witness (bench.cpu_noise) running beside the scenario saw the machine cause")
 
 
 if __name__ == "__main__":

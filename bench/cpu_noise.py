@@ -10,20 +10,34 @@ work did not use. On this kind of machine (a Firecracker VM whose kernel has
 CONFIG_IRQ_TIME_ACCOUNTING off) interrupt and softirq work that runs while the thread is on
 the CPU is charged to the thread. The engine's own late-block count, which uses the same
 clock, is read beside this figure. Writes bench/results/cpu-noise.json.
+
+`NoiseWitness` runs the same loop in a process of its own beside a test or a benchmark, so
+that the blocks the machine made late in that very run are measured, not assumed.
 """
 
 from __future__ import annotations
 
 import argparse
-import threading
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
 import time
+from dataclasses import dataclass
+from typing import Self
 
 import numba
 import numpy as np
 
 from bench.report import report
+from timbrel.engine.realtime.stages import CPU
 
 BLOCK_S = 128 / 48000
+BLOCK_US = BLOCK_S * 1e6
+WITNESS_NICENESS = 10
+"""The witness yields the cores to the audio threads: its CPU time, not its share, is what counts."""
 
 
 @numba.njit(nogil=True, cache=True, _nrt=False)
@@ -36,6 +50,7 @@ def spin(iterations: int) -> float:
 
 
 def calibrate(work_us: float) -> int:
+    """Iterations of `spin` that take about `work_us` µs of CPU time here."""
     spin(1000)
     iterations = 100_000
     began = time.thread_time_ns()
@@ -44,34 +59,111 @@ def calibrate(work_us: float) -> int:
     return max(1000, int(iterations * work_us * 1e3 / max(took, 1)))
 
 
+def watch(seconds: float, work_us: float, stop: list[bool] | None = None) -> np.ndarray:
+    """Wake every block period for `seconds` (or until `stop[0]` is set), run about `work_us`
+    µs of `spin` each time; returns each wake-up's own CPU time, µs, `[wakeups]` float64."""
+    iterations = calibrate(work_us)
+    cpu_ns: list[int] = []
+    deadline = time.monotonic() + seconds
+    wake = time.monotonic()
+    while wake < deadline and not (stop and stop[0]):
+        began = time.thread_time_ns()
+        spin(iterations)
+        cpu_ns.append(time.thread_time_ns() - began)
+        wake += BLOCK_S
+        time.sleep(max(0.0, wake - time.monotonic()))
+    return np.array(cpu_ns, dtype=np.float64) / 1e3
+
+
+@dataclass(frozen=True)
+class Witnessed:
+    """What the witness saw: its wake-ups, their total CPU time (s), the median wake-up (µs),
+    and every wake-up's CPU time beyond that median (µs), largest first, where over 100 µs."""
+
+    wakeups: int
+    cpu_s: float
+    work_median_us: float
+    excess_us: tuple[float, ...]
+
+    def late_blocks_explained(self, engine_cpu_s: float, engine_block_us: float) -> float:
+        """Blocks of an engine that the machine alone would have made late over the same span:
+        the witness's wake-ups charged more than the engine's slack (a block's duration less
+        `engine_block_us`, the engine's median block CPU time), scaled from the witness's CPU
+        time to the engine's, `engine_cpu_s`. The machine charges whichever thread is on the
+        CPU, so the engine meets its charges in proportion to the time it runs."""
+        slack = BLOCK_US - engine_block_us
+        charged = sum(1 for excess in self.excess_us if excess > slack)
+        return charged * engine_cpu_s / max(self.cpu_s, 1e-9)
+
+    def explains(self, rows: np.ndarray) -> float:
+        """`late_blocks_explained` for the engine's `rows` (`StageTimes.snapshot`, the same span)."""
+        cpu_us = rows[:, CPU] / 1e3
+        return self.late_blocks_explained(float(cpu_us.sum() / 1e6), float(np.median(cpu_us))) if cpu_us.size else 0.0
+
+    def describe(self) -> str:
+        """One line for a report."""
+        top = ", ".join(f"{x:.0f}" for x in self.excess_us[:5])
+        return (f"noise witness: {self.wakeups} wake-ups, {self.cpu_s:.2f} s CPU, median {self.work_median_us:.0f} µs, "
+                f"largest charges beyond it {top or 'none'} µs")
+
+
+class NoiseWitness:
+    """`with NoiseWitness() as witness:` runs `python -m bench.cpu_noise --witness` (niced) for
+    the block; afterwards `witness.seen` holds what it measured (`Witnessed`)."""
+
+    def __init__(self, work_us: float = 400.0):
+        self.work_us = work_us
+        self.seen: Witnessed | None = None
+        self._process: subprocess.Popen | None = None
+
+    def __enter__(self) -> Self:
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "bench.cpu_noise", "--witness", "--work-us", str(self.work_us)],
+            cwd=root, stdout=subprocess.PIPE, text=True)
+        ready = self._process.stdout.readline()
+        if ready.strip() != "watching":
+            self._process.kill()
+            raise RuntimeError(f"the noise witness did not start: {ready!r}")
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        process, self._process = self._process, None
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=30)
+        seen = json.loads(out)
+        self.seen = Witnessed(seen["wakeups"], seen["cpu_s"], seen["work_median_us"], tuple(seen["excess_us"]))
+
+
+def witness(work_us: float) -> None:
+    """Watch until SIGTERM, then print what was seen as one JSON object (`Witnessed`'s fields)."""
+    os.nice(WITNESS_NICENESS)
+    stop = [False]
+    signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__(0, True))
+    calibrate(work_us)
+    print("watching", flush=True)
+    cpu = watch(math.inf, work_us, stop)
+    median = float(np.median(cpu)) if cpu.size else 0.0
+    excess = np.sort(cpu - median)[::-1]
+    print(json.dumps({"wakeups": int(cpu.size), "cpu_s": float(cpu.sum() / 1e6), "work_median_us": median,
+                      "excess_us": [round(float(x), 1) for x in excess[excess > 100.0]]}), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--work-us", type=float, default=400.0)
+    parser.add_argument("--witness", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    iterations = calibrate(args.work_us)
-    cpu_ns: list[int] = []
-
-    def run() -> None:
-        deadline = time.monotonic() + args.seconds
-        wake = time.monotonic()
-        while wake < deadline:
-            began = time.thread_time_ns()
-            spin(iterations)
-            cpu_ns.append(time.thread_time_ns() - began)
-            wake += BLOCK_S
-            time.sleep(max(0.0, wake - time.monotonic()))
-
-    thread = threading.Thread(target=run, name="cpu-noise")
-    thread.start()
-    thread.join()
-    cpu = np.array(cpu_ns) / 1e3
-    budget_us = BLOCK_S * 1e6
+    if args.witness:
+        witness(args.work_us)
+        return
+    cpu = watch(args.seconds, args.work_us)
     row = {"wakeups": int(cpu.size), "work_median_us": float(np.median(cpu)), "p99_us": float(np.percentile(cpu, 99)),
-           "max_us": float(cpu.max()), "over_half_block": int((cpu > budget_us / 2).sum()),
-           "seconds_of_spikes": [round(float(i) * BLOCK_S, 1) for i in np.flatnonzero(cpu > budget_us)],
-           "over_a_block": int((cpu > budget_us).sum()), "max_share_of_block": float(cpu.max() / budget_us)}
-    report("cpu-noise", [row], seconds=args.seconds, block_us=budget_us,
+           "max_us": float(cpu.max()), "over_half_block": int((cpu > BLOCK_US / 2).sum()),
+           "seconds_of_spikes": [round(float(i) * BLOCK_S, 1) for i in np.flatnonzero(cpu > BLOCK_US)],
+           "over_a_block": int((cpu > BLOCK_US).sum()), "max_share_of_block": float(cpu.max() / BLOCK_US)}
+    report("cpu-noise", [row], seconds=args.seconds, block_us=BLOCK_US,
            note="one fixed workload per 2.667 ms wake-up, timed by the thread's own CPU time")
 
 

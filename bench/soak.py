@@ -11,6 +11,8 @@ and sustain pedal into timbrel's virtual MIDI port. Counts, at the end:
   clock (`late_blocks_wall_clock`, which includes the thread being preempted by other
   processes on this 2-core machine) and by the thread's own CPU time
   (`late_blocks`: the engine's own fault);
+- how many late blocks the machine alone explains, from a `bench.cpu_noise.NoiseWitness`
+  running beside the soak;
 - stream xruns: blocks PortAudio flagged (any cause, including the dummy driver's timer
   oversleeping on a shared, non-real-time machine), next to the xruns jackd logged.
 
@@ -28,13 +30,16 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+
+from bench.cpu_noise import NoiseWitness
 from bench.ensembles import bench_multi
 from bench.jack import dummy_server
 from bench.report import report
 from timbrel.engine.io.audio import AudioStream
 from timbrel.engine.io.midi import MidiInput
 from timbrel.engine.realtime.host import Engine
-from timbrel.engine.realtime.stages import TIMES, breakdown
+from timbrel.engine.realtime.stages import CPU, TIMES, breakdown
 from timbrel.plugin.instrument import MidiInstrument
 from timbrel.plugin.model import load_model
 from timbrel.presets import default_model
@@ -124,12 +129,14 @@ def main() -> None:
                                  stdout=subprocess.PIPE, text=True)
         most_voices = 0
         began = time.monotonic()
-        while child.poll() is None:
-            time.sleep(0.2)
-            most_voices = max(most_voices, engine.status().voices)
+        with NoiseWitness() as witness:
+            while child.poll() is None:
+                time.sleep(0.2)
+                most_voices = max(most_voices, engine.status().voices)
         elapsed = time.monotonic() - began
         sent = int(child.stdout.read().strip() or 0)
         status = engine.status()
+        block_cpu_median_us = float(np.median(TIMES.snapshot()[:, CPU])) / 1e3
         stats = stream.stats()
         stream.stop()
         stream.close()
@@ -151,12 +158,15 @@ def main() -> None:
         "peak_block_load": status.peak_load,
         "max_callback_ms": stats.max_callback_ns / 1e6,
         "peak_block_cpu_load": status.peak_cpu_load,
+        "machine_explains": witness.seen.late_blocks_explained(status.cpu_seconds, block_cpu_median_us),
     }
     worst = breakdown(TIMES.worst)
     print("the block that used the most CPU time, µs by stage:",
           ", ".join(f"{name} {us:.0f}" for name, us in worst.items()))
     report("soak_ensemble" if args.parts else "soak", [row], sample_rate=SR, block=BLOCK, voices=args.voices, parts=args.parts, worst_block_us=worst,
-           note="late_blocks: blocks whose own CPU time exceeded the block's duration")
+           note="late_blocks: blocks whose own CPU time exceeded the block's duration; machine_explains: how many "
+                "of them a noise witness (bench.cpu_noise) running beside the soak saw the machine cause",
+           witness=witness.seen.describe())
 
 
 if __name__ == "__main__":

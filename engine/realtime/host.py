@@ -52,6 +52,8 @@ class EngineStatus:
     input_peak: float
     output_peak: float
     blocks: int
+    cpu_seconds: float
+    """CPU time `process` used over those blocks, s."""
     late_blocks_wall_clock: int
     """Blocks whose processing took longer than the block lasts, by the wall clock."""
     late_blocks: int
@@ -97,6 +99,7 @@ class Engine:
         self._busy_peak = 0.0
         self._cpu_peak = 0.0
         self._load_sum = 0.0
+        self._cpu_ns = 0
         self.blocks = 0
         self.late_blocks_wall_clock = 0
         self.late_blocks = 0
@@ -174,6 +177,7 @@ class Engine:
             sample_rate=self.sample_rate, block_size=self._last_block,
             voices=int(getattr(plugin, "active_voices", 0)), cpu_load=self._load_sum / blocks,
             peak_load=self._busy_peak, peak_cpu_load=self._cpu_peak, input_peak=self.input_peak, output_peak=self.output_peak, blocks=self.blocks,
+            cpu_seconds=self._cpu_ns * 1e-9,
             late_blocks_wall_clock=self.late_blocks_wall_clock, late_blocks=self.late_blocks, errors=self.errors,
             latency_samples=plugin.latency_samples if plugin else 0, plugin=plugin.name if plugin else "",
             faults=tuple(getattr(plugin, "faults", ())),
@@ -189,6 +193,7 @@ class Engine:
         """Zero the counters and peaks (e.g. after warm-up)."""
         self.blocks = self.late_blocks_wall_clock = self.late_blocks = self.errors = 0
         self._load_sum = self._busy_peak = self._cpu_peak = 0.0
+        self._cpu_ns = 0
         self.input_peak = self.output_peak = 0.0
 
     # Audio thread -------------------------------------------------------------------------
@@ -233,6 +238,7 @@ class Engine:
         load = (time.perf_counter_ns() - start) * per_second
         self.blocks += 1
         self._load_sum += load
+        self._cpu_ns += cpu_ns
         self._busy_peak = max(self._busy_peak, load)
         cpu_load = cpu_ns * per_second
         if cpu_load > self._cpu_peak:
