@@ -1,7 +1,7 @@
 """Live on a JACK dummy server: preset switches while 16 voices sound, and the control surface
 under a flood of requests.
 
-    python -m bench.bench_live [--switches 100] [--hammer-seconds 5] [--threads 6]
+    python -m bench.bench_live [--switches 100] [--hold-seconds 5] [--hammer-seconds 5] [--threads 6]
 
 Starts a private `jackd --no-realtime -d dummy -r 48000 -p 128` (asynchronous, as a real
 session runs), and a `Session` on it as `timbrel play` runs one (16 voices, a scratch user
@@ -11,6 +11,8 @@ folder). Then:
   loads cycling through the MIDI presets, each waited for; the time each load took off the
   audio thread, the engine's late blocks and errors over the run, and the CPU time of the
   blocks that crossfaded (old and new chain both running) against the others;
+- **holding**: the same notes held for `--hold-seconds` with nothing else happening, the
+  baseline for the others;
 - **hammer**: the control surface served as `timbrel play` serves it, and `--threads`
   keep-alive clients in a process of their own calling status, describe, spectrum and
   parameter endpoints as fast as they can; requests served, how many reached the engine
@@ -18,8 +20,11 @@ folder). Then:
 
 Late blocks are counted by the engine's own CPU time (its fault) and by the wall clock
 (which includes preemption on a shared machine); beside them, how many late blocks the
-machine alone explains, from a `bench.cpu_noise.NoiseWitness` run beside each scenario. Stream xruns are whatever PortAudio
-flagged, next to the xruns jackd logged. Writes bench/results/live.json.
+machine alone explains, from a `bench.cpu_noise.NoiseWitness` run beside each scenario.
+How late each callback began against the server's cycle (`AudioStream`'s schedule) shows
+waits before the engine ran at all: for the scheduler, or for the GIL held by another
+thread (the loader, the surface's bridge). Stream xruns are whatever PortAudio flagged, next
+to the xruns jackd logged. Writes bench/results/live.json.
 """
 
 from __future__ import annotations
@@ -39,12 +44,13 @@ import numpy as np
 from bench.cpu_noise import NoiseWitness
 from bench.jack import DummyServer, dummy_server
 from bench.report import report
-from timbrel.engine.realtime.stages import CPU, CROSSFADE, TIMES, breakdown
+from timbrel.engine.realtime.stages import CPU, CROSSFADE, START, TIMES, breakdown
 from timbrel.presets.library import Library
 from timbrel.session import Session
 from timbrel.ui.server import serve
 
 SR, BLOCK = 48000, 128
+BLOCK_US = BLOCK / SR * 1e6
 CHORD = (60, 64, 67)
 QUIET = tuple(range(69, 82))
 HAMMER_PRESET = "Violin"
@@ -126,8 +132,28 @@ def hammering(session, surface, seconds: float, threads: int, jack: DummyServer 
         "late_blocks": engine.late_blocks, "peak_block_cpu_load": engine.peak_cpu_load,
         "late_blocks_wall_clock": engine.late_blocks_wall_clock, "engine_errors": engine.errors,
         "mean_cpu_load": engine.cpu_load, "stream_xruns": session.status()["xruns"] - stream_xruns,
-        "jackd_xruns": jack.xruns() - server_xruns if jack else None, "worst_block_us": breakdown(TIMES.worst),
+        "jackd_xruns": jack.xruns() - server_xruns if jack else None, **starts(TIMES.snapshot()),
+        "worst_block_us": breakdown(TIMES.worst),
     }
+
+
+def starts(rows: np.ndarray) -> dict:
+    """How late the callbacks of `rows` (`TIMES.snapshot`) began against the server's cycle, µs."""
+    late = rows[:, START] / 1000.0
+    return {"start_late_median_us": float(np.median(late)), "start_late_p99_us": float(np.percentile(late, 99)),
+            "start_late_max_us": float(late.max()), "starts_over_half_a_block": int((late > BLOCK_US / 2).sum())}
+
+
+def holding(session, seconds: float) -> dict:
+    """The engine over `seconds` while whatever sounds goes on sounding and nothing else happens:
+    the baseline the other scenarios' callback starts are read against."""
+    session.engine.reset_meters()
+    TIMES.clear()
+    time.sleep(seconds)
+    engine = session.engine.status()
+    return {"seconds": seconds, "blocks": engine.blocks, "voices": engine.voices, "late_blocks": engine.late_blocks,
+            "peak_block_cpu_load": engine.peak_cpu_load, "late_blocks_wall_clock": engine.late_blocks_wall_clock,
+            **starts(TIMES.snapshot())}
 
 
 def switching(session, names: list[str], switches: int) -> dict:
@@ -163,7 +189,7 @@ def switching(session, names: list[str], switches: int) -> dict:
            "late_blocks": engine.late_blocks, "peak_block_cpu_load": engine.peak_cpu_load,
            "late_blocks_wall_clock": engine.late_blocks_wall_clock,
            "engine_errors": engine.errors, "stream_xruns": session.status()["xruns"] - stream_xruns,
-           "preset_switches": session.switches, "worst_block_us": breakdown(TIMES.worst)}
+           "preset_switches": session.switches, **starts(rows), "worst_block_us": breakdown(TIMES.worst)}
     return row
 
 
@@ -172,6 +198,7 @@ def main() -> None:
     parser.add_argument("--switches", type=int, default=100)
     parser.add_argument("--hammer-seconds", type=float, default=5.0)
     parser.add_argument("--threads", type=int, default=6)
+    parser.add_argument("--hold-seconds", type=float, default=5.0)
     args = parser.parse_args()
     with dummy_server("live", SR, BLOCK) as jack:
         session = Session(library=Library(user_dir=tempfile.mkdtemp()), sample_rate=SR, block_size=BLOCK,
@@ -184,6 +211,7 @@ def main() -> None:
                 switched = switching(session, names, args.switches)
             switched["jackd_xruns"] = jack.xruns() - before
             switched["machine_explains"] = witness.seen.explains(TIMES.snapshot())
+            held = holding(session, args.hold_seconds)
             session.control_change(123, 0)
             session.control_change(64, 0)
             session.load(HAMMER_PRESET, wait=True)
@@ -204,7 +232,8 @@ def main() -> None:
     for scenario, stages in worst.items():
         print(f"{scenario}: the block that used the most CPU time, µs by stage:",
               ", ".join(f"{name} {us:.0f}" for name, us in stages.items()))
-    report("live", [{"scenario": "switching", **switched}, {"scenario": "hammer", **hammered}],
+    report("live", [{"scenario": "switching", **switched}, {"scenario": "holding", **held},
+                    {"scenario": "hammer", **hammered}],
            sample_rate=SR, block=BLOCK, voices=16, presets=len(names), threads=args.threads, worst_block_us=worst,
            note="late_blocks: blocks whose own CPU time exceeded the block's duration; machine_explains: "
                 "how many of them a noise witness (bench.cpu_noise) running beside the scenario saw the machine cause")

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import wait_until
 from timbrel.engine.errors import TimbrelError
-from timbrel.engine.io.audio import JACK_CLIENT_NAME, JACK_HOST_API, AudioStream, list_audio_devices
+from timbrel.engine.io.audio import JACK_CLIENT_NAME, JACK_HOST_API, AudioStream, CycleSchedule, list_audio_devices
 from timbrel.engine.io.midi import MidiInput, list_midi_inputs
 from timbrel.engine.realtime.events import EventQueue
 
@@ -325,3 +325,23 @@ def test_midi_input_only_opens_matching_sources(jack_server, jack_peer):
         assert midi.open_ports == (f"{jack_peer.name}:keys",)
     finally:
         midi.stop()
+
+
+def test_the_cycle_schedule_measures_how_late_each_callback_began():
+    period = 2_666_667
+    schedule = CycleSchedule()
+    assert [schedule.late(k * period, period) for k in range(3)] == [0, 0, 0]
+    # One callback waits half a millisecond; the next comes on time and is not charged for it.
+    assert schedule.late(3 * period + 500_000, period) == 500_000
+    assert schedule.late(4 * period, period) == 0
+    # The server restarts its cycles a millisecond later (after an xrun): followed, not charged forever.
+    shifted = [schedule.late(k * period + 1_000_000, period) for k in range(5, 405)]
+    assert shifted[0] == 1_000_000 and all(a >= b for a, b in zip(shifted, shifted[1:]))
+    assert shifted[-1] < 0.02 * shifted[0]
+    # Cycles skipped: the long wait is counted once, then the schedule starts again from it.
+    resumed = 500 * period
+    assert schedule.late(resumed, period) > 4 * period
+    assert schedule.late(resumed + period, period) == 0
+    # Earlier than due: the schedule moves to it.
+    assert schedule.late(resumed + 2 * period - 100_000, period) == 0
+    assert schedule.late(resumed + 3 * period - 100_000, period) == 0

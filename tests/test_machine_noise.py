@@ -26,7 +26,10 @@ def test_the_witness_counts_only_charges_beyond_the_engines_slack_scaled_by_cpu_
     assert seen.explains(rows) == 2 * 0.6 / 2.0
     assert seen.explains(rows[:0]) == 0.0
     quiet = Witnessed(wakeups=5000, cpu_s=2.0, work_median_us=400.0, excess_us=(150.0,))
-    assert quiet.late_blocks_explained(rows) == 0.0
+    assert quiet.explains(rows) == 0.0
+    # The same from the engine's totals, as a soak too long for the stage ring reads them.
+    assert seen.late_blocks_explained(engine_cpu_s=6.0, engine_block_us=600.0) == 2 * 6.0 / 2.0
+    assert seen.late_blocks_explained(engine_cpu_s=6.0, engine_block_us=2000.0) == 3 * 6.0 / 2.0
 
 
 def test_the_allowance_takes_the_larger_of_the_long_run_rate_and_what_was_witnessed():

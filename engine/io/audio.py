@@ -32,6 +32,7 @@ from time import perf_counter_ns
 import numpy as np
 
 from timbrel.engine.errors import TimbrelError
+from timbrel.engine.realtime.stages import TIMES
 
 try:
     import sounddevice as sd
@@ -172,6 +173,42 @@ class AudioStats:
     callback_errors: int
     max_callback_ns: int
     last_callback_ns: int
+    max_start_late_ns: int
+    """The latest any callback began against the server's cycle, ns (`CycleSchedule`)."""
+
+
+class CycleSchedule:
+    """When each audio callback is due, from the callbacks themselves: how late each one began.
+
+    A server's cycles come one block period apart. The schedule starts at the first callback
+    and advances a period per callback. A callback earlier than due moves the schedule to it,
+    so the schedule follows the earliest the server and the scheduler ever deliver, and
+    lateness is what a callback waited beyond that: to be scheduled, or for the GIL. Each
+    late callback also pulls the schedule 1/`FOLLOW` of the way towards itself, so a server
+    that restarts its cycles at another phase (after an xrun, JACK's timed drivers do) is
+    followed within a few hundred cycles; one more than `RESCHEDULE_BLOCKS` late (cycles were
+    skipped) restarts the schedule after it is counted.
+    """
+
+    FOLLOW = 64
+    RESCHEDULE_BLOCKS = 4
+
+    def __init__(self) -> None:
+        self.due_ns: int | None = None
+
+    def late(self, start_ns: int, period_ns: int) -> int:
+        """How late a callback that began at `start_ns` (`time.perf_counter_ns`) is, ns, for a
+        block of `period_ns`; advances the schedule to the next cycle."""
+        due = start_ns if self.due_ns is None else self.due_ns
+        late = start_ns - due
+        if late < 0:
+            due, late = start_ns, 0
+        elif late > self.RESCHEDULE_BLOCKS * period_ns:
+            due = start_ns
+        else:
+            due += late // self.FOLLOW
+        self.due_ns = due + period_ns
+        return late
 
 
 class AudioStream:
@@ -186,7 +223,10 @@ class AudioStream:
     PortAudio with an input/output under- or overflow; JACK reports every server xrun this
     way), the per-flag counts, `late_callbacks_wall_clock` (callbacks that took longer than the block lasts),
     `callback_errors` and `last_error` (the engine's callback raised; that block is silent),
-    `max_callback_ns`, `last_callback_ns`.
+    `max_callback_ns`, `last_callback_ns`, and `max_start_late_ns`: the latest a callback began
+    against the server's cycle (each callback's lateness also goes to the stage ring,
+    `timbrel.engine.realtime.stages`, column `start`). A callback that begins late waited to be
+    scheduled or for the GIL.
     """
 
     def __init__(
@@ -216,6 +256,8 @@ class AudioStream:
         self.last_error: BaseException | None = None
         self.max_callback_ns = 0
         self.last_callback_ns = 0
+        self.max_start_late_ns = 0
+        self._schedule = CycleSchedule()
         if isinstance(latency, str) and latency not in ("low", "high"):
             try:
                 latency = float(latency)
@@ -272,6 +314,9 @@ class AudioStream:
 
     def _run(self, indata, outdata, frames: int, status, start: int) -> None:
         try:
+            late = self._schedule.late(start, int(frames * self._ns_per_sample))
+            self.max_start_late_ns = max(self.max_start_late_ns, late)
+            TIMES.start_late_ns = late
             if status:
                 self._flags(status)
             else:
@@ -307,11 +352,12 @@ class AudioStream:
         """The counters, copied (from any thread)."""
         return AudioStats(self.blocks, self.xruns, self.input_overflows, self.input_underflows,
                           self.output_underflows, self.output_overflows, self.late_callbacks_wall_clock, self.callback_errors,
-                          self.max_callback_ns, self.last_callback_ns)
+                          self.max_callback_ns, self.last_callback_ns, self.max_start_late_ns)
 
     def start(self) -> None:
         """Start calling the callback. The first block's xrun flags are ignored: they predate the stream."""
         self._fresh = True
+        self._schedule = CycleSchedule()
         self._stream.start()
 
     def stop(self) -> None:

@@ -30,8 +30,10 @@ numba synthesis of every voice; `instrument_tail`: the instrument's reverb and o
 `limiter`: the output limiter, the scope and the copy to the device's buffer; `meters`: the
 engine's counters. While a switch crossfades, the outgoing chain's
 stages add into the same columns, and `crossfade` holds the mixing alone."""
-COLUMNS = (*STAGES, "wall", "cpu")
-"""Per-stage wall-clock nanoseconds, then the whole block's wall and CPU nanoseconds."""
+COLUMNS = (*STAGES, "wall", "cpu", "start")
+"""Per-stage wall-clock nanoseconds, then the whole block's wall and CPU nanoseconds, and how
+late its callback began against the server's cycle (`timbrel.engine.io.audio.AudioStream`
+schedules the cycles; 0 when no stream calls the engine)."""
 EFFECT_0 = STAGES.index("effect_0")
 MAX_EFFECTS = 8
 BLOCKS = 8192
@@ -41,7 +43,7 @@ _index = {name: i for i, name in enumerate(COLUMNS)}
 DRAIN, SWAP, FEATURES, VOICES, MODEL, SYNTH, INSTRUMENT_TAIL, CROSSFADE, LIMITER, METERS = (
     _index[name] for name in ("drain", "swap", "features", "voices", "model", "synth", "instrument_tail",
                               "crossfade", "limiter", "meters"))
-WALL, CPU = _index["wall"], _index["cpu"]
+WALL, CPU, START = _index["wall"], _index["cpu"], _index["start"]
 
 
 class StageTimes:
@@ -56,11 +58,15 @@ class StageTimes:
         self._start = 0
         self.worst = np.zeros(len(COLUMNS), dtype=np.int64)
         """The row of the block that used the most CPU time since `clear`: where a spike went."""
+        self.start_late_ns = 0
+        """How late the coming block's callback began (the audio stream sets it, `begin` takes it)."""
 
     def begin(self) -> None:
         """Open a new row (audio thread, at the start of a block)."""
         self._row = self.ring[self.blocks % self.ring.shape[0]]
         self._row[:] = 0
+        self._row[START] = self.start_late_ns
+        self.start_late_ns = 0
         self._start = self._last = time.perf_counter_ns()
 
     def mark(self, stage: int) -> None:
