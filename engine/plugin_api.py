@@ -190,6 +190,11 @@ class Plugin:
     def reset(self) -> None:
         """Return to silence: voices off, tails cleared."""
 
+    def release(self) -> None:
+        """Hand back what a later plugin can reuse (an onnxruntime runner, say). A control thread
+        calls it once the engine has swapped this plugin out and let go of it; the plugin plays
+        again only after another `prepare`."""
+
     def set_fading_out(self, fading: bool) -> None:
         """Audio thread: the engine is crossfading this plugin out (True) or playing it (False).
         An instrument fading out may hold its last control frame instead of running its model:

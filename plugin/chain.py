@@ -163,6 +163,12 @@ class Chain(Effect):
         for slot in self._layout:
             slot.effect.reset()
 
+    def release(self) -> None:
+        if self.instrument is not None:
+            self.instrument.release()
+        for slot in self._layout:
+            slot.effect.release()
+
     def set_fading_out(self, fading: bool) -> None:
         self.fading_out = fading
         if self.instrument is not None:

@@ -31,7 +31,7 @@ import numpy as np
 from timbrel.engine.errors import TimbrelError
 from timbrel.engine.plugin_api import Effect, Parameter, ParameterBank, Plugin
 from timbrel.engine.realtime.events import CONTROL_CHANGE
-from timbrel.engine.realtime.host import park
+from timbrel.engine.realtime.host import park, refill_view_cache
 from timbrel.engine.realtime.kernels.mixing import crossfade
 from timbrel.engine.realtime.midi_state import MidiState
 from timbrel.engine.realtime.stages import MODEL, TIMES, VOICES
@@ -62,15 +62,6 @@ PART_PARAMETERS = (
 )
 """A part's own settings, in the order of `ensemble_kernels.PART_FIELDS`. Keys and velocities
 are inclusive MIDI numbers; `midi_channel` 0 hears every channel; `transpose` is whole semitones."""
-
-
-def refill_view_cache() -> None:
-    """Refill numpy's small cache of array shape records (a few per number of dimensions),
-    which preparing a part uses up: an array view made on the audio thread then takes its
-    record from the cache instead of from the heap."""
-    scratch = np.zeros((1, 1, 1))
-    views = [scratch[(0,) * (3 - ndim)] for ndim in (1, 2, 3) for _ in range(8)]
-    del views
 
 
 class PartInstrument(MidiInstrument):
@@ -270,6 +261,13 @@ class Ensemble(Plugin):
             chain.prepare(self.sample_rate, self.max_block)
             refill_view_cache()
             target.incoming = (chain, runner, name or chain.instrument.model.info.name)
+
+    def release(self) -> None:
+        for part in self.parts:
+            part.chain.release()
+        voices = getattr(self, "voices", None)
+        if voices is not None:
+            voices.release()
 
     def collect(self) -> None:
         """Free part chains the audio thread has swapped out (call from a control thread)."""

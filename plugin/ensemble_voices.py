@@ -18,7 +18,7 @@ from timbrel.plugin import voice_allocation as va
 from timbrel.plugin.expression import N_NOISE_GAIN
 from timbrel.plugin.instrument import new_voice_state
 from timbrel.plugin.model import TimbreModel
-from timbrel.plugin.model_synth import ModelRunner, new_frame
+from timbrel.plugin.model_synth import ModelRunner, give_back_runner, new_frame, take_runner
 
 MAX_RUNNERS = 32
 """Different models one ensemble keeps sessions for (the factory has 13)."""
@@ -95,8 +95,14 @@ class EnsembleVoices:
         if len(self.runners) >= MAX_RUNNERS:
             raise TimbrelError(f"{model.info.name}: this ensemble has played {MAX_RUNNERS} different models, "
                                "its most; load it again to play others")
-        self.runners = (*self.runners, ModelRunner(model, self.voices))
+        self.runners = (*self.runners, take_runner(model, self.voices))
         return len(self.runners) - 1
+
+    def release(self) -> None:
+        """Hand every runner back for the next player of its model (the engine has let go of the ensemble)."""
+        runners, self.runners = self.runners, ()
+        for runner in runners:
+            give_back_runner(runner)
 
     def state(self, part: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Views of part `part`'s voice state (`instrument.new_voice_state`'s layout)."""

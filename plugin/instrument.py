@@ -27,7 +27,7 @@ from timbrel.plugin import expression, mpe
 from timbrel.plugin import voice_allocation as va
 from timbrel.plugin import voices as vk
 from timbrel.plugin.model import TimbreModel
-from timbrel.plugin.model_synth import ModelPlugin, ModelSynth
+from timbrel.plugin.model_synth import ModelPlugin, take_synth
 
 MAX_VOICES = 64
 VOICE_MODES = ("poly", "mono", "legato")
@@ -97,7 +97,7 @@ class MidiInstrument(ModelPlugin):
     def prepare(self, sample_rate: int, max_block: int) -> None:
         super().prepare(sample_rate, max_block)
         v = self.voices
-        self.synth = ModelSynth(self.model, v, sample_rate, max_block, self.seed)
+        self.synth = take_synth(self.model, v, sample_rate, max_block, self.seed)
         self.stage = self.synth.stage
         self.attach(new_voice_state(v), (*self.synth.bank.voice_arrays, self.synth.gru), self.synth.host_hop_samples)
         self.reset()

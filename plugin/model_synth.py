@@ -10,7 +10,9 @@ audio-thread methods (`run`, `render`, `finish`) allocate no arrays.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 
@@ -23,10 +25,13 @@ from timbrel.engine.realtime.stages import SYNTH, TIMES
 from timbrel.plugin import voices as vk
 from timbrel.plugin.model import INPUTS, OUTPUTS, TimbreModel, load_model
 
+T = TypeVar("T")
+
 
 class ModelRunner:
     """One model's onnxruntime session with its input and output buffers for up to `voices`
-    voices, and an IO binding per batch size, all made here, off the audio thread."""
+    voices, and an IO binding per batch size, all made here, off the audio thread. Players
+    take runners from `RUNNERS` and hand them back there when the engine has let go of them."""
 
     def __init__(self, model: TimbreModel, voices: int):
         info = model.info
@@ -45,12 +50,17 @@ class ModelRunner:
             # onnxruntime plans memory for each batch size on its first run, and a binding's
             # first run costs more than the next: both happen here, not on the audio thread.
             self.session.run_with_iobinding(binding)
-        for array in self._out:
-            array[:] = 0.0
         self.muted_frames = 0
         """Voice-frames muted because the model produced NaN or inf."""
         self.runs = 0
         """onnxruntime calls made by `run` so far."""
+        self.clear()
+
+    def clear(self) -> None:
+        """As new for the next player: outputs zeroed, counters at 0 (off the audio thread)."""
+        for array in (*self._in, *self._out):
+            array[:] = 0.0
+        self.muted_frames = self.runs = 0
 
     def _bind(self, count: int):
         """An onnxruntime IO binding for `count` voices over the preallocated buffers (no copies)."""
@@ -71,6 +81,67 @@ class ModelRunner:
         self.runs += 1
         self.muted_frames += vk.scatter_outputs(order, count, scale, tilt, noise_gain, *self._out, frame[1], frame[2],
                                                 frame[3], gru)
+
+
+class Shelf:
+    """What players have handed back, kept by key for the next player that asks with the same
+    key: onnxruntime runners (`RUNNERS`) and whole synths (`SYNTHS`).
+
+    Opening an onnxruntime session holds the GIL for milliseconds at a time, long enough to
+    make the audio callback start late, and so can preparing a synth (its noise bands, the
+    learned reverb's partitions); a new runner also plans each batch size once. A preset
+    switch that finds what it needs here does none of it. At most `KEEP` things a key are
+    kept; the rest are freed. Keys start with `id(model)`, and a kept thing holds its model,
+    so an id cannot be reused while it is kept. Control threads only: a lock guards it.
+    """
+
+    KEEP = 2
+
+    def __init__(self) -> None:
+        self._idle: dict[tuple, list] = {}
+        self._lock = threading.Lock()
+        self.made = 0
+        """Things made afresh so far (the others were reused)."""
+
+    def take(self, key: tuple, make: Callable[[], T]) -> T:
+        """A kept thing for `key`, else `make()`'s."""
+        with self._lock:
+            kept = self._idle.get(key)
+            thing = kept.pop() if kept else None
+        if thing is None:
+            self.made += 1
+            thing = make()
+        return thing
+
+    def give_back(self, key: tuple, thing: object) -> None:
+        """Keep `thing`, which its player has stopped using for good, for the next one asking with `key`."""
+        with self._lock:
+            kept = self._idle.setdefault(key, [])
+            if len(kept) < self.KEEP and all(k is not thing for k in kept):
+                kept.append(thing)
+
+    def clear(self) -> None:
+        """Free everything kept."""
+        with self._lock:
+            self._idle.clear()
+
+
+RUNNERS = Shelf()
+"""Runners between players (ensembles take theirs here), by `(id(model), voices)`."""
+SYNTHS = Shelf()
+"""Synths between players (`take_synth`), by `(id(model), voices, sample_rate, max_block, seed)`."""
+
+
+def take_runner(model: TimbreModel, voices: int) -> ModelRunner:
+    """A `ModelRunner` of `model` for `voices` voices that no player is using, cleared."""
+    runner = RUNNERS.take((id(model), int(voices)), lambda: ModelRunner(model, voices))
+    runner.clear()
+    return runner
+
+
+def give_back_runner(runner: ModelRunner) -> None:
+    """Keep `runner` for the next player of its model (`take_runner`)."""
+    RUNNERS.give_back((id(runner.model), runner.voices), runner)
 
 
 class ReverbStage:
@@ -141,8 +212,10 @@ class ModelSynth:
         """GRU state per voice `[voices, hidden]`; zero a row to start a voice afresh."""
         self.frame = new_frame(voices, info.harmonics, info.noise_bands)
         """The synth's next frame per voice: f0 (Hz), amplitude, distribution, noise magnitudes."""
-        self.runner = ModelRunner(model, voices)
+        self.runner = take_runner(model, voices)
         self._mix = np.zeros(max_block)
+        self.key = (id(model), int(voices), int(sample_rate), int(max_block), int(seed))
+        """What `take_synth` asks for to get this synth again."""
 
     @property
     def muted_frames(self) -> int:
@@ -199,6 +272,16 @@ class ModelSynth:
         self.stage.finish(mix, out, reverb_mix, gain_from, gain_to)
 
 
+def take_synth(model: TimbreModel, voices: int, sample_rate: int, max_block: int, seed: int = 0) -> ModelSynth:
+    """A `ModelSynth` (as its constructor's arguments) that no player is using, silent and
+    its runner cleared: one a player handed back (`ModelPlugin.release`), else a new one."""
+    key = (id(model), int(voices), int(sample_rate), int(max_block), int(seed))
+    synth = SYNTHS.take(key, lambda: ModelSynth(model, voices, sample_rate, max_block, seed))
+    synth.reset()
+    synth.runner.clear()
+    return synth
+
+
 def new_frame(voices: int, harmonics: int, bands: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A synth frame for `voices` voices: f0 (Hz) and amplitude `[voices]`, harmonic distribution
     `[voices, harmonics]`, noise magnitudes `[voices, bands]`, all float32 zeros."""
@@ -239,6 +322,11 @@ class ModelPlugin(Plugin):
         """Voice-frames muted because the model produced NaN or inf."""
         synth = getattr(self, "synth", None)
         return synth.muted_frames if synth is not None and self.sample_rate else 0
+
+    def release(self) -> None:
+        synth, self.synth = getattr(self, "synth", None), None
+        if synth is not None:
+            SYNTHS.give_back(synth.key, synth)
 
 
 def resynthesise(model: TimbreModel, f0_hz: np.ndarray, loudness_db: np.ndarray, seed: int = 0) -> np.ndarray:

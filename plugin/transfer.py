@@ -39,7 +39,7 @@ from timbrel.engine.realtime.outbox import MidiOutbox
 from timbrel.engine.realtime.stages import FEATURES, INSTRUMENT_TAIL, MODEL, TIMES, VOICES
 from timbrel.plugin import follower as fw
 from timbrel.plugin.model import TimbreModel
-from timbrel.plugin.model_synth import ModelPlugin, ModelSynth, render_frames
+from timbrel.plugin.model_synth import ModelPlugin, render_frames, take_synth
 
 SCALES = {
     "chromatic": (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11),
@@ -227,7 +227,7 @@ class TimbreTransfer(ModelPlugin):
     def prepare(self, sample_rate: int, max_block: int) -> None:
         super().prepare(sample_rate, max_block)
         info = self.model.info
-        self.synth = ModelSynth(self.model, 1, sample_rate, max_block, self.seed)
+        self.synth = take_synth(self.model, 1, sample_rate, max_block, self.seed)
         self.host_hop_samples = self.synth.host_hop_samples
         self.analysis = TransferAnalysis(sample_rate, self.host_hop_samples, max_block, self.outbox)
         self.tracker = self.analysis.tracker

@@ -16,7 +16,7 @@ from timbrel.plugin import voice_allocation as va
 from timbrel.plugin import voices as vk
 from timbrel.plugin.instrument import MidiInstrument
 from timbrel.plugin.model import load_model
-from timbrel.plugin.model_synth import ReverbStage
+from timbrel.plugin.model_synth import RUNNERS, SYNTHS, ReverbStage
 from timbrel.presets import default_model
 
 SR, BLOCK, HOP = 48000, 128, 160
@@ -268,6 +268,42 @@ def test_an_instrument_crossfaded_out_holds_its_last_frame_and_runs_no_model(mod
         engine.process(None, out)
     assert not first.fading_out and second.fading_out
     assert first.synth.runner.runs > 0, "loaded again (and prepared afresh), it runs its model"
+
+
+def play_chord(engine: Engine, blocks: int) -> np.ndarray:
+    out = np.zeros((blocks * BLOCK, 2), dtype=np.float32)
+    for key in (60, 64, 67):
+        engine.events.push(on(key))
+    for i in range(blocks):
+        engine.process(None, out[i * BLOCK : (i + 1) * BLOCK])
+    return out
+
+
+def test_a_switch_back_to_a_model_reuses_its_synth_and_session_and_sounds_as_a_fresh_one(model):
+    """A player the engine has let go of hands its synth (with its onnxruntime session) back;
+    the next player of the same model takes it instead of opening a session and building a
+    synth, and sounds exactly as a fresh one. Two players sounding at once never share one."""
+    fresh = Engine(SR, BLOCK)
+    fresh.load(MidiInstrument(model))
+    expected = play_chord(fresh, 60)
+
+    engine = Engine(SR, BLOCK)
+    first, second = MidiInstrument(model), MidiInstrument(model)
+    engine.load(first)
+    play_chord(engine, 40)
+    engine.load(second)
+    assert second.synth is not first.synth and second.synth.runner is not first.synth.runner
+    kept = first.synth
+    play_chord(engine, 40)  # the crossfade ends; the engine retires the first player
+    engine.collect()  # as the loader does before its next load: the first player hands its synth back
+    assert first.synth is None
+    made = SYNTHS.made, RUNNERS.made
+    again = Engine(SR, BLOCK)
+    third = MidiInstrument(model)
+    again.load(third)
+    assert third.synth is kept
+    assert (SYNTHS.made, RUNNERS.made) == made, "no synth built, no onnxruntime session opened"
+    assert np.array_equal(play_chord(again, 60), expected)
 
 
 def test_the_audio_path_allocates_no_arrays_and_nothing_that_grows(model):

@@ -183,23 +183,26 @@ class CycleSchedule:
     A server's cycles come one block period apart. The schedule starts at the first callback
     and advances a period per callback. A callback earlier than due moves the schedule to it,
     so the schedule follows the earliest the server and the scheduler ever deliver, and
-    lateness is what a callback waited beyond that: to be scheduled, or for the GIL. Each
-    late callback also pulls the schedule 1/`FOLLOW` of the way towards itself, so a server
-    that restarts its cycles at another phase (after an xrun, JACK's timed drivers do) is
-    followed within a few hundred cycles; one more than `RESCHEDULE_BLOCKS` late (cycles were
-    skipped) restarts the schedule after it is counted.
+    lateness is what a callback waited beyond that: to be scheduled, or for the GIL.
+
+    A server restarts its cycles at another phase after an xrun (JACK's timed drivers do), so
+    a callback that reports one (`restart`) starts the schedule again, as does one more than
+    `RESCHEDULE_BLOCKS` late (cycles were skipped; it is counted first). Each late callback
+    also pulls the schedule 1/`FOLLOW` of the way towards itself, so a server whose clock runs
+    a little slower than its nominal period is followed too.
     """
 
-    FOLLOW = 64
+    FOLLOW = 256
     RESCHEDULE_BLOCKS = 4
 
     def __init__(self) -> None:
         self.due_ns: int | None = None
 
-    def late(self, start_ns: int, period_ns: int) -> int:
+    def late(self, start_ns: int, period_ns: int, restart: bool = False) -> int:
         """How late a callback that began at `start_ns` (`time.perf_counter_ns`) is, ns, for a
-        block of `period_ns`; advances the schedule to the next cycle."""
-        due = start_ns if self.due_ns is None else self.due_ns
+        block of `period_ns`; advances the schedule to the next cycle. `restart`: the callback
+        reported an xrun, so the cycles before it say nothing of when it was due (0 returned)."""
+        due = start_ns if self.due_ns is None or restart else self.due_ns
         late = start_ns - due
         if late < 0:
             due, late = start_ns, 0
@@ -314,7 +317,7 @@ class AudioStream:
 
     def _run(self, indata, outdata, frames: int, status, start: int) -> None:
         try:
-            late = self._schedule.late(start, int(frames * self._ns_per_sample))
+            late = self._schedule.late(start, int(frames * self._ns_per_sample), restart=bool(status))
             self.max_start_late_ns = max(self.max_start_late_ns, late)
             TIMES.start_late_ns = late
             if status:

@@ -143,16 +143,20 @@ class Engine:
         """
         if plugin.kind != "instrument":
             raise TimbrelError(f"{plugin.name}: an effect cannot play alone; put it in a Chain after an instrument")
-        plugin.prepare(self.sample_rate, self.max_block)
         self.collect()
+        plugin.prepare(self.sample_rate, self.max_block)
         if before_swap is not None:
             before_swap()
+        refill_view_cache()
         self._incoming = plugin
 
     def collect(self) -> None:
-        """Free plugins the audio thread has swapped out (call from a control thread)."""
+        """Free plugins the audio thread has swapped out (call from a control thread), each
+        handing back what a later plugin can reuse (`Plugin.release`) first."""
         for i in range(len(self.retired)):
-            self.retired[i] = None
+            retired, self.retired[i] = self.retired[i], None
+            if retired is not None and all(retired is not p for p in (self._current, self._incoming, self._outgoing)):
+                retired.release()
         collect = getattr(self._current, "collect", None)
         if collect is not None:
             collect()
@@ -273,6 +277,15 @@ class Engine:
     def _retire(self, plugin: Plugin) -> None:
         """Park a swapped-out plugin; a control thread frees it (`collect`)."""
         park(self.retired, plugin)
+
+
+def refill_view_cache() -> None:
+    """Refill numpy's small cache of array shape records (a few per number of dimensions),
+    which preparing a plugin uses up: an array view made on the audio thread then takes its
+    record from the cache instead of from the heap (call off the audio thread)."""
+    scratch = np.zeros((1, 1, 1))
+    views = [scratch[(0,) * (3 - ndim)] for ndim in (1, 2, 3) for _ in range(8)]
+    del views
 
 
 def park(slots: list, item: object) -> None:
