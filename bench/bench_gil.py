@@ -25,12 +25,13 @@ import argparse
 import tempfile
 import threading
 import time
+from typing import Self
 
 import numpy as np
 
 from bench.report import report
 from timbrel.plugin.model import load_model, session_options
-from timbrel.plugin.model_synth import ModelSynth, take_synth
+from timbrel.plugin.model_synth import SYNTHS, ModelSynth, take_synth
 from timbrel.presets import default_model
 from timbrel.presets.library import Library
 from timbrel.runtime_policy import RealtimePolicy
@@ -54,7 +55,7 @@ class Probe:
             time.sleep(PROBE_S)
             self.waits.append((time.perf_counter() - began - PROBE_S) * 1e6)
 
-    def __enter__(self) -> Probe:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -95,8 +96,6 @@ def main() -> None:
 
         def take_and_hand_back() -> None:
             synth = take_synth(model, 16, SR, 2048)
-            from timbrel.plugin.model_synth import SYNTHS
-
             SYNTHS.give_back(synth.key, synth)
 
         take_and_hand_back()
