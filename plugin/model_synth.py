@@ -30,8 +30,9 @@ T = TypeVar("T")
 
 class ModelRunner:
     """One model's onnxruntime session with its input and output buffers for up to `voices`
-    voices, and an IO binding per batch size, all made here, off the audio thread. Players
-    take runners from `RUNNERS` and hand them back there when the engine has let go of them."""
+    voices, and an IO binding per batch size, all made here, off the audio thread. Players take
+    one (`take_runner`, or within a synth, `take_synth`) and hand it back when the engine has
+    let go of them."""
 
     def __init__(self, model: TimbreModel, voices: int):
         info = model.info
@@ -119,11 +120,6 @@ class Shelf:
             kept = self._idle.setdefault(key, [])
             if len(kept) < self.KEEP and all(k is not thing for k in kept):
                 kept.append(thing)
-
-    def clear(self) -> None:
-        """Free everything kept."""
-        with self._lock:
-            self._idle.clear()
 
 
 RUNNERS = Shelf()
@@ -214,7 +210,7 @@ class ModelSynth:
         """The synth's next frame per voice: f0 (Hz), amplitude, distribution, noise magnitudes."""
         self.runner = take_runner(model, voices)
         self._mix = np.zeros(max_block)
-        self.key = (id(model), int(voices), int(sample_rate), int(max_block), int(seed))
+        self.key = synth_key(model, voices, sample_rate, max_block, seed)
         """What `take_synth` asks for to get this synth again."""
 
     @property
@@ -272,10 +268,15 @@ class ModelSynth:
         self.stage.finish(mix, out, reverb_mix, gain_from, gain_to)
 
 
+def synth_key(model: TimbreModel, voices: int, sample_rate: int, max_block: int, seed: int) -> tuple:
+    """The key `SYNTHS` keeps a synth of these constructor arguments by."""
+    return id(model), int(voices), int(sample_rate), int(max_block), int(seed)
+
+
 def take_synth(model: TimbreModel, voices: int, sample_rate: int, max_block: int, seed: int = 0) -> ModelSynth:
     """A `ModelSynth` (as its constructor's arguments) that no player is using, silent and
     its runner cleared: one a player handed back (`ModelPlugin.release`), else a new one."""
-    key = (id(model), int(voices), int(sample_rate), int(max_block), int(seed))
+    key = synth_key(model, voices, sample_rate, max_block, seed)
     synth = SYNTHS.take(key, lambda: ModelSynth(model, voices, sample_rate, max_block, seed))
     synth.reset()
     synth.runner.clear()
