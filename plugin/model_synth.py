@@ -219,10 +219,12 @@ class ModelSynth:
         return self.runner.muted_frames
 
     def reset(self) -> None:
-        """Silence every voice, clear the reverb and the GRU states."""
+        """Silence every voice, clear the reverb, the GRU states and the next frame: as new."""
         self.bank.reset()
         self.stage.reset()
         self.gru[:] = 0.0
+        for array in self.frame:
+            array[:] = 0.0
 
     def run(self, order: np.ndarray, count: int, f0_hz: np.ndarray, loudness_db: np.ndarray, scale: np.ndarray,
             tilt: np.ndarray, noise_gain: np.ndarray) -> None:
