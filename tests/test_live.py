@@ -356,7 +356,7 @@ def test_transfer_midi_out_on_jack_sends_the_phrase_notes_that_transcribe_writes
         stream.close()
         sender.stop()
     ons = [(at - began, data[1]) for at, data in heard if data[0] & 0xF0 == 0x90 and data[2] > 0]
-    assert [note for _, note in ons] == notes
+    assert [note for _, note in ons] == notes, f"(samples from the phrase's start, note): {ons}; spans {spans}"
     offline = [m.note for m in transcribe(phrase, SR).tracks[0] if m.type == "note_on" and m.velocity > 0]
     assert offline == notes
     lateness_ms = [1000 * (at / SR - start) for (at, _), (start, _, _) in zip(ons, spans)]
