@@ -59,10 +59,9 @@ def calibrate(work_us: float) -> int:
     return max(1000, int(iterations * work_us * 1e3 / max(took, 1)))
 
 
-def watch(seconds: float, work_us: float, stop: list[bool] | None = None) -> np.ndarray:
-    """Wake every block period for `seconds` (or until `stop[0]` is set), run about `work_us`
-    µs of `spin` each time; returns each wake-up's own CPU time, µs, `[wakeups]` float64."""
-    iterations = calibrate(work_us)
+def watch(seconds: float, iterations: int, stop: list[bool] | None = None) -> np.ndarray:
+    """Wake every block period for `seconds` (or until `stop[0]` is set), run `iterations` of
+    `spin` each time (`calibrate`); returns each wake-up's own CPU time, µs, `[wakeups]` float64."""
     cpu_ns: list[int] = []
     deadline = time.monotonic() + seconds
     wake = time.monotonic()
@@ -140,9 +139,9 @@ def witness(work_us: float) -> None:
     os.nice(WITNESS_NICENESS)
     stop = [False]
     signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__(0, True))
-    calibrate(work_us)
+    iterations = calibrate(work_us)
     print("watching", flush=True)
-    cpu = watch(math.inf, work_us, stop)
+    cpu = watch(math.inf, iterations, stop)
     median = float(np.median(cpu)) if cpu.size else 0.0
     excess = np.sort(cpu - median)[::-1]
     print(json.dumps({"wakeups": int(cpu.size), "cpu_s": float(cpu.sum() / 1e6), "work_median_us": median,
@@ -158,7 +157,7 @@ def main() -> None:
     if args.witness:
         witness(args.work_us)
         return
-    cpu = watch(args.seconds, args.work_us)
+    cpu = watch(args.seconds, calibrate(args.work_us))
     row = {"wakeups": int(cpu.size), "work_median_us": float(np.median(cpu)), "p99_us": float(np.percentile(cpu, 99)),
            "max_us": float(cpu.max()), "over_half_block": int((cpu > BLOCK_US / 2).sum()),
            "seconds_of_spikes": [round(float(i) * BLOCK_S, 1) for i in np.flatnonzero(cpu > BLOCK_US)],

@@ -52,17 +52,21 @@ def machine_allowance(blocks: int, sample_rate: int = 48000, block: int = 128, w
     return int(max(MACHINE_CHARGED_PER_MINUTE * minutes, math.ceil(witnessed))) + 2
 
 
-def late_report(rows: np.ndarray, seen: Witnessed | None = None) -> str:
-    """The late blocks among `rows` stage by stage (µs), and what the witness saw: one string,
-    so that a failing assertion prints it whole."""
+def assert_within_machine_allowance(late_blocks: int, blocks: int, rows: np.ndarray, seen: Witnessed,
+                                    report: str = "") -> None:
+    """Assert that `late_blocks` (by the engine's CPU time, over `blocks` blocks, whose stage
+    rows are `rows` from `TIMES.snapshot`) are no more than the machine explains
+    (`machine_allowance`, with what the noise witness `seen` saw meanwhile). A failure prints
+    `report`, the witness's figures and every late block stage by stage, whole."""
     from bench.cpu_noise import BLOCK_US
     from timbrel.engine.realtime.stages import CPU, breakdown
 
+    explained = seen.explains(rows)
     late = rows[rows[:, CPU] / 1e3 > BLOCK_US]
-    lines = [", ".join(f"{name} {us:.0f}" for name, us in breakdown(row).items()) for row in late[:10]]
-    if seen is not None:
-        lines.append(seen.describe())
-    return f"{len(late)} blocks late by CPU time:\n" + "\n".join(lines)
+    stages = "\n".join(", ".join(f"{name} {us:.0f}" for name, us in breakdown(row).items()) for row in late[:10])
+    assert late_blocks <= machine_allowance(blocks, witnessed=explained), (
+        f"{report}\nthe machine explains {explained:.1f}; {len(late)} blocks late by CPU time:\n{stages}\n"
+        + seen.describe())
 
 
 @dataclass(frozen=True)

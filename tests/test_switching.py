@@ -10,7 +10,7 @@ import pytest
 from bench.bench_live import CHORD, switching
 from bench.bench_live import QUIET as LOAD
 from bench.cpu_noise import NoiseWitness
-from tests.conftest import late_report, machine_allowance, wait_until
+from tests.conftest import assert_within_machine_allowance, wait_until
 from tests.test_io import playback_sources
 from timbrel.engine.realtime.stages import TIMES
 from timbrel.presets.library import Library
@@ -70,10 +70,7 @@ def test_a_hundred_switches_with_sixteen_voices_held_and_the_pedal_down(session)
     (row,) = rows
     assert row["preset_switches"] - switched_at == 100 and session.last_error == ""
     assert row["engine_errors"] == 0, row
-    blocks = TIMES.snapshot()
-    explained = witness.seen.explains(blocks)
-    assert row["late_blocks"] <= machine_allowance(row["blocks"], witnessed=explained), \
-        f"{row}\nthe machine explains {explained:.1f}; " + late_report(blocks, witness.seen)
+    assert_within_machine_allowance(row["late_blocks"], row["blocks"], TIMES.snapshot(), witness.seen, str(row))
     # Every preset crossfades into the next: the mix never moves faster than the faster of the
     # two sounds does on its own (a click would jump by a good part of the signal's amplitude).
     mixed = audio[int(0.35 * SR) :]
