@@ -1,24 +1,36 @@
 """Soak test: timbrel playing live on a JACK dummy server for minutes, under a stream of MIDI.
 
-    python -m bench.soak [--seconds 600] [--voices 16] [--parts N]
+    python -m bench.soak [--seconds 600] [--voices 16] [--parts N] [--empty] [--list-over F]
+    python -m bench.soak --offline [--repeat 3] [--seconds 300] [--parts N]
 
 Starts a private `jackd --no-realtime -d dummy -r 48000 -p 128` (asynchronous, as a real
 session runs), plays the shipped model with 16 voices through the same objects as
 `timbrel play`, and has a separate process send random chords, pitch bends, mod wheel
-and sustain pedal into timbrel's virtual MIDI port. Counts, at the end:
+and sustain pedal (`phrases`) into timbrel's virtual MIDI port. Counts, at the end:
 
 - late blocks: blocks whose processing took longer than the block lasts, by the wall
   clock (`late_blocks_wall_clock`, which includes the thread being preempted by other
-  processes on this 2-core machine) and by the thread's own CPU time
-  (`late_blocks`: the engine's own fault);
+  processes on this 2-core machine) and by the thread's own CPU time (`late_blocks`);
 - how many late blocks the machine alone explains, from a `bench.cpu_noise.NoiseWitness`
   running beside the soak;
 - stream xruns: blocks PortAudio flagged (any cause, including the dummy driver's timer
   oversleeping on a shared, non-real-time machine), next to the xruns jackd logged.
 
-With `--parts N` it plays an ensemble instead (`bench.ensembles`: N parts of 8 voices on
-channels 1 to N, each preset with its effects), the sender spreading its messages over
-those channels. Writes bench/results/soak.json (soak_ensemble.json with `--parts`).
+Every late block is listed stage by stage (`--list-over F` lists every block past the
+fraction F of its budget instead). With `--parts N` it plays an ensemble (`bench.ensembles`:
+N parts of 8 voices on channels 1 to N, each preset with its effects), the messages spread
+over those channels; with `--empty` it loads nothing, so that what the live path and the
+machine cost an idle callback shows on its own.
+
+A thread's CPU time on these virtual machines is not all its own: the host charges it
+stalls of milliseconds at random (an empty callback gets them too). `--offline` separates
+the two: it renders the same playing on one thread `--repeat` times, each on a fresh
+engine, and since the engine is deterministic, a block's least CPU time over the runs is
+the engine's own (a charge would have to hit the same block in every run). `--neighbour`
+runs a busy process beside it: on these machines a busy second core slows the first.
+
+Writes bench/results/soak.json, soak_ensemble.json (4 parts; soak_ensembleN.json for N),
+soak_empty.json, and `_offline` beside each for `--offline`.
 """
 
 from __future__ import annotations
@@ -29,6 +41,7 @@ import random
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -47,11 +60,42 @@ from timbrel.presets.multi import build_ensemble
 from timbrel.runtime_policy import RealtimePolicy
 
 SR, BLOCK = 48000, 128
+BUDGET_NS = BLOCK * 1_000_000_000 // SR
+
+
+def phrases(seed: int, channels: int = 1) -> Iterator[tuple[list[list[int]], float]]:
+    """The soak's endless playing: random chords, releases, bends, mod wheel and pedal, each
+    group of messages on one of the first `channels` channels, with the seconds to wait after it."""
+    rng = random.Random(seed)
+    held: list[int] = []
+    while True:
+        channel = rng.randrange(channels)
+        choice = rng.random()
+        group: list[list[int]] = []
+        if choice < 0.35 or not held:
+            root = rng.randrange(40, 76)
+            for note in (root, root + rng.choice((3, 4)), root + 7, root + rng.choice((10, 11, 12))):
+                group.append([0x90 | channel, note, rng.randrange(30, 127)])
+                held.append(note)
+        elif choice < 0.6:
+            for note in held[: rng.randrange(1, len(held) + 1)]:
+                group.append([0x80 | channel, note, 0])
+                held.remove(note)
+        elif choice < 0.75:
+            value = rng.randrange(0, 16384)
+            group.append([0xE0 | channel, value & 0x7F, value >> 7])
+        elif choice < 0.85:
+            group.append([0xB0 | channel, 1, rng.randrange(0, 128)])
+        else:
+            group.append([0xB0 | channel, 64, rng.choice((0, 127))])
+        if len(held) > 24:
+            group.extend([0x80 | c, note, 0] for note in held for c in range(channels))
+            held.clear()
+        yield group, rng.uniform(0.02, 0.25)
 
 
 def sender(server: str, seconds: float, seed: int, channels: int = 1) -> None:
-    """Child process: random chords, bends, mod wheel and pedal into `timbrel:timbrel`, each
-    message on one of the first `channels` channels."""
+    """Child process: `phrases` into `timbrel:timbrel` for `seconds`, then all notes off."""
     os.environ["JACK_DEFAULT_SERVER"] = server
     import rtmidi
 
@@ -59,42 +103,78 @@ def sender(server: str, seconds: float, seed: int, channels: int = 1) -> None:
     out.open_virtual_port("out")
     time.sleep(0.5)
     subprocess.run(["jack_connect", "soak:out", "timbrel:timbrel"], check=False)
-    rng = random.Random(seed)
-    held: list[int] = []
     end = time.monotonic() + seconds
     sent = 0
-    while time.monotonic() < end:
-        channel = rng.randrange(channels)
-        choice = rng.random()
-        if choice < 0.35 or not held:
-            root = rng.randrange(40, 76)
-            for note in (root, root + rng.choice((3, 4)), root + 7, root + rng.choice((10, 11, 12))):
-                out.send_message([0x90 | channel, note, rng.randrange(30, 127)])
-                held.append(note)
-                sent += 1
-        elif choice < 0.6:
-            for note in held[: rng.randrange(1, len(held) + 1)]:
-                out.send_message([0x80 | channel, note, 0])
-                held.remove(note)
-                sent += 1
-        elif choice < 0.75:
-            value = rng.randrange(0, 16384)
-            out.send_message([0xE0 | channel, value & 0x7F, value >> 7])
-            sent += 1
-        elif choice < 0.85:
-            out.send_message([0xB0 | channel, 1, rng.randrange(0, 128)])
-            sent += 1
-        else:
-            out.send_message([0xB0 | channel, 64, rng.choice((0, 127))])
-            sent += 1
-        if len(held) > 24:
-            for note in held:
-                for c in range(channels):
-                    out.send_message([0x80 | c, note, 0])
-            held.clear()
-        time.sleep(rng.uniform(0.02, 0.25))
+    for group, wait_s in phrases(seed, channels):
+        if time.monotonic() >= end:
+            break
+        for message in group:
+            out.send_message(message)
+        sent += len(group)
+        time.sleep(wait_s)
     out.send_message([0xB0, 123, 0])
     print(sent, flush=True)
+
+
+def replay(engine: Engine, seconds: float, seed: int, channels: int, audio: np.ndarray | None = None) -> np.ndarray:
+    """The same playing rendered offline, block after block on this thread, as fast as it
+    goes: each block's own CPU time, ns `[blocks]` (no audio device, no other process). The
+    output goes to `audio` float32 `[blocks * BLOCK, 2]` when given."""
+    out = np.zeros((BLOCK, 2), dtype=np.float32)
+    blocks = int(seconds * SR / BLOCK)
+    cpu = np.zeros(blocks, dtype=np.int64)
+    playing = phrases(seed, channels)
+    due = 0.0
+    for b in range(blocks):
+        while b * BLOCK / SR >= due:
+            group, wait_s = next(playing)
+            for message in group:
+                engine.events.push_message(message)
+            due += wait_s
+        engine.process(None, out)
+        cpu[b] = TIMES.ring[(TIMES.blocks - 1) % TIMES.ring.shape[0], CPU]
+        if audio is not None:
+            audio[b * BLOCK:(b + 1) * BLOCK] = out
+    return cpu
+
+
+def loaded_engine(args: argparse.Namespace) -> Engine:
+    """An engine playing what `args` ask for: an ensemble, nothing, or the shipped model."""
+    engine = Engine(SR, 2048)
+    if args.parts:
+        engine.load(build_ensemble(bench_multi(args.parts)))
+    elif not args.empty:
+        engine.load(MidiInstrument(load_model(default_model()), voices=args.voices))
+    return engine
+
+
+def offline(args: argparse.Namespace, name: str) -> None:
+    """`replay` for `args.seconds`, `args.repeat` times over, each on a fresh engine after a
+    second of warm-up. The engine is deterministic, so a block's least CPU time over the runs
+    is the engine's own cost: the machine's random charges would have to hit the same block
+    in every run to survive it. One row per run, then one for the least of each block."""
+    budget_us = BUDGET_NS / 1e3
+    runs = []
+    neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.neighbour else None
+    try:
+        for _ in range(args.repeat):
+            engine = loaded_engine(args)
+            replay(engine, 1.0, args.seed + 1, max(args.parts, 1))
+            TIMES.clear()
+            runs.append(replay(engine, args.seconds, args.seed, max(args.parts, 1)) / 1e3)
+    finally:
+        if neighbour is not None:
+            neighbour.kill()
+    runs.append(np.min(runs, axis=0))
+    rows = [{"run": f"{k + 1}" if k < args.repeat else "least of each block", "seconds": args.seconds,
+             "blocks": int(cpu_us.size), "late_blocks": int((cpu_us > budget_us).sum()),
+             "median_us": float(np.median(cpu_us)), "p99_us": float(np.percentile(cpu_us, 99)),
+             "p99_9_us": float(np.percentile(cpu_us, 99.9)), "max_us": float(cpu_us.max()),
+             "peak_block_cpu_load": float(cpu_us.max() / budget_us)} for k, cpu_us in enumerate(runs)]
+    report(name + ("_neighbour" if args.neighbour else ""), rows, sample_rate=SR, block=BLOCK, voices=args.voices,
+           parts=args.parts, neighbour=args.neighbour,
+           note="the soak's playing rendered offline, block after block on one thread, on a fresh engine each run: "
+                "each block's own CPU time; the last row takes each block's least time over the runs")
 
 
 def main() -> None:
@@ -103,17 +183,26 @@ def main() -> None:
     parser.add_argument("--voices", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--parts", type=int, default=0, help="play an ensemble of this many parts of 8 voices")
+    parser.add_argument("--list-over", type=float, default=1.0, metavar="FRACTION",
+                        help="list, stage by stage, every block whose CPU time passed this fraction of its budget")
+    parser.add_argument("--empty", action="store_true", help="load nothing: the floor of the live path")
+    parser.add_argument("--offline", action="store_true",
+                        help="render the same playing offline on one thread instead (the engine's own cost, no live path)")
+    parser.add_argument("--repeat", type=int, default=3, help="offline: runs of the same playing")
+    parser.add_argument("--neighbour", action="store_true",
+                        help="offline: with a process spinning beside the engine, on the other core of two")
     parser.add_argument("--send", nargs=4, metavar=("SERVER", "SECONDS", "SEED", "CHANNELS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.send:
         sender(args.send[0], float(args.send[1]), int(args.send[2]), int(args.send[3]))
         return
+    name = ("soak_empty" if args.empty else "soak" if not args.parts
+            else "soak_ensemble" if args.parts == 4 else f"soak_ensemble{args.parts}")
+    if args.offline:
+        offline(args, name + "_offline")
+        return
     with dummy_server("soak", SR, BLOCK) as server:
-        engine = Engine(SR, 2048)
-        if args.parts:
-            engine.load(build_ensemble(bench_multi(args.parts)))
-        else:
-            engine.load(MidiInstrument(load_model(default_model()), voices=args.voices))
+        engine = loaded_engine(args)
         midi = MidiInput(engine.events, ports=[], backend="jack")
         stream = AudioStream(engine.process, SR, BLOCK)
         policy = RealtimePolicy()
@@ -128,11 +217,16 @@ def main() -> None:
                                   str(max(args.parts, 1))],
                                  stdout=subprocess.PIPE, text=True)
         most_voices = 0
+        read = TIMES.blocks
+        late_rows = []
         began = time.monotonic()
         with NoiseWitness() as witness:
             while child.poll() is None:
                 time.sleep(0.2)
                 most_voices = max(most_voices, engine.status().voices)
+                rows = TIMES.since(read)
+                read += rows.shape[0]
+                late_rows.extend(rows[rows[:, CPU] > BUDGET_NS * args.list_over])
         elapsed = time.monotonic() - began
         sent = int(child.stdout.read().strip() or 0)
         status = engine.status()
@@ -160,13 +254,16 @@ def main() -> None:
         "peak_block_cpu_load": status.peak_cpu_load,
         "machine_explains": witness.seen.late_blocks_explained(status.cpu_seconds, block_cpu_median_us),
     }
+    late = [breakdown(row) for row in late_rows]
+    for stages in late:
+        print(f"block over {args.list_over:.0%} of its budget, µs by stage:", ", ".join(f"{stage} {us:.0f}" for stage, us in stages.items()))
     worst = breakdown(TIMES.worst)
     print("the block that used the most CPU time, µs by stage:",
-          ", ".join(f"{name} {us:.0f}" for name, us in worst.items()))
-    report("soak_ensemble" if args.parts else "soak", [row], sample_rate=SR, block=BLOCK, voices=args.voices, parts=args.parts, worst_block_us=worst,
+          ", ".join(f"{stage} {us:.0f}" for stage, us in worst.items()))
+    report(name, [row], sample_rate=SR, block=BLOCK, voices=args.voices, parts=args.parts, worst_block_us=worst,
            note="late_blocks: blocks whose own CPU time exceeded the block's duration; machine_explains: how many "
                 "of them a noise witness (bench.cpu_noise) running beside the soak saw the machine cause",
-           witness=witness.seen.describe())
+           witness=witness.seen.describe(), late_blocks_us=late)
 
 
 if __name__ == "__main__":

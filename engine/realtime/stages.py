@@ -91,6 +91,14 @@ class StageTimes:
         ring = self.ring.copy()
         return np.concatenate([ring[end:], ring[:end]])[-count:] if count else ring[:0]
 
+    def since(self, blocks: int) -> np.ndarray:
+        """A copy of the rows written after the first `blocks` (a former `self.blocks`), oldest
+        first, at most the ring's length of them (any thread)."""
+        size = self.ring.shape[0]
+        now = self.blocks
+        count = min(max(now - blocks, 0), size)
+        return np.take(self.ring, np.arange(now - count, now) % size, axis=0)
+
     def clear(self) -> None:
         """Forget the rows written and the worst block (not from the audio thread)."""
         self.blocks = 0
