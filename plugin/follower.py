@@ -24,7 +24,9 @@ The gate:
   for `hold_frames`, the gain falls linearly to 0 over `release_frames` at the held pitch.
   A voiced frame above the gate during the fade opens it again.
 
-MIDI (when `midi` is on): a note on where the gate opens, with velocity from loudness
+MIDI (when `midi` is on): a note on where the gate opens, as soon as `onset_confirm`
+voiced frames in a row agree on its pitch within 50 cents (2: one frame, 3.3 ms, after the
+opening at the earliest; an attack's first estimate can be a semitone off), with velocity from loudness
 (`loud_floor_db` … `loud_peak_db` onto 1 … 127); pitch bend for the deviation of the pitch
 from the note (`bend_range_st`); a new note when the pitch moves more than
 `0.5 + hysteresis_st` semitones from the sounding note; CC 11 for loudness; note off where
@@ -47,12 +49,12 @@ from timbrel.engine.realtime.outbox import outbox_push
 
 # params
 GATE_DB, HOLD, RELEASE, TAIL_DB, CONFIRM, JUMP_CENTS, MIDI, BEND_RANGE, MPE, CHANNEL, LOUD_FLOOR, LOUD_PEAK, \
-    HYSTERESIS, PEAK_DECAY, TAIL_SMOOTHING, FALLING_DB, TAIL_JUMP_CENTS = range(17)
-N_PARAMS = 17
+    HYSTERESIS, PEAK_DECAY, TAIL_SMOOTHING, FALLING_DB, TAIL_JUMP_CENTS, ONSET_CONFIRM = range(18)
+N_PARAMS = 18
 # state
 OPEN, FADE, PITCH, SINCE_VOICED, PEAK, CANDIDATE, AGREED, NOTE, NOTE_CHANNEL, BEND, CC, NEXT_MEMBER, FRAME, \
-    CLOSING, LAST_DB, SAID_RANGE, SAID_MPE, SAID_CHANNEL = range(18)
-N_STATE = 18
+    CLOSING, LAST_DB, SAID_RANGE, SAID_MPE, SAID_CHANNEL, ONSET_PITCH, ONSET_AGREED = range(20)
+N_STATE = 20
 # controls
 F0_HZ, GAIN, SOUNDING = range(3)
 N_CONTROLS = 3
@@ -77,6 +79,7 @@ def default_params() -> np.ndarray:
     params[TAIL_SMOOTHING] = 0.25
     params[FALLING_DB] = 0.5
     params[TAIL_JUMP_CENTS] = 50.0
+    params[ONSET_CONFIRM] = 2.0
     return params
 
 
@@ -181,6 +184,16 @@ def _note_on(state, params, ring, frames, counts, midi: float, loudness_db: floa
 
 
 @njit(nogil=True, cache=True, _nrt=False)
+def _onset(state, params, ring, frames, counts, loudness_db: float, frame: int) -> None:
+    """The note on of an opening gate, once `ONSET_CONFIRM` voiced frames in a row have agreed
+    on its pitch (within 50 cents of each other): an attack's first estimates may be a
+    semitone or more off, and a note sent on them would sound a blip before the right one."""
+    if state[ONSET_AGREED] >= params[ONSET_CONFIRM]:
+        state[ONSET_AGREED] = 0.0
+        _note_on(state, params, ring, frames, counts, _midi_note(state[PITCH]), loudness_db, frame)
+
+
+@njit(nogil=True, cache=True, _nrt=False)
 def _note_off(state, ring, frames, counts, frame: int) -> None:
     if state[NOTE] >= 0.0:
         _emit(ring, frames, counts, NOTE_OFF | int(state[NOTE_CHANNEL]), int(state[NOTE]), 0, frame)
@@ -214,9 +227,11 @@ def follow_frame(f0_hz: float, confidence: float, loudness_db: float, state, par
             state[PEAK] = loudness_db if not reopened else max(state[PEAK], loudness_db)
             state[PITCH] = f0_hz
             state[AGREED] = 0.0
+            state[ONSET_PITCH] = f0_hz
+            state[ONSET_AGREED] = 1.0
             if midi_on:
                 _announce(state, params, ring, frames, counts, frame)
-                _note_on(state, params, ring, frames, counts, _midi_note(f0_hz), loudness_db, frame)
+                _onset(state, params, ring, frames, counts, loudness_db, frame)
         elif state[OPEN] != 0.0:
             state[FADE] -= 1.0 / max(params[RELEASE], 1.0)
             if state[FADE] <= 0.0:
@@ -252,7 +267,16 @@ def follow_frame(f0_hz: float, confidence: float, loudness_db: float, state, par
                     if state[AGREED] >= params[CONFIRM]:
                         state[PITCH] = f0_hz
                         state[AGREED] = 0.0
-            if midi_on:
+            if state[ONSET_AGREED] > 0.0:
+                if voiced:
+                    if abs(1200.0 * math.log2(f0_hz / state[ONSET_PITCH])) < 50.0:
+                        state[ONSET_AGREED] += 1.0
+                    else:
+                        state[ONSET_AGREED] = 1.0
+                    state[ONSET_PITCH] = f0_hz
+                if midi_on:
+                    _onset(state, params, ring, frames, counts, loudness_db, frame)
+            elif midi_on:
                 midi = _midi_note(state[PITCH])
                 if abs(midi - state[NOTE]) > 0.5 + params[HYSTERESIS]:
                     _note_off(state, ring, frames, counts, frame)

@@ -19,6 +19,7 @@ from tests.transfer_measures import transfer as transfer_traced
 from timbrel.engine.realtime.features import estimate_pitch
 from timbrel.engine.realtime.outbox import MidiOutbox, message_bytes, outbox_push
 from timbrel.engine.render import render_audio
+from timbrel.plugin import follower as fw
 from timbrel.plugin.model import load_model
 from timbrel.plugin.transcribe import transcribe
 from timbrel.plugin.transfer import SEARCH_STEP, TimbreTransfer, TransferAnalysis
@@ -276,6 +277,37 @@ def test_midi_out_plays_notes_with_bend_velocity_and_expression(model):
     expression = [m[2] for m in messages if m[0] == 0xB0 and m[1] == 11]
     assert max(expression) > 80 and min(expression) < 40
     assert messages[:4] == [[0xB0, 101, 0], [0xB0, 100, 0], [0xB0, 6, 2], [0xB0, 38, 0]]
+
+
+def follow_notes(f0_hz: list[float], onset_confirm: float) -> list[int]:
+    """The notes the follower turns on for frames of `f0_hz` (all voiced, at -20 dB)."""
+    state, params, controls = fw.initial_state(), fw.default_params(), np.zeros(fw.N_CONTROLS)
+    params[fw.MIDI] = 1.0
+    params[fw.ONSET_CONFIRM] = onset_confirm
+    box = MidiOutbox()
+    for f0 in f0_hz:
+        fw.follow_frame(f0, 1.0, -20.0, state, params, controls, box.ring, box.frames, box.counts)
+    return [message_bytes(packed)[1] for packed, _ in box.drain() if message_bytes(packed)[0] & 0xF0 == 0x90]
+
+
+def test_a_note_on_waits_for_the_attacks_pitch_to_settle():
+    """An attack whose first estimate is a semitone flat (71 for 72) turns on one note, 72, one
+    frame later, not a blip of 71 first; a settled onset still starts at once on the next frame."""
+    c5, b4 = 523.25, 493.88
+    assert follow_notes([b4, c5, c5, c5], onset_confirm=1.0) == [71, 72]
+    assert follow_notes([b4, c5, c5, c5], onset_confirm=2.0) == [72]
+    assert follow_notes([b4], onset_confirm=2.0) == []
+    assert follow_notes([c5, c5 * 2 ** (20 / 1200), c5], onset_confirm=2.0) == [72]
+
+
+def test_midi_out_sends_no_blip_before_a_flute_notes_onset_wherever_the_hop_grid_falls():
+    """A FluidR3 flute phrase, delayed by 0 to 152 samples (the hop is 160): before the onset
+    settled, 4 of these 20 delays wrote a note a semitone off just before the right one."""
+    phrase, _ = render_wind(73, [72, 76, 74, 69, 71], gap_s=0.25)
+    for delay in range(0, 160, 8):
+        audio = np.concatenate([np.zeros(delay, np.float32), phrase])
+        notes = [m.note for m in transcribe(audio, SR).tracks[0] if m.type == "note_on" and m.velocity > 0]
+        assert notes == [72, 76, 74, 69, 71], f"delay {delay} samples: {notes}"
 
 
 def test_the_outbox_keeps_order_and_counts_what_a_full_ring_drops():
