@@ -27,7 +27,7 @@ stalls of milliseconds at random (an empty callback gets them too). `--offline` 
 the two: it renders the same playing on one thread `--repeat` times, each on a fresh
 engine, and since the engine is deterministic, a block's least CPU time over the runs is
 the engine's own (a charge would have to hit the same block in every run). `--neighbour`
-runs a busy process beside it: on these machines a busy second core slows the first.
+runs a busy process beside it, to see whether a busy second core slows the first.
 
 Writes bench/results/soak.json, soak_ensemble.json (4 parts; soak_ensembleN.json for N),
 soak_empty.json, and `_offline` beside each for `--offline`.
