@@ -159,9 +159,10 @@ def offline(args: argparse.Namespace, name: str) -> None:
     try:
         for _ in range(args.repeat):
             engine = loaded_engine(args)
-            replay(engine, 1.0, args.seed + 1, max(args.parts, 1))
-            TIMES.clear()
-            runs.append(replay(engine, args.seconds, args.seed, max(args.parts, 1)) / 1e3)
+            with RealtimePolicy():  # as `timbrel play` plays: no garbage collection in a block
+                replay(engine, 1.0, args.seed + 1, max(args.parts, 1))
+                TIMES.clear()
+                runs.append(replay(engine, args.seconds, args.seed, max(args.parts, 1)) / 1e3)
     finally:
         if neighbour is not None:
             neighbour.kill()
@@ -263,7 +264,7 @@ def main() -> None:
     report(name, [row], sample_rate=SR, block=BLOCK, voices=args.voices, parts=args.parts, worst_block_us=worst,
            note="late_blocks: blocks whose own CPU time exceeded the block's duration; machine_explains: how many "
                 "of them a noise witness (bench.cpu_noise) running beside the soak saw the machine cause",
-           witness=witness.seen.describe(), late_blocks_us=late)
+           witness=witness.seen.describe(), list_over=args.list_over, late_blocks_us=late)
 
 
 if __name__ == "__main__":
