@@ -45,14 +45,14 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from bench.cpu_noise import NoiseWitness
+from bench.cpu_noise import BLOCK_US, NoiseWitness
 from bench.ensembles import bench_multi
 from bench.jack import dummy_server
 from bench.report import report
 from timbrel.engine.io.audio import AudioStream
 from timbrel.engine.io.midi import MidiInput
 from timbrel.engine.realtime.host import Engine
-from timbrel.engine.realtime.stages import CPU, TIMES, breakdown
+from timbrel.engine.realtime.stages import CPU, TIMES, breakdown, describe
 from timbrel.plugin.instrument import MidiInstrument
 from timbrel.plugin.model import load_model
 from timbrel.presets import default_model
@@ -60,7 +60,6 @@ from timbrel.presets.multi import build_ensemble
 from timbrel.runtime_policy import RealtimePolicy
 
 SR, BLOCK = 48000, 128
-BUDGET_NS = BLOCK * 1_000_000_000 // SR
 
 
 def phrases(seed: int, channels: int = 1) -> Iterator[tuple[list[list[int]], float]]:
@@ -132,7 +131,7 @@ def replay(engine: Engine, seconds: float, seed: int, channels: int, audio: np.n
                 engine.events.push_message(message)
             due += wait_s
         engine.process(None, out)
-        cpu[b] = TIMES.ring[(TIMES.blocks - 1) % TIMES.ring.shape[0], CPU]
+        cpu[b] = TIMES.since(TIMES.blocks - 1)[0, CPU]
         if audio is not None:
             audio[b * BLOCK:(b + 1) * BLOCK] = out
     return cpu
@@ -153,7 +152,6 @@ def offline(args: argparse.Namespace, name: str) -> None:
     second of warm-up. The engine is deterministic, so a block's least CPU time over the runs
     is the engine's own cost: the machine's random charges would have to hit the same block
     in every run to survive it. One row per run, then one for the least of each block."""
-    budget_us = BUDGET_NS / 1e3
     runs = []
     neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.neighbour else None
     try:
@@ -168,10 +166,10 @@ def offline(args: argparse.Namespace, name: str) -> None:
             neighbour.kill()
     runs.append(np.min(runs, axis=0))
     rows = [{"run": f"{k + 1}" if k < args.repeat else "least of each block", "seconds": args.seconds,
-             "blocks": int(cpu_us.size), "late_blocks": int((cpu_us > budget_us).sum()),
+             "blocks": int(cpu_us.size), "late_blocks": int((cpu_us > BLOCK_US).sum()),
              "median_us": float(np.median(cpu_us)), "p99_us": float(np.percentile(cpu_us, 99)),
              "p99_9_us": float(np.percentile(cpu_us, 99.9)), "max_us": float(cpu_us.max()),
-             "peak_block_cpu_load": float(cpu_us.max() / budget_us)} for k, cpu_us in enumerate(runs)]
+             "peak_block_cpu_load": float(cpu_us.max() / BLOCK_US)} for k, cpu_us in enumerate(runs)]
     report(name + ("_neighbour" if args.neighbour else ""), rows, sample_rate=SR, block=BLOCK, voices=args.voices,
            parts=args.parts, neighbour=args.neighbour,
            note="the soak's playing rendered offline, block after block on one thread, on a fresh engine each run: "
@@ -188,7 +186,7 @@ def main() -> None:
                         help="list, stage by stage, every block whose CPU time passed this fraction of its budget")
     parser.add_argument("--empty", action="store_true", help="load nothing: the floor of the live path")
     parser.add_argument("--offline", action="store_true",
-                        help="render the same playing offline on one thread instead (the engine's own cost, no live path)")
+                        help="render the same playing offline on one thread (the engine's own cost, no live path)")
     parser.add_argument("--repeat", type=int, default=3, help="offline: runs of the same playing")
     parser.add_argument("--neighbour", action="store_true",
                         help="offline: with a process spinning beside the engine, on the other core of two")
@@ -227,7 +225,7 @@ def main() -> None:
                 most_voices = max(most_voices, engine.status().voices)
                 rows = TIMES.since(read)
                 read += rows.shape[0]
-                late_rows.extend(rows[rows[:, CPU] > BUDGET_NS * args.list_over])
+                late_rows.extend(rows[rows[:, CPU] > BLOCK_US * 1e3 * args.list_over])
         elapsed = time.monotonic() - began
         sent = int(child.stdout.read().strip() or 0)
         status = engine.status()
@@ -255,12 +253,11 @@ def main() -> None:
         "peak_block_cpu_load": status.peak_cpu_load,
         "machine_explains": witness.seen.late_blocks_explained(status.cpu_seconds, block_cpu_median_us),
     }
+    for late_row in late_rows:
+        print(f"block over {args.list_over:.0%} of its budget, µs by stage:", describe(late_row))
+    print("the block that used the most CPU time, µs by stage:", describe(TIMES.worst))
     late = [breakdown(row) for row in late_rows]
-    for stages in late:
-        print(f"block over {args.list_over:.0%} of its budget, µs by stage:", ", ".join(f"{stage} {us:.0f}" for stage, us in stages.items()))
     worst = breakdown(TIMES.worst)
-    print("the block that used the most CPU time, µs by stage:",
-          ", ".join(f"{stage} {us:.0f}" for stage, us in worst.items()))
     report(name, [row], sample_rate=SR, block=BLOCK, voices=args.voices, parts=args.parts, worst_block_us=worst,
            note="late_blocks: blocks whose own CPU time exceeded the block's duration; machine_explains: how many "
                 "of them a noise witness (bench.cpu_noise) running beside the soak saw the machine cause",

@@ -184,9 +184,21 @@ def _note_on(state, params, ring, frames, counts, midi: float, loudness_db: floa
 
 
 @njit(nogil=True, cache=True, _nrt=False)
+def _agree(state, candidate: int, count: int, f0_hz: float) -> float:
+    """Count `f0_hz` into the run of estimates within 50 cents of the run's first,
+    `state[candidate]`, or start a new run with it; the run's length (`state[count]`)."""
+    if state[count] > 0.0 and abs(1200.0 * math.log2(f0_hz / state[candidate])) < 50.0:
+        state[count] += 1.0
+    else:
+        state[candidate] = f0_hz
+        state[count] = 1.0
+    return state[count]
+
+
+@njit(nogil=True, cache=True, _nrt=False)
 def _onset(state, params, ring, frames, counts, loudness_db: float, frame: int) -> None:
     """The note on of an opening gate, once `ONSET_CONFIRM` voiced frames in a row have agreed
-    on its pitch (within 50 cents of each other): an attack's first estimates may be a
+    on its pitch (`_agree`): an attack's first estimates may be a
     semitone or more off, and a note sent on them would sound a blip before the right one."""
     if state[ONSET_AGREED] >= params[ONSET_CONFIRM]:
         state[ONSET_AGREED] = 0.0
@@ -227,8 +239,8 @@ def follow_frame(f0_hz: float, confidence: float, loudness_db: float, state, par
             state[PEAK] = loudness_db if not reopened else max(state[PEAK], loudness_db)
             state[PITCH] = f0_hz
             state[AGREED] = 0.0
-            state[ONSET_PITCH] = f0_hz
-            state[ONSET_AGREED] = 1.0
+            state[ONSET_AGREED] = 0.0
+            _agree(state, ONSET_PITCH, ONSET_AGREED, f0_hz)
             if midi_on:
                 _announce(state, params, ring, frames, counts, frame)
                 _onset(state, params, ring, frames, counts, loudness_db, frame)
@@ -259,21 +271,12 @@ def follow_frame(f0_hz: float, confidence: float, loudness_db: float, state, par
                     state[PITCH] = f0_hz
                     state[AGREED] = 0.0
                 else:
-                    if state[AGREED] > 0.0 and abs(1200.0 * math.log2(f0_hz / state[CANDIDATE])) < 50.0:
-                        state[AGREED] += 1.0
-                    else:
-                        state[CANDIDATE] = f0_hz
-                        state[AGREED] = 1.0
-                    if state[AGREED] >= params[CONFIRM]:
+                    if _agree(state, CANDIDATE, AGREED, f0_hz) >= params[CONFIRM]:
                         state[PITCH] = f0_hz
                         state[AGREED] = 0.0
             if state[ONSET_AGREED] > 0.0:
                 if voiced:
-                    if abs(1200.0 * math.log2(f0_hz / state[ONSET_PITCH])) < 50.0:
-                        state[ONSET_AGREED] += 1.0
-                    else:
-                        state[ONSET_AGREED] = 1.0
-                    state[ONSET_PITCH] = f0_hz
+                    _agree(state, ONSET_PITCH, ONSET_AGREED, f0_hz)
                 if midi_on:
                     _onset(state, params, ring, frames, counts, loudness_db, frame)
             elif midi_on:

@@ -59,11 +59,11 @@ def assert_within_machine_allowance(late_blocks: int, blocks: int, rows: np.ndar
     (`machine_allowance`, with what the noise witness `seen` saw meanwhile). A failure prints
     `report`, the witness's figures and every late block stage by stage, whole."""
     from bench.cpu_noise import BLOCK_US
-    from timbrel.engine.realtime.stages import CPU, breakdown
+    from timbrel.engine.realtime.stages import CPU, describe
 
     explained = seen.explains(rows)
     late = rows[rows[:, CPU] / 1e3 > BLOCK_US]
-    stages = "\n".join(", ".join(f"{name} {us:.0f}" for name, us in breakdown(row).items()) for row in late[:10])
+    stages = "\n".join(describe(row) for row in late[:10])
     assert late_blocks <= machine_allowance(blocks, witnessed=explained), (
         f"{report}\nthe machine explains {explained:.1f}; {len(late)} blocks late by CPU time:\n{stages}\n"
         + seen.describe())

@@ -85,11 +85,7 @@ class StageTimes:
 
     def snapshot(self) -> np.ndarray:
         """A copy of the rows written, oldest first: `[rows, len(COLUMNS)]` int64 ns (any thread)."""
-        size = self.ring.shape[0]
-        count = min(self.blocks, size)
-        end = self.blocks % size
-        ring = self.ring.copy()
-        return np.concatenate([ring[end:], ring[:end]])[-count:] if count else ring[:0]
+        return self.since(0)
 
     def since(self, blocks: int) -> np.ndarray:
         """A copy of the rows written after the first `blocks` (a former `self.blocks`), oldest
@@ -124,3 +120,8 @@ def summary(rows: np.ndarray) -> dict[str, dict[str, float]]:
 def breakdown(row: np.ndarray) -> dict[str, float]:
     """One row (as `StageTimes.worst`) as stage -> µs, leaving out stages that did not run."""
     return {name: float(row[i]) / 1000.0 for i, name in enumerate(COLUMNS) if row[i]}
+
+
+def describe(row: np.ndarray) -> str:
+    """One row as a line for a report: "drain 1, voices 30, …" (µs, stages that ran)."""
+    return ", ".join(f"{name} {us:.0f}" for name, us in breakdown(row).items())
