@@ -303,6 +303,31 @@ def test_the_learned_reverb_effect_is_the_models_impulse_response():
     np.testing.assert_allclose(body(impulse, SR, block=BLOCK)[0, : ir.size - skip], ir[skip:SR], atol=1e-5)
 
 
+def test_the_learned_reverb_convolves_a_mono_input_once_and_sounds_as_if_it_ran_both_channels():
+    rng = np.random.default_rng(3)
+    left = rng.normal(0.0, 0.1, 6 * BLOCK).astype(np.float32)
+    stereo = np.stack([left, left])
+    stereo[1, 4 * BLOCK + 5:] = rng.normal(0.0, 0.1, 2 * BLOCK - 5)  # stereo from the fifth block on
+    shared, both = LearnedReverb(default_model()), LearnedReverb(default_model())
+    outs = []
+    for reverb in (shared, both):
+        reverb.params.set("mix", 0.5)
+        reverb.prepare(SR, BLOCK)
+        reverb.reset()
+        reverb.params.snap()
+        out = stereo.copy()
+        for b in range(6):
+            if reverb is both:
+                reverb._mono = False
+            reverb.process(None, out[:, b * BLOCK:(b + 1) * BLOCK], np.zeros(0, np.int32))
+            if reverb is shared and b < 4:
+                assert reverb._mono and reverb._convolvers[1]._state[0] == 0  # the right convolver stood idle
+        outs.append(out)
+    assert not shared._mono
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert not np.array_equal(outs[0][0, 4 * BLOCK:], outs[0][1, 4 * BLOCK:])
+
+
 def test_held_notes_and_the_pedal_carry_over_to_a_newly_loaded_instrument():
     model = load_model(default_model())
     engine = Engine(SR, 1024)

@@ -15,6 +15,7 @@ import numpy as np
 from timbrel.engine.errors import TimbrelError
 from timbrel.engine.plugin_api import Effect, Parameter
 from timbrel.engine.realtime.kernels.convolution import Convolver
+from timbrel.engine.realtime.kernels.mixing import rows_equal
 from timbrel.plugin.model import TimbreModel, load_model
 
 
@@ -50,6 +51,10 @@ class LearnedReverb(Effect):
         self._ir = np.asarray(loaded.reverb_ir, dtype=np.float64)
         self.skip_body_ms = float(skip_body_ms)
         self._convolvers: list[Convolver] = []
+        self._mono = True
+        """Whether every block since the reset had the same samples in both channels: the right
+        channel's convolver then stands idle and the left's result is copied to it (the two
+        would compute the same). The first stereo block hands it the left's state."""
 
     def prepare(self, sample_rate: int, max_block: int) -> None:
         import soxr
@@ -65,6 +70,7 @@ class LearnedReverb(Effect):
     def reset(self) -> None:
         for convolver in self._convolvers:
             convolver.reset()
+        self._mono = True
 
     def process(self, inp: np.ndarray, out: np.ndarray, events: np.ndarray) -> None:
         n = out.shape[1]
@@ -74,9 +80,15 @@ class LearnedReverb(Effect):
         mix, wet_db = float(self.params.values[0]), float(self.params.values[1])
         wet = mix * 10.0 ** (wet_db / 20.0)
         row = self._row[:n]
+        if self._mono and not rows_equal(out):
+            self._convolvers[1].copy_state_from(self._convolvers[0])
+            self._mono = False
         for c, convolver in enumerate(self._convolvers):
             np.copyto(row, out[c])
             convolver.process(row, row)
             out[c] *= 1.0 - mix
             row *= wet
             out[c] += row
+            if self._mono:
+                np.copyto(out[1], out[0])
+                break

@@ -39,6 +39,15 @@ def is_silent(samples):
 
 
 @numba.njit(nogil=True, cache=True, _nrt=False)
+def rows_equal(bus):
+    """Whether the two rows of the bus `[2, n]` hold the same samples (a mono signal)."""
+    for j in range(bus.shape[1]):
+        if bus[0, j] != bus[1, j]:
+            return False
+    return True
+
+
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def mono_to_bus(mono, bus, gain_from, gain_to):
     """Write mono `[n]` to both rows of the float32 bus `[2, n]`, the gain ramping linearly
     from `gain_from` to `gain_to` across the block. Non-finite samples become 0."""
