@@ -1,7 +1,7 @@
 """Soak test: timbrel playing live on a JACK dummy server for minutes, under a stream of MIDI.
 
     python -m bench.soak [--seconds 600] [--voices 16] [--parts N] [--empty] [--list-over F]
-    python -m bench.soak --offline [--repeat 3] [--seconds 300] [--parts N]
+    python -m bench.soak --offline [--repeat 3] [--seconds 300] [--parts N] [--cold] [--neighbour]
 
 Starts a private `jackd --no-realtime -d dummy -r 48000 -p 128` (asynchronous, as a real
 session runs), plays the shipped model with 16 voices through the same objects as
@@ -27,10 +27,12 @@ stalls of milliseconds at random (an empty callback gets them too). `--offline` 
 the two: it renders the same playing on one thread `--repeat` times, each on a fresh
 engine, and since the engine is deterministic, a block's least CPU time over the runs is
 the engine's own (a charge would have to hit the same block in every run). `--neighbour`
-runs a busy process beside it, to see whether a busy second core slows the first.
+runs a busy process beside it, to see whether a busy second core slows the first. `--cold`
+reads 64 MB before every block, so that each block starts on cold caches: what the live
+process meets when the host's other tenants have used the shared cache between two blocks.
 
 Writes bench/results/soak.json, soak_ensemble.json (4 parts; soak_ensembleN.json for N),
-soak_empty.json, and `_offline` beside each for `--offline`.
+soak_empty.json, and `_offline` beside each for `--offline` (`_offline_cold` for `--cold`).
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ from timbrel.presets.multi import build_ensemble
 from timbrel.runtime_policy import RealtimePolicy
 
 SR, BLOCK = 48000, 128
+EVICT_BYTES = 64 << 20
+"""More than this machine's caches hold (a 32 MB L3 shared by the host's tenants)."""
 
 
 def phrases(seed: int, channels: int = 1) -> Iterator[tuple[list[list[int]], float]]:
@@ -115,10 +119,12 @@ def sender(server: str, seconds: float, seed: int, channels: int = 1) -> None:
     print(sent, flush=True)
 
 
-def replay(engine: Engine, seconds: float, seed: int, channels: int, audio: np.ndarray | None = None) -> np.ndarray:
+def replay(engine: Engine, seconds: float, seed: int, channels: int, audio: np.ndarray | None = None,
+           evict: np.ndarray | None = None) -> np.ndarray:
     """The same playing rendered offline, block after block on this thread, as fast as it
     goes: each block's own CPU time, ns `[blocks]` (no audio device, no other process). The
-    output goes to `audio` float32 `[blocks * BLOCK, 2]` when given."""
+    output goes to `audio` float32 `[blocks * BLOCK, 2]` when given. With `evict` (an array
+    larger than the caches), every block starts after reading it: on cold caches."""
     out = np.zeros((BLOCK, 2), dtype=np.float32)
     blocks = int(seconds * SR / BLOCK)
     cpu = np.zeros(blocks, dtype=np.int64)
@@ -130,6 +136,8 @@ def replay(engine: Engine, seconds: float, seed: int, channels: int, audio: np.n
             for message in group:
                 engine.events.push_message(message)
             due += wait_s
+        if evict is not None:
+            evict.sum()
         engine.process(None, out)
         cpu[b] = TIMES.since(TIMES.blocks - 1)[0, CPU]
         if audio is not None:
@@ -153,6 +161,7 @@ def offline(args: argparse.Namespace, name: str) -> None:
     is the engine's own cost: the machine's random charges would have to hit the same block
     in every run to survive it. One row per run, then one for the least of each block."""
     runs = []
+    evict = np.ones(EVICT_BYTES // 8) if args.cold else None
     neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.neighbour else None
     try:
         for _ in range(args.repeat):
@@ -160,7 +169,7 @@ def offline(args: argparse.Namespace, name: str) -> None:
             with RealtimePolicy():  # as `timbrel play` plays: no garbage collection in a block
                 replay(engine, 1.0, args.seed + 1, max(args.parts, 1))
                 TIMES.clear()
-                runs.append(replay(engine, args.seconds, args.seed, max(args.parts, 1)) / 1e3)
+                runs.append(replay(engine, args.seconds, args.seed, max(args.parts, 1), evict=evict) / 1e3)
     finally:
         if neighbour is not None:
             neighbour.kill()
@@ -170,8 +179,8 @@ def offline(args: argparse.Namespace, name: str) -> None:
              "median_us": float(np.median(cpu_us)), "p99_us": float(np.percentile(cpu_us, 99)),
              "p99_9_us": float(np.percentile(cpu_us, 99.9)), "max_us": float(cpu_us.max()),
              "peak_block_cpu_load": float(cpu_us.max() / BLOCK_US)} for k, cpu_us in enumerate(runs)]
-    report(name + ("_neighbour" if args.neighbour else ""), rows, sample_rate=SR, block=BLOCK, voices=args.voices,
-           parts=args.parts, neighbour=args.neighbour,
+    report(name + ("_neighbour" if args.neighbour else "") + ("_cold" if args.cold else ""), rows, sample_rate=SR,
+           block=BLOCK, voices=args.voices, parts=args.parts, neighbour=args.neighbour, cold=args.cold,
            note="the soak's playing rendered offline, block after block on one thread, on a fresh engine each run: "
                 "each block's own CPU time; the last row takes each block's least time over the runs")
 
@@ -190,6 +199,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="offline: runs of the same playing")
     parser.add_argument("--neighbour", action="store_true",
                         help="offline: with a process spinning beside the engine, on the other core of two")
+    parser.add_argument("--cold", action="store_true",
+                        help="offline: read 64 MB before every block, so that each starts on cold caches")
     parser.add_argument("--send", nargs=4, metavar=("SERVER", "SECONDS", "SEED", "CHANNELS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.send:
