@@ -10,7 +10,7 @@
 2. `Engine.process` in a loop, the audio thread's own CPU time per 128-sample block, for
    4 and 8 parts of 8 held notes each (`bench.ensembles`), next to the same voices played
    as 4 or 8 separate presets, each in its own engine, their costs added: what playing
-   them as one ensemble (one synth call, one onnxruntime call per model) saves. A loop
+   them as one ensemble (one synth call, one onnxruntime call for the stacked models) saves. A loop
    figure: the live process's own is `bench.bench_process` (scenarios 4x8, 8x8).
 
 Medians of `--repeats` runs. Writes bench/results/ensemble.json.

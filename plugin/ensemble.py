@@ -11,7 +11,8 @@ its preset's own effects chain after its instrument.
 
 The voices of every part live in one `EnsembleVoices`: per block, one numba call routes the
 MIDI (`ensemble_kernels.route_events`), one call per part and hop advances that part's voices,
-one onnxruntime call per distinct model runs every voice playing it, and one call of the fused
+one onnxruntime call runs every voice of every model that stacks (`stacked_models`; a model
+that does not runs its voices in a call of its own), and one call of the fused
 synth kernel renders all of them, each part into its own mix row. Each part then plays its own
 learned reverb and effects, and one call mixes the parts into the master and send buses.
 
@@ -416,6 +417,7 @@ class Ensemble(Plugin):
             return
         voices = self.voices
         runners = voices.runners
+        rows = voices.order_rows
         batches = self._batches
         batches[:] = 0
         for p, part in enumerate(self.parts):
@@ -423,11 +425,15 @@ class Ensemble(Plugin):
             count = instrument.frame_voices()
             if count:
                 r = part.runner
-                batches[r] = ek.append_voices(runners[r].order, batches[r], instrument.order, count, voices.offsets[p])
+                batches[r] = ek.append_voices(rows[r], batches[r], instrument.order, count, voices.offsets[p])
         TIMES.mark(VOICES)
+        stack = voices.stack
+        if stack is not None:
+            stack.run(voices.orders, batches, voices.f0, voices.loudness, voices.scale, voices.tilt, voices.noise_gain,
+                      voices.gru, voices.frame)
         for r in range(len(runners)):
             if batches[r]:
-                runners[r].run(runners[r].order, batches[r], voices.f0, voices.loudness, voices.scale, voices.tilt,
+                runners[r].run(rows[r], batches[r], voices.f0, voices.loudness, voices.scale, voices.tilt,
                                voices.noise_gain, voices.gru, voices.frame)
         np.copyto(voices.frame[0], voices.f0, casting="same_kind")
         TIMES.mark(MODEL)

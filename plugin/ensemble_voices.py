@@ -1,5 +1,5 @@
 """The voices of every part of an ensemble, in one set of arrays, so that one call of the fused
-synth kernel renders them all and one onnxruntime call per model runs every part playing it.
+synth kernel renders them all and one onnxruntime call runs every part's model (`stacked_models`).
 
 Part p owns the ensemble voices `offsets[p]` to `offsets[p + 1]`; its instrument plays views
 of the shared arrays (`state` and `voice_arrays`), numbered from 0 as a lone instrument's
@@ -19,6 +19,7 @@ from timbrel.plugin.expression import N_NOISE_GAIN
 from timbrel.plugin.instrument import new_voice_state
 from timbrel.plugin.model import TimbreModel
 from timbrel.plugin.model_synth import ModelRunner, give_back_runner, new_frame, take_runner
+from timbrel.plugin.stacked_models import StackedRunner, give_back_stack, stack_shape, stack_weights, take_stack
 
 MAX_RUNNERS = 32
 """Different models one ensemble keeps sessions for (the factory has 13)."""
@@ -46,6 +47,9 @@ class EnsembleVoices:
     of the ensemble, so a part may switch to any model already running without a new session.
     """
 
+    stacking = True
+    """Run the models that stack in one onnxruntime call (`stacked_models`); off, each runs alone."""
+
     def __init__(self, models: Sequence[TimbreModel], voices: Sequence[int], sample_rate: int, seed: int = 0):
         if not models:
             raise TimbrelError("an ensemble needs at least one part")
@@ -70,6 +74,15 @@ class EnsembleVoices:
         self.frame = new_frame(total, harmonics, bands)
         self.runners: tuple[ModelRunner, ...] = ()
         """One per distinct model, each sized for every voice; parts name theirs by index."""
+        self.orders = np.zeros((MAX_RUNNERS, total), dtype=np.int64)
+        """Each runner's batch of the frame: ensemble voices, `orders[r, :batch]`."""
+        self.order_rows = tuple(self.orders)
+        self.stack: StackedRunner | None = None
+        """One onnxruntime session for the runners whose models stack (`stacked_models`), when two
+        or more do; the others run alone."""
+        self._stacks: list[StackedRunner] = []
+        self._stackable: dict[int, tuple[int, int, int]] = {}
+        """Runner index → its network's `stack_shape`, for the runners whose models stack."""
         for model in models:
             self.runner_for(model)
 
@@ -96,13 +109,34 @@ class EnsembleVoices:
             raise TimbrelError(f"{model.info.name}: this ensemble has played {MAX_RUNNERS} different models, "
                                "its most; load it again to play others")
         self.runners = (*self.runners, take_runner(model, self.voices))
-        return len(self.runners) - 1
+        index = len(self.runners) - 1
+        weights = stack_weights(model) if self.stacking else None
+        if isinstance(weights, dict):
+            self._stackable[index] = stack_shape(weights)
+            self._restack()
+        return index
+
+    def _restack(self) -> None:
+        """Publish a stack of the largest group of stackable runners of one shape (off the
+        audio thread). The audio thread reads `stack` once a frame, and a runner the stack it
+        read does not hold runs alone, so a new model plays before its stack is published."""
+        shapes = list(self._stackable.values())
+        shape = max(set(shapes), key=shapes.count)
+        runners = [r for r, each in self._stackable.items() if each == shape]
+        if len(runners) < 2 or (self.stack is not None and np.count_nonzero(self.stack.slots >= 0) == len(runners)):
+            return
+        stack = take_stack([self.runners[r].model for r in runners], runners, self.voices, MAX_RUNNERS)
+        self._stacks.append(stack)
+        self.stack = stack
 
     def release(self) -> None:
-        """Hand every runner back for the next player of its model (the engine has let go of the ensemble)."""
+        """Hand every runner and stack back for the next player (the engine has let go of the ensemble)."""
         runners, self.runners = self.runners, ()
+        stacks, self._stacks, self.stack = self._stacks, [], None
         for runner in runners:
             give_back_runner(runner)
+        for stack in stacks:
+            give_back_stack(stack)
 
     def state(self, part: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Views of part `part`'s voice state (`instrument.new_voice_state`'s layout)."""

@@ -88,6 +88,36 @@ def gather_inputs(order, count, f0, loudness, gru_state, f0_in, loudness_in, sta
             state_in[i, k] = gru_state[v, k]
 
 
+@numba.njit(nogil=True, cache=True, _nrt=False, inline="always")
+def _scatter_voice(i, v, scale, tilt, noise_gain, amp_out, dist_out, noise_out, state_out, frame_amp, frame_dist,
+                   frame_noise, gru_state):
+    """Row `i` of the model's outputs into voice `v`'s synth frame and GRU state (`scatter_outputs`);
+    returns 1 if the voice was muted, else 0."""
+    finite = math.isfinite(amp_out[i, 0])
+    for k in range(dist_out.shape[2]):
+        finite = finite and math.isfinite(dist_out[i, 0, k])
+    for k in range(noise_out.shape[2]):
+        finite = finite and math.isfinite(noise_out[i, 0, k])
+    for k in range(state_out.shape[1]):
+        finite = finite and math.isfinite(state_out[i, k])
+    if not finite:
+        frame_amp[v] = 0.0
+        frame_dist[v, :] = 0.0
+        frame_noise[v, :] = 0.0
+        gru_state[v, :] = 0.0
+        return 1
+    g = scale[v]
+    frame_amp[v] = amp_out[i, 0] * g
+    t = tilt[v]
+    for k in range(dist_out.shape[2]):
+        frame_dist[v, k] = dist_out[i, 0, k] if t == 0.0 else dist_out[i, 0, k] * math.exp(t * math.log(k + 1.0))
+    for k in range(noise_out.shape[2]):
+        frame_noise[v, k] = noise_out[i, 0, k] * g * noise_gain[v]
+    for k in range(state_out.shape[1]):
+        gru_state[v, k] = state_out[i, k]
+    return 0
+
+
 @numba.njit(nogil=True, cache=True, _nrt=False)
 def scatter_outputs(order, count, scale, tilt, noise_gain, amp_out, dist_out, noise_out, state_out,
                     frame_amp, frame_dist, frame_noise, gru_state):
@@ -103,28 +133,58 @@ def scatter_outputs(order, count, scale, tilt, noise_gain, amp_out, dist_out, no
     """
     bad = 0
     for i in range(count):
-        v = order[i]
-        finite = math.isfinite(amp_out[i, 0])
-        for k in range(dist_out.shape[2]):
-            finite = finite and math.isfinite(dist_out[i, 0, k])
-        for k in range(noise_out.shape[2]):
-            finite = finite and math.isfinite(noise_out[i, 0, k])
-        for k in range(state_out.shape[1]):
-            finite = finite and math.isfinite(state_out[i, k])
-        if not finite:
-            bad += 1
-            frame_amp[v] = 0.0
-            frame_dist[v, :] = 0.0
-            frame_noise[v, :] = 0.0
-            gru_state[v, :] = 0.0
+        bad += _scatter_voice(i, order[i], scale, tilt, noise_gain, amp_out, dist_out, noise_out, state_out,
+                              frame_amp, frame_dist, frame_noise, gru_state)
+    return bad
+
+
+PAD_F0_HZ, PAD_LOUDNESS_DB = 440.0, -120.0
+"""What the rows of a stacked batch that no voice fills are given: finite, and never read back."""
+
+
+@numba.njit(nogil=True, cache=True, _nrt=False)
+def gather_stacked(slots, orders, batches, f0, loudness, gru_state, f0_in, loudness_in, state_in):
+    """Pack the batches of the stacked runners (runner r at stack position `slots[r]` >= 0, its
+    voices `orders[r, :batches[r]]`) into inputs `[models * width, ...]`, model m's voices in rows
+    `m * width + j`; returns `width`, the largest such batch (0: nothing to run)."""
+    width = 0
+    models = 0
+    for r in range(slots.shape[0]):
+        if slots[r] >= 0:
+            models = max(models, slots[r] + 1)
+            width = max(width, batches[r])
+    if width == 0:
+        return 0
+    for i in range(models * width):
+        f0_in[i, 0] = PAD_F0_HZ
+        loudness_in[i, 0] = PAD_LOUDNESS_DB
+        state_in[i, :] = 0.0
+    for r in range(slots.shape[0]):
+        m = slots[r]
+        if m < 0:
             continue
-        g = scale[v]
-        frame_amp[v] = amp_out[i, 0] * g
-        t = tilt[v]
-        for k in range(dist_out.shape[2]):
-            frame_dist[v, k] = dist_out[i, 0, k] if t == 0.0 else dist_out[i, 0, k] * math.exp(t * math.log(k + 1.0))
-        for k in range(noise_out.shape[2]):
-            frame_noise[v, k] = noise_out[i, 0, k] * g * noise_gain[v]
-        for k in range(state_out.shape[1]):
-            gru_state[v, k] = state_out[i, k]
+        for j in range(batches[r]):
+            v = orders[r, j]
+            i = m * width + j
+            f0_in[i, 0] = f0[v]
+            loudness_in[i, 0] = loudness[v]
+            for k in range(state_in.shape[1]):
+                state_in[i, k] = gru_state[v, k]
+    return width
+
+
+@numba.njit(nogil=True, cache=True, _nrt=False)
+def scatter_stacked(slots, orders, batches, width, scale, tilt, noise_gain, amp_out, dist_out, noise_out, state_out,
+                    frame_amp, frame_dist, frame_noise, gru_state):
+    """`scatter_outputs` for a stacked batch (`gather_stacked`'s layout); the stacked runners'
+    batches are set to 0. Returns how many voices were muted."""
+    bad = 0
+    for r in range(slots.shape[0]):
+        m = slots[r]
+        if m < 0:
+            continue
+        for j in range(batches[r]):
+            bad += _scatter_voice(m * width + j, orders[r, j], scale, tilt, noise_gain, amp_out, dist_out, noise_out,
+                                  state_out, frame_amp, frame_dist, frame_noise, gru_state)
+        batches[r] = 0
     return bad

@@ -62,9 +62,10 @@ def counted(work) -> dict:
 
 def runners_of(plugin) -> list:
     """The onnxruntime runners of `plugin`: an instrument's, a chain's instrument's, or every
-    model's of an ensemble."""
+    model's of an ensemble and its stack."""
     if isinstance(plugin, Ensemble):
-        return list(plugin.voices.runners)
+        stack = plugin.voices.stack
+        return [*plugin.voices.runners, *([stack] if stack is not None else [])]
     return [getattr(plugin, "instrument", plugin).synth.runner]
 
 
