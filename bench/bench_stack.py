@@ -6,7 +6,7 @@ An ensemble's control frame runs every part's model. For 4 and 8 factory models 
 instruments, `bench.ensembles`) with 2 or 8 voices each, this times the frame's model calls
 two ways: one `ModelRunner` per model (one onnxruntime call each, as before stacking) and
 one `StackedRunner` (`timbrel.plugin.stacked_models`: one call). Each is timed on warm caches
-(frames back to back) and on cold ones (64 MB read before every frame, as the live process
+(the frame's calls made twice, the second timed) and on cold ones (64 MB read before every frame, as the live process
 meets them when the host's other tenants have used the shared cache since the last block).
 The thread's own CPU µs per frame, gathering and scattering included; medians, the ways
 interleaved frame by frame so that both see the same machine. Writes bench/results/stack.json.
@@ -56,6 +56,8 @@ def frame_costs(models: int, voices: int, frames: int, evict: np.ndarray) -> dic
             for cache in ("warm", "cold"):
                 if cache == "cold":
                     evict.sum()
+                else:
+                    call()  # the same frame just before: caches hold what this one touches
                 began = time.thread_time_ns()
                 call()
                 times[f"{way} {cache}"].append(time.thread_time_ns() - began)
