@@ -3,7 +3,8 @@
 An ensemble of parts playing different instruments would call onnxruntime once per model
 and frame. Each call costs a fixed ~12 µs of the framework's own work on warm caches and far
 more on cold ones (every session's nodes, plans and buffers are its own memory), against
-~1.4 µs per voice of arithmetic. Every model `timbrel export` writes has the same graph
+~1.4 µs per voice of arithmetic. Every model `timbrel export` writes with one layer per
+stack (the factory's, and those fine-tuned from them) has the same graph
 (`timbrel.export.streaming_graph`); only the weights differ. `StackedRunner` builds one graph
 over M such models that runs the same layers with a leading model axis: each Dense layer
 becomes a batched MatMul over `[M, voices, in] x [M, in, out]`, and the GRU cell is written
