@@ -54,7 +54,7 @@ from bench.report import report
 from timbrel.engine.io.audio import AudioStream
 from timbrel.engine.io.midi import MidiInput
 from timbrel.engine.realtime.host import Engine
-from timbrel.engine.realtime.stages import CPU, TIMES, breakdown, describe
+from timbrel.engine.realtime.stages import COLUMNS, CPU, STAGES, TIMES, WALL, breakdown, describe
 from timbrel.plugin.instrument import MidiInstrument
 from timbrel.plugin.model import load_model
 from timbrel.presets import default_model
@@ -185,6 +185,23 @@ def offline(args: argparse.Namespace, name: str) -> None:
                 "each block's own CPU time; the last row takes each block's least time over the runs")
 
 
+def charges(rows: np.ndarray, usual: np.ndarray) -> dict[str, int]:
+    """Of the late blocks among `rows` (stage rows, ns), how many bear a charge that is not the
+    engine's work: `late_cpu_over_wall`, blocks whose CPU time exceeds their own wall time by
+    more than 100 µs (one thread cannot use more CPU than time passes: the time was charged to
+    it); `late_one_stage`, the rest of those where one stage took ten times its `usual` (the
+    column's median, ns) or more and its excess alone made the block late (a stall landed in
+    one stage; a block running slow throughout, as on cold caches, has no such stage)."""
+    late = rows[rows[:, CPU] > BLOCK_US * 1e3]
+    over_wall = late[:, CPU] > late[:, WALL] + 100_000
+    stages = late[:, : len(STAGES)]
+    excess = stages - usual[: len(STAGES)]
+    stage = np.argmax(excess, axis=1)
+    picked = np.arange(late.shape[0])
+    stalled = (stages[picked, stage] >= 10 * usual[stage]) & (late[:, CPU] - excess[picked, stage] <= BLOCK_US * 1e3)
+    return {"late_cpu_over_wall": int(over_wall.sum()), "late_one_stage": int((~over_wall & stalled).sum())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=600.0)
@@ -240,7 +257,8 @@ def main() -> None:
         elapsed = time.monotonic() - began
         sent = int(child.stdout.read().strip() or 0)
         status = engine.status()
-        block_cpu_median_us = float(np.median(TIMES.snapshot()[:, CPU])) / 1e3
+        recent = TIMES.snapshot()
+        block_cpu_median_us = float(np.median(recent[:, CPU])) / 1e3
         stats = stream.stats()
         stream.stop()
         stream.close()
@@ -263,6 +281,7 @@ def main() -> None:
         "max_callback_ms": stats.max_callback_ns / 1e6,
         "peak_block_cpu_load": status.peak_cpu_load,
         "machine_explains": witness.seen.late_blocks_explained(status.cpu_seconds, block_cpu_median_us),
+        **charges(np.array(late_rows).reshape(-1, len(COLUMNS)), np.median(recent, axis=0)),
     }
     for late_row in late_rows:
         print(f"block over {args.list_over:.0%} of its budget, µs by stage:", describe(late_row))
@@ -271,7 +290,8 @@ def main() -> None:
     worst = breakdown(TIMES.worst)
     report(name, [row], sample_rate=SR, block=BLOCK, voices=args.voices, parts=args.parts, worst_block_us=worst,
            note="late_blocks: blocks whose own CPU time exceeded the block's duration; machine_explains: how many "
-                "of them a noise witness (bench.cpu_noise) running beside the soak saw the machine cause",
+                "of them a noise witness (bench.cpu_noise) running beside the soak saw the machine cause; "
+                "late_cpu_over_wall and late_one_stage: see bench.soak.charges",
            witness=witness.seen.describe(), list_over=args.list_over, late_blocks_us=late)
 
 
