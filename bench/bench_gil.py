@@ -12,6 +12,9 @@ switch's work, `--repeats` times each:
   players handed their synths back);
 - `build synth`: a `ModelSynth` of 16 voices, session included (the same);
 - `take synth`: `take_synth` when a player has handed one back (what a switch does now);
+- `build stack`: a `StackedRunner` of the 8 instruments of `bench.ensembles` for 64 voices,
+  what an ensemble part switched to a model the ensemble has not played makes (after its
+  `ModelRunner`, an `open session` and its bindings);
 - `load preset`: a whole `Session.load` of a MIDI preset whose model has played before,
   cycling through the factory presets, with the engine driven by hand between loads.
 
@@ -29,10 +32,13 @@ from typing import Self
 
 import numpy as np
 
+from bench.ensembles import INSTRUMENTS
 from bench.report import report
 from timbrel.plugin.model import load_model, session_options
 from timbrel.plugin.model_synth import SYNTHS, ModelSynth, take_synth
+from timbrel.plugin.stacked_models import StackedRunner
 from timbrel.presets import default_model
+from timbrel.presets.build import load_preset
 from timbrel.presets.library import Library
 from timbrel.runtime_policy import RealtimePolicy
 from timbrel.session import Session
@@ -100,6 +106,8 @@ def main() -> None:
 
         take_and_hand_back()
         rows.append(measure("take synth", take_and_hand_back, args.repeats))
+        stacked = [load_preset(name, voices=1).instrument.model for name in INSTRUMENTS]
+        rows.append(measure("build stack", lambda: StackedRunner(stacked, range(len(stacked)), 64, 32), args.repeats))
         session = Session(library=Library(user_dir=tempfile.mkdtemp()), voices=16)
         names = [p.name for p in session.library.list() if p.mode == "midi"]
         out = np.zeros((BLOCK, 2), dtype=np.float32)
