@@ -81,7 +81,7 @@ class EnsembleVoices:
         """One onnxruntime session for the runners whose models stack (`stacked_models`), when two
         or more do; the others run alone."""
         self._stacks: list[StackedRunner] = []
-        self._stackable: dict[int, tuple[int, int, int]] = {}
+        self._stackable: dict[int, tuple[int, int, int, int]] = {}
         """Runner index → its network's `stack_shape`, for the runners whose models stack."""
         for model in models:
             self.runner_for(model)

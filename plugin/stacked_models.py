@@ -3,9 +3,9 @@
 An ensemble of parts playing different instruments would call onnxruntime once per model
 and frame. Each call costs a fixed ~12 µs of the framework's own work on warm caches and far
 more on cold ones (every session's nodes, plans and buffers are its own memory), against
-~1.4 µs per voice of arithmetic. Every model `timbrel export` writes with one layer per
-stack (the factory's, and those fine-tuned from them) has the same graph
-(`timbrel.export.streaming_graph`); only the weights differ. `StackedRunner` builds one graph
+~1.4 µs per voice of arithmetic. Every model `timbrel export` writes has the same graph
+for its sizes (`timbrel.export.streaming_graph`; all 13 factory models share one); only the
+weights differ. `StackedRunner` builds one graph
 over M such models that runs the same layers with a leading model axis: each Dense layer
 becomes a batched MatMul over `[M, voices, in] x [M, in, out]`, and the GRU cell is written
 out in ONNX's own equations (gates z, r, h; `linear_before_reset`), since the GRU operator
@@ -14,7 +14,8 @@ takes one set of weights. Outputs match each model's own session to float32 roun
 
 The weights are read from the model files with `timbrel.plugin.onnx_wire` and folded as the
 files' own constant nodes fold them. A model whose graph differs in any node, attribute or
-constant (another exporter, more layers) is not stackable and keeps its own session.
+constant (another exporter) is not stackable and keeps its own session; an ensemble stacks
+its largest group of one `stack_shape` (layers, GRU size, units), and the others run alone.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from timbrel.plugin.model import OUTPUTS, TimbreModel, session_options
 from timbrel.plugin.model_synth import Shelf
 from timbrel.plugin.onnx_wire import Node, read_graph, write_model
 
-LAYOUT = (
+_HEAD = (
     ("Clip", "f0_hz midi_floor_hz", "f0_clipped"),
     ("Log", "f0_clipped", "log_f0"),
     ("Concat", "log_f0 loudness_db", "stacks_in"),
@@ -41,22 +42,8 @@ LAYOUT = (
     ("Add", "stacks.0.f0_bias fold.f0_shift", "fold.f0_bias"),
     ("Add", "stacks.0.loudness_bias stacks.0.loudness_weight", "fold.loudness_bias"),
     ("Concat", "fold.f0_bias fold.loudness_bias", "stacks.0.bias"),
-    ("Gemm", "stacks_in stacks.0.weight stacks.0.bias", "stacks.0.dense"),
-    ("Reshape", "stacks.0.dense side_by_side", "stacks.0.pair"),
-    ("LayerNormalization", "stacks.0.pair ones zeros", "stacks.0.normal"),
-    ("Mul", "stacks.0.normal stacks.0.norm_weight", "stacks.0.scaled"),
-    ("Add", "stacks.0.scaled stacks.0.norm_bias", "stacks.0.shifted"),
-    ("LeakyRelu", "stacks.0.shifted", "stacks.0.act"),
-    ("Reshape", "stacks.0.act joined", "stacks.0.out"),
-    ("Unsqueeze", "stacks.0.out axis_0", "gru.x"),
-    ("Unsqueeze", "state axis_0", "gru.h0"),
-    ("GRU", "gru.x gru.W gru.R gru.B  gru.h0", " gru.h1"),
-    ("Squeeze", "gru.h1 axis_0", "new_state"),
-    ("Concat", "new_state stacks.0.out", "out_stack.in"),
-    ("Gemm", "out_stack.in out_stack.0.weight out_stack.0.bias", "out_stack.0.dense"),
-    ("LayerNormalization", "out_stack.0.dense out_stack.0.norm_weight out_stack.0.norm_bias", "out_stack.0.normal"),
-    ("LeakyRelu", "out_stack.0.normal", "out_stack.0.out"),
-    ("Gemm", "out_stack.0.out out.weight out.bias", "raw"),
+)
+_TAIL = (
     ("Sigmoid", "raw", "sigmoid"),
     ("Pow", "sigmoid exponent", "power"),
     ("Mul", "power two", "doubled"),
@@ -65,8 +52,33 @@ LAYOUT = (
     ("Unsqueeze", "distribution_2d axis_1", "harmonic_distribution"),
     ("Unsqueeze", "noise_2d axis_1", "noise_magnitudes"),
 )
-"""The nodes of `timbrel.export.streaming_graph` with one layer per stack: operator, inputs
-and outputs (space-separated; an empty name is an omitted optional input or output)."""
+
+
+def layout(layers: int) -> tuple[tuple[str, str, str], ...]:
+    """The nodes `timbrel.export.streaming_graph` writes for `layers` layers per stack: operator,
+    inputs and outputs (space-separated; an empty name is an omitted optional input or output)."""
+    nodes = list(_HEAD)
+    x = "stacks_in"
+    for layer in range(layers):
+        s = f"stacks.{layer}"
+        nodes += [("Gemm", f"{x} {s}.weight {s}.bias", f"{s}.dense"), ("Reshape", f"{s}.dense side_by_side", f"{s}.pair"),
+                  ("LayerNormalization", f"{s}.pair ones zeros", f"{s}.normal"),
+                  ("Mul", f"{s}.normal {s}.norm_weight", f"{s}.scaled"), ("Add", f"{s}.scaled {s}.norm_bias", f"{s}.shifted"),
+                  ("LeakyRelu", f"{s}.shifted", f"{s}.act"), ("Reshape", f"{s}.act joined", f"{s}.out")]
+        x = f"{s}.out"
+    nodes += [("Unsqueeze", f"{x} axis_0", "gru.x"), ("Unsqueeze", "state axis_0", "gru.h0"),
+              ("GRU", "gru.x gru.W gru.R gru.B  gru.h0", " gru.h1"), ("Squeeze", "gru.h1 axis_0", "new_state"),
+              ("Concat", f"new_state {x}", "out_stack.in")]
+    x = "out_stack.in"
+    for layer in range(layers):
+        s = f"out_stack.{layer}"
+        nodes += [("Gemm", f"{x} {s}.weight {s}.bias", f"{s}.dense"),
+                  ("LayerNormalization", f"{s}.dense {s}.norm_weight {s}.norm_bias", f"{s}.normal"),
+                  ("LeakyRelu", f"{s}.normal", f"{s}.out")]
+        x = f"{s}.out"
+    return (*nodes, ("Gemm", f"{x} out.weight out.bias", "raw"), *_TAIL)
+
+
 EPSILON, LEAK = np.float32(1e-5), np.float32(0.2)
 _SCALARS = ("midi_floor_hz", "exponent", "two", "floor")
 """Per-model constants the stacked graph takes as `[M, 1, 1]` tensors."""
@@ -74,14 +86,15 @@ _SCALARS = ("midi_floor_hz", "exponent", "two", "floor")
 
 def stack_weights(model: TimbreModel) -> dict[str, np.ndarray] | str:
     """`model`'s network as the stacked graph takes it (folded, `[in, out]` layouts), or, when
-    its graph is not the one `LAYOUT` describes, the reason in a few words."""
+    its graph is not one `layout` describes, the reason in a few words."""
     try:
         graph = read_graph(model._bytes)
     except ValueError as err:
         return f"unreadable graph ({err})"
-    layout = tuple((n.op_type, " ".join(n.inputs), " ".join(n.outputs)) for n in graph.nodes)
-    if layout != LAYOUT:
-        return "its graph is not the streaming graph of one layer per stack"
+    nodes = tuple((n.op_type, " ".join(n.inputs), " ".join(n.outputs)) for n in graph.nodes)
+    layers = (sum(op == "Gemm" for op, _, _ in nodes) - 1) // 2
+    if layers < 1 or nodes != layout(layers):
+        return "its graph is not the streaming graph timbrel export writes"
     hidden = model.info.hidden
     for node in graph.nodes:
         attributes = node.attributes
@@ -102,13 +115,18 @@ def stack_weights(model: TimbreModel) -> dict[str, np.ndarray] | str:
         outputs = 1 + model.info.harmonics + model.info.noise_bands
         expected = {
             "stacks.0.f0_weight": (1, units), "stacks.0.loudness_weight": (1, units), "stacks.0.f0_bias": (units,),
-            "stacks.0.loudness_bias": (units,), "stacks.0.norm_weight": (2, units), "stacks.0.norm_bias": (2, units),
+            "stacks.0.loudness_bias": (units,),
             "gru.W": (1, 3 * hidden, 2 * units), "gru.R": (1, 3 * hidden, hidden), "gru.B": (1, 6 * hidden),
-            "out_stack.0.weight": (hidden + 2 * units, out_units), "out_stack.0.bias": (out_units,),
-            "out_stack.0.norm_weight": (out_units,), "out_stack.0.norm_bias": (out_units,),
-            "out.weight": (out_units, outputs), "out.bias": (outputs,), "zeros_row": (1, units),
-            "ones": (units,), "zeros": (units,),
+            "out_stack.0.weight": (hidden + 2 * units, out_units), "out.weight": (out_units, outputs),
+            "out.bias": (outputs,), "zeros_row": (1, units), "ones": (units,), "zeros": (units,),
             **{name: () for name in (*_SCALARS, "f0_scale", "f0_offset", "loudness_scale")}}
+        for layer in range(layers):
+            s, o = f"stacks.{layer}", f"out_stack.{layer}"
+            expected.update({f"{s}.norm_weight": (2, units), f"{s}.norm_bias": (2, units), f"{o}.bias": (out_units,),
+                             f"{o}.norm_weight": (out_units,), f"{o}.norm_bias": (out_units,)})
+            if layer:
+                expected.update({f"{s}.weight": (2 * units, 2 * units), f"{s}.bias": (2 * units,),
+                                 f"{o}.weight": (out_units, out_units)})
         if any(w[name].shape != shape or w[name].dtype != np.float32 for name, shape in expected.items()):
             return "another tensor shape"
         fixed = {"side_by_side": [-1, 2, units], "joined": [-1, 2 * units], "axis_0": [0], "axis_1": [1],
@@ -122,23 +140,30 @@ def stack_weights(model: TimbreModel) -> dict[str, np.ndarray] | str:
     loudness_weight = w["stacks.0.loudness_weight"] * w["loudness_scale"]
     zeros = w["zeros_row"]
     gru_bias = w["gru.B"][0]
-    return {
-        "w1": np.concatenate([np.concatenate([f0_weight, zeros], axis=1), np.concatenate([zeros, loudness_weight], axis=1)]),
-        "b1": np.concatenate([w["stacks.0.f0_bias"] + w["stacks.0.f0_weight"] * w["f0_offset"],
-                              w["stacks.0.loudness_bias"] + w["stacks.0.loudness_weight"]], axis=1),
-        "nw1": w["stacks.0.norm_weight"][None], "nb1": w["stacks.0.norm_bias"][None],
+    weights = {
+        "stacks0_w": np.concatenate([np.concatenate([f0_weight, zeros], axis=1),
+                                     np.concatenate([zeros, loudness_weight], axis=1)]),
+        "stacks0_b": np.concatenate([w["stacks.0.f0_bias"] + w["stacks.0.f0_weight"] * w["f0_offset"],
+                                     w["stacks.0.loudness_bias"] + w["stacks.0.loudness_weight"]], axis=1),
         "gru_w": w["gru.W"][0].T, "gru_r": w["gru.R"][0].T,
         "gru_bw": gru_bias[None, : 3 * hidden], "gru_br": gru_bias[None, 3 * hidden:],
-        "w2": w["out_stack.0.weight"], "b2": w["out_stack.0.bias"][None],
-        "nw2": w["out_stack.0.norm_weight"][None], "nb2": w["out_stack.0.norm_bias"][None],
-        "w3": w["out.weight"], "b3": w["out.bias"][None],
+        "out_w": w["out.weight"], "out_b": w["out.bias"][None],
         **{name: w[name].reshape(1, 1) for name in _SCALARS},
     }
+    for layer in range(layers):
+        s, o = f"stacks.{layer}", f"out_stack.{layer}"
+        if layer:
+            weights[f"stacks{layer}_w"], weights[f"stacks{layer}_b"] = w[f"{s}.weight"], w[f"{s}.bias"][None]
+        weights[f"stacks{layer}_nw"], weights[f"stacks{layer}_nb"] = w[f"{s}.norm_weight"][None], w[f"{s}.norm_bias"][None]
+        weights[f"out{layer}_w"], weights[f"out{layer}_b"] = w[f"{o}.weight"], w[f"{o}.bias"][None]
+        weights[f"out{layer}_nw"], weights[f"out{layer}_nb"] = w[f"{o}.norm_weight"][None], w[f"{o}.norm_bias"][None]
+    return weights
 
 
-def stack_shape(weights: dict[str, np.ndarray]) -> tuple[int, int, int]:
-    """What networks must share to stack: GRU size, stack units, output units."""
-    return weights["gru_r"].shape[0], weights["nw1"].shape[-1], weights["w2"].shape[-1]
+def stack_shape(weights: dict[str, np.ndarray]) -> tuple[int, int, int, int]:
+    """What networks must share to stack: layers per stack, GRU size, stack units, output units."""
+    layers = sum(name.startswith("out") and name.endswith("_nw") for name in weights)
+    return layers, weights["gru_r"].shape[0], weights["stacks0_nw"].shape[-1], weights["out0_w"].shape[-1]
 
 
 def stacked_graph(weights: Sequence[dict[str, np.ndarray]], harmonics: int, bands: int) -> bytes:
@@ -147,12 +172,12 @@ def stacked_graph(weights: Sequence[dict[str, np.ndarray]], harmonics: int, band
     outputs `amplitude` `[M, voices, 1]`, `harmonic_distribution` `[M, voices, harmonics]`,
     `noise_magnitudes` `[M, voices, bands]`, `new_state` `[M, voices, hidden]`."""
     models = len(weights)
-    hidden, units, out_units = stack_shape(weights[0])
+    layers, hidden, units, out_units = stack_shape(weights[0])
     initializers = {name: np.ascontiguousarray(np.stack([w[name] for w in weights]), dtype=np.float32)
                     for name in weights[0]}
     initializers.update({
         "ones": np.ones(units, np.float32), "zeros": np.zeros(units, np.float32),
-        "ones2": np.ones(out_units, np.float32), "zeros2": np.zeros(out_units, np.float32),
+        "out_ones": np.ones(out_units, np.float32), "out_zeros": np.zeros(out_units, np.float32),
         "pair": np.array([0, 0, 2, units], np.int64), "joined": np.array([0, 0, 2 * units], np.int64),
         "gates": np.array([hidden] * 3, np.int64), "splits": np.array([1, harmonics, bands], np.int64),
     })
@@ -162,18 +187,27 @@ def stacked_graph(weights: Sequence[dict[str, np.ndarray]], harmonics: int, band
         nodes.append(Node(op, tuple(inputs.split()), tuple(output.split()), attributes))
         return output
 
+    def dense(x: str, name: str) -> str:
+        """`x @ {name}_w + {name}_b`, a Dense layer batched over the models."""
+        product = node("MatMul", f"{x} {name}_w", f"{name}.product")
+        return node("Add", f"{product} {name}_b", f"{name}.dense")
+
+    def normalised(x: str, name: str, ones: str, zeros: str) -> str:
+        """LayerNorm over the last axis, each model's scale and offset, then the leaky ReLU."""
+        normal = node("LayerNormalization", f"{x} {ones} {zeros}", f"{name}.normal", axis=-1, epsilon=float(EPSILON))
+        scaled = node("Mul", f"{normal} {name}_nw", f"{name}.scaled")
+        shifted = node("Add", f"{scaled} {name}_nb", f"{name}.shifted")
+        return node("LeakyRelu", shifted, f"{name}.act", alpha=float(LEAK))
+
     node("Max", "f0_hz midi_floor_hz", "f0_clipped")
     node("Log", "f0_clipped", "log_f0")
-    node("Concat", "log_f0 loudness_db", "stacks_in", axis=2)
-    node("MatMul", "stacks_in w1", "dense1")
-    node("Add", "dense1 b1", "biased1")
-    node("Reshape", "biased1 pair", "pair1")
-    node("LayerNormalization", "pair1 ones zeros", "normal1", axis=-1, epsilon=float(EPSILON))
-    node("Mul", "normal1 nw1", "scaled1")
-    node("Add", "scaled1 nb1", "shifted1")
-    node("LeakyRelu", "shifted1", "act1", alpha=float(LEAK))
-    node("Reshape", "act1 joined", "stacks_out")
-    node("MatMul", "stacks_out gru_w", "x_gates0")
+    x = node("Concat", "log_f0 loudness_db", "stacks_in", axis=2)
+    for layer in range(layers):
+        name = f"stacks{layer}"
+        pair = node("Reshape", f"{dense(x, name)} pair", f"{name}.pair")
+        x = node("Reshape", f"{normalised(pair, name, 'ones', 'zeros')} joined", f"{name}.out")
+    stacks = x
+    node("MatMul", f"{stacks} gru_w", "x_gates0")
     node("Add", "x_gates0 gru_bw", "x_gates")
     node("MatMul", "state gru_r", "h_gates0")
     node("Add", "h_gates0 gru_br", "h_gates")
@@ -189,16 +223,10 @@ def stacked_graph(weights: Sequence[dict[str, np.ndarray]], harmonics: int, band
     node("Sub", "state candidate", "kept")
     node("Mul", "z kept", "z_kept")
     node("Add", "candidate z_kept", "new_state")
-    node("Concat", "new_state stacks_out", "out_in", axis=2)
-    node("MatMul", "out_in w2", "dense2")
-    node("Add", "dense2 b2", "biased2")
-    node("LayerNormalization", "biased2 ones2 zeros2", "normal2", axis=-1, epsilon=float(EPSILON))
-    node("Mul", "normal2 nw2", "scaled2")
-    node("Add", "scaled2 nb2", "shifted2")
-    node("LeakyRelu", "shifted2", "act2", alpha=float(LEAK))
-    node("MatMul", "act2 w3", "dense3")
-    node("Add", "dense3 b3", "raw")
-    node("Sigmoid", "raw", "sigmoid")
+    x = node("Concat", f"new_state {stacks}", "out_in", axis=2)
+    for layer in range(layers):
+        x = normalised(dense(x, f"out{layer}"), f"out{layer}", "out_ones", "out_zeros")
+    node("Sigmoid", dense(x, "out"), "sigmoid")
     node("Pow", "sigmoid exponent", "power")
     node("Mul", "power two", "doubled")
     node("Add", "doubled floor", "controls")

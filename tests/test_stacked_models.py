@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -35,13 +36,31 @@ def small_export(path: Path, layers: int = 1, hidden: int = 12, seed: int = 0):
     return load_model(export_onnx(TimbreNetwork(config), path, name=path.stem, provenance={"steps": 0}, **STATS))
 
 
-def test_every_factory_model_and_a_fresh_export_stack_and_a_deeper_network_does_not(tmp_path):
+def edited(model, path: Path, edit) -> object:
+    """`model`'s file with its graph changed by `edit(proto)`, loaded."""
+    proto = onnx.load(str(model.path))
+    edit(proto)
+    onnx.save(proto, str(path))
+    return load_model(path)
+
+
+def test_every_factory_model_and_fresh_exports_stack_and_other_graphs_do_not(tmp_path):
     assert len(FACTORY_MODELS) == 13
     for path in FACTORY_MODELS:
         assert isinstance(stack_weights(load_model(path)), dict), path.name
-    assert isinstance(stack_weights(small_export(tmp_path / "fresh.onnx")), dict)
-    assert stack_weights(small_export(tmp_path / "deep.onnx", layers=2)) == \
-        "its graph is not the streaming graph of one layer per stack"
+    fresh = small_export(tmp_path / "fresh.onnx")
+    assert isinstance(stack_weights(fresh), dict)
+    assert isinstance(stack_weights(small_export(tmp_path / "deep.onnx", layers=3)), dict)
+
+    def sigmoid_to_tanh(proto):
+        next(n for n in proto.graph.node if n.op_type == "Sigmoid").op_type = "Tanh"
+
+    def another_leak(proto):
+        next(n for n in proto.graph.node if n.op_type == "LeakyRelu").attribute[0].f = 0.3
+
+    assert stack_weights(edited(fresh, tmp_path / "tanh.onnx", sigmoid_to_tanh)) == \
+        "its graph is not the streaming graph timbrel export writes"
+    assert stack_weights(edited(fresh, tmp_path / "leak.onnx", another_leak)) == "another leak"
 
 
 def per_voice_inputs(voices: int, seed: int = 0):
@@ -86,10 +105,30 @@ def test_a_stack_computes_what_each_models_own_session_computes():
     assert np.array_equal(stacked_gru[orders[5, :3]], gru[orders[5, :3]]), "the runner left out is untouched"
 
 
+@pytest.mark.parametrize("layers", [1, 2])
+def test_fresh_exports_stacked_compute_what_their_own_sessions_compute(tmp_path, layers):
+    models = [small_export(tmp_path / f"m{seed}.onnx", layers=layers, seed=seed) for seed in range(3)]
+    voices = 6
+    f0, loudness, scale, tilt, noise_gain, gru = per_voice_inputs(voices, seed=layers)
+    orders = np.arange(voices, dtype=np.int64).reshape(3, 2)
+    frame, stacked_gru = new_frame(voices, 8, 9), gru.copy()
+    StackedRunner(models, range(3), voices, 3).run(orders, np.array([2, 1, 2]), f0, loudness, scale, tilt, noise_gain,
+                                                   stacked_gru, frame)
+    expected, own_gru = new_frame(voices, 8, 9), gru.copy()
+    for r, count in enumerate((2, 1, 2)):
+        ModelRunner(models[r], voices).run(orders[r], count, f0, loudness, scale, tilt, noise_gain, own_gru, expected)
+    played = [0, 1, 2, 4, 5]
+    for got, want in zip(frame[1:], expected[1:]):
+        np.testing.assert_allclose(got[played], want[played], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(stacked_gru, own_gru, atol=1e-5)
+
+
 def test_models_of_different_shapes_do_not_stack(tmp_path):
     wide, narrow = small_export(tmp_path / "wide.onnx", hidden=12), small_export(tmp_path / "narrow.onnx", hidden=10)
-    with pytest.raises(ValueError, match="do not stack"):
-        StackedRunner([wide, narrow], [0, 1], 4, 8)
+    deep = small_export(tmp_path / "deep.onnx", hidden=12, layers=2)
+    for pair in ((wide, narrow), (wide, deep)):
+        with pytest.raises(ValueError, match="do not stack"):
+            StackedRunner(pair, [0, 1], 4, 8)
 
 
 def test_the_wire_format_round_trips_and_onnxruntime_runs_what_it_writes():
