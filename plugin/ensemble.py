@@ -11,8 +11,8 @@ its preset's own effects chain after its instrument.
 
 The voices of every part live in one `EnsembleVoices`: per block, one numba call routes the
 MIDI (`ensemble_kernels.route_events`), one call per part and hop advances that part's voices,
-one onnxruntime call runs every voice of every model that stacks (`stacked_models`; a model
-that does not runs its voices in a call of its own), and one call of the fused
+one onnxruntime call runs every voice of every model of one size (`stacked_models`; a model
+alone in its size runs its voices in a call of its own), and one call of the fused
 synth kernel renders all of them, each part into its own mix row. Each part then plays its own
 learned reverb and effects, and one call mixes the parts into the master and send buses.
 
@@ -427,8 +427,7 @@ class Ensemble(Plugin):
                 r = part.runner
                 batches[r] = ek.append_voices(rows[r], batches[r], instrument.order, count, voices.offsets[p])
         TIMES.mark(VOICES)
-        stack = voices.stack
-        if stack is not None:
+        for stack in voices.stacks:
             stack.run(voices.orders, batches, voices.f0, voices.loudness, voices.scale, voices.tilt, voices.noise_gain,
                       voices.gru, voices.frame)
         for r in range(len(runners)):

@@ -77,10 +77,11 @@ class EnsembleVoices:
         self.orders = np.zeros((MAX_RUNNERS, total), dtype=np.int64)
         """Each runner's batch of the frame: ensemble voices, `orders[r, :batch]`."""
         self.order_rows = tuple(self.orders)
-        self.stack: StackedRunner | None = None
-        """One onnxruntime session for the runners whose models stack (`stacked_models`), when two
-        or more do; the others run alone."""
-        self._stacks: list[StackedRunner] = []
+        self.stacks: tuple[StackedRunner, ...] = ()
+        """One onnxruntime session per group of two or more runners whose models share a
+        `stack_shape` (`stacked_models`); the others run alone."""
+        self._made: list[StackedRunner] = []
+        """Every stack made, published or since replaced, until `release`."""
         self._stackable: dict[int, tuple[int, int, int, int]] = {}
         """Runner index → its network's `stack_shape`, for the runners whose models stack."""
         for model in models:
@@ -113,26 +114,24 @@ class EnsembleVoices:
         weights = stack_weights(model) if self.stacking else None
         if isinstance(weights, dict):
             self._stackable[index] = stack_shape(weights)
-            self._restack()
+            self._restack(self._stackable[index])
         return index
 
-    def _restack(self) -> None:
-        """Publish a stack of the largest group of stackable runners of one shape (off the
-        audio thread). The audio thread reads `stack` once a frame, and a runner the stack it
-        read does not hold runs alone, so a new model plays before its stack is published."""
-        shapes = list(self._stackable.values())
-        shape = max(set(shapes), key=shapes.count)
+    def _restack(self, shape: tuple[int, int, int, int]) -> None:
+        """Publish a new stack of every runner of `shape`, in place of that shape's stack (off
+        the audio thread). The audio thread reads `stacks` once a frame, and a runner no stack
+        it read holds runs alone, so a new model plays before its stack is published."""
         runners = [r for r, each in self._stackable.items() if each == shape]
-        if len(runners) < 2 or (self.stack is not None and np.count_nonzero(self.stack.slots >= 0) == len(runners)):
+        if len(runners) < 2:
             return
         stack = take_stack([self.runners[r].model for r in runners], runners, self.voices, MAX_RUNNERS)
-        self._stacks.append(stack)
-        self.stack = stack
+        self._made.append(stack)
+        self.stacks = (*(kept for kept in self.stacks if kept.shape != shape), stack)
 
     def release(self) -> None:
         """Hand every runner and stack back for the next player (the engine has let go of the ensemble)."""
         runners, self.runners = self.runners, ()
-        stacks, self._stacks, self.stack = self._stacks, [], None
+        stacks, self._made, self.stacks = self._made, [], ()
         for runner in runners:
             give_back_runner(runner)
         for stack in stacks:

@@ -14,8 +14,8 @@ takes one set of weights. Outputs match each model's own session to float32 roun
 
 The weights are read from the model files with `timbrel.plugin.onnx_wire` and folded as the
 files' own constant nodes fold them. A model whose graph differs in any node, attribute or
-constant (another exporter) is not stackable and keeps its own session; an ensemble stacks
-its largest group of one `stack_shape` (layers, GRU size, units), and the others run alone.
+constant (another exporter) is not stackable and keeps its own session; an ensemble makes
+one stack for each `stack_shape` (layers, GRU size, units) that two or more of its models share.
 """
 
 from __future__ import annotations
@@ -258,6 +258,8 @@ class StackedRunner:
                      np.zeros((rows, 1, info.noise_bands), np.float32), np.zeros((rows, h), np.float32))
         if any(isinstance(w, str) or stack_shape(w) != stack_shape(weights[0]) for w in weights):
             raise ValueError("the models do not stack")
+        self.shape = stack_shape(weights[0])
+        """The models' `stack_shape`."""
         graph = stacked_graph(weights, info.harmonics, info.noise_bands)
         self.session = ort.InferenceSession(graph, sess_options=session_options(), providers=["CPUExecutionProvider"])
         self._bindings = [None] + [self._bind(width) for width in range(1, self.voices + 1)]

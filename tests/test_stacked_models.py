@@ -15,8 +15,10 @@ from timbrel.engine.realtime.host import Engine
 from timbrel.engine.render import render_events
 from timbrel.export.model import ModelConfig, TimbreNetwork
 from timbrel.export.onnx_export import export_onnx
+from timbrel.plugin.chain import Chain
 from timbrel.plugin.ensemble import Ensemble, Part
 from timbrel.plugin.ensemble_voices import EnsembleVoices
+from timbrel.plugin.instrument import MidiInstrument
 from timbrel.plugin.model import load_model
 from timbrel.plugin.model_synth import ModelRunner, new_frame
 from timbrel.plugin.onnx_wire import Node, read_graph, write_model
@@ -30,9 +32,10 @@ STATS = {"f0_stats": {"mean": 300.0, "std": 40.0, "min": 150.0, "max": 700.0},
          "loudness_stats": {"mean": -30.0, "std": 8.0, "min": -70.0, "max": -8.0}}
 
 
-def small_export(path: Path, layers: int = 1, hidden: int = 12, seed: int = 0):
+def small_export(path: Path, layers: int = 1, hidden: int = 12, seed: int = 0, harmonics: int = 8, bands: int = 9):
     torch.manual_seed(seed)
-    config = ModelConfig(harmonics=8, noise_bands=9, units=16, hidden=hidden, layers=layers, reverb_seconds=0.05)
+    config = ModelConfig(harmonics=harmonics, noise_bands=bands, units=16, hidden=hidden, layers=layers,
+                         reverb_seconds=0.05)
     return load_model(export_onnx(TimbreNetwork(config), path, name=path.stem, provenance={"steps": 0}, **STATS))
 
 
@@ -165,8 +168,9 @@ def test_an_ensemble_of_three_models_calls_onnxruntime_once_a_frame_and_sounds_a
     outs = [render_events(Engine(RATE, BLOCK), stacked, CHORDS, 1.0, BLOCK)]
     monkeypatch.setattr(EnsembleVoices, "stacking", False)
     outs.append(render_events(Engine(RATE, BLOCK), alone, CHORDS, 1.0, BLOCK))
-    assert alone.voices.stack is None
-    assert stacked.voices.stack.runs > 200 and all(runner.runs == 0 for runner in stacked.voices.runners)
+    assert alone.voices.stacks == ()
+    (stack,) = stacked.voices.stacks
+    assert stack.runs > 200 and all(runner.runs == 0 for runner in stacked.voices.runners)
     assert all(runner.runs > 200 for runner in alone.voices.runners)
     error = np.sqrt(np.mean((outs[0] - outs[1]) ** 2)) / np.sqrt(np.mean(outs[1] ** 2))
     assert error < 1e-5, error
@@ -176,7 +180,7 @@ def test_a_part_switched_to_a_model_the_ensemble_has_not_played_joins_the_stack(
     ensemble = three_parts()
     engine = Engine(RATE, BLOCK)
     engine.load(ensemble)
-    first = ensemble.voices.stack
+    (first,) = ensemble.voices.stacks
     assert np.count_nonzero(first.slots >= 0) == 3
     out = np.zeros((BLOCK, 2), dtype=np.float32)
     for _, packed in CHORDS[:6]:
@@ -184,7 +188,20 @@ def test_a_part_switched_to_a_model_the_ensemble_has_not_played_joins_the_stack(
     ensemble.switch_part(1, load_preset("oboe", voices=4), "Oboe")
     for _ in range(100):
         engine.process(None, out)
-    stack = ensemble.voices.stack
+    (stack,) = ensemble.voices.stacks
     assert stack is not first and np.count_nonzero(stack.slots >= 0) == 4
     assert stack.runs > 50 and all(runner.runs == 0 for runner in ensemble.voices.runners)
     assert np.abs(ensemble.stems[1]).max() > 0.01, "the oboe sounds"
+
+
+def test_an_ensemble_makes_a_stack_for_each_size_two_of_its_models_share(tmp_path):
+    small = [small_export(tmp_path / f"small{seed}.onnx", layers=2, seed=seed, harmonics=64, bands=65)
+             for seed in (0, 1)]
+    parts = [Part(load_preset(name, voices=4), midi_channel=k + 1) for k, name in enumerate(("violin", "flute"))]
+    parts += [Part(Chain(MidiInstrument(model, voices=4)), midi_channel=k + 3) for k, model in enumerate(small)]
+    ensemble = Ensemble(parts)
+    notes = sorted((0.0, 0x90 | channel | (60 + 5 * channel) << 8 | 100 << 16) for channel in range(4))
+    render_events(Engine(RATE, BLOCK), ensemble, notes, 0.5, BLOCK)
+    stacks = ensemble.voices.stacks
+    assert sorted(np.flatnonzero(stack.slots >= 0).tolist() for stack in stacks) == [[0, 1], [2, 3]]
+    assert all(stack.runs > 100 for stack in stacks) and all(runner.runs == 0 for runner in ensemble.voices.runners)

@@ -62,10 +62,9 @@ def counted(work) -> dict:
 
 def runners_of(plugin) -> list:
     """The onnxruntime runners of `plugin`: an instrument's, a chain's instrument's, or every
-    model's of an ensemble and its stack."""
+    model's of an ensemble and its stacks."""
     if isinstance(plugin, Ensemble):
-        stack = plugin.voices.stack
-        return [*plugin.voices.runners, *([stack] if stack is not None else [])]
+        return [*plugin.voices.runners, *plugin.voices.stacks]
     return [getattr(plugin, "instrument", plugin).synth.runner]
 
 
