@@ -42,8 +42,6 @@ class ModelRunner:
         self._in = (np.zeros((voices, 1), np.float32), np.zeros((voices, 1), np.float32), np.zeros((voices, h), np.float32))
         self._out = (np.zeros((voices, 1), np.float32), np.zeros((voices, 1, info.harmonics), np.float32),
                      np.zeros((voices, 1, info.noise_bands), np.float32), np.zeros((voices, h), np.float32))
-        self.order = np.zeros(voices, dtype=np.int64)
-        """The voices of the batch being assembled (ensembles gather several parts' voices here)."""
         self.session = model.open_session()
         """This player's own onnxruntime session (see `TimbreModel.open_session`)."""
         self._bindings = [None] + [self._bind(count) for count in range(1, voices + 1)]

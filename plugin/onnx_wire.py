@@ -195,7 +195,8 @@ def _int_field(number: int, value: int) -> bytes:
 def _write_tensor(name: str, array: np.ndarray) -> bytes:
     dtype = {np.dtype(np.float32): FLOAT, np.dtype(np.int64): INT64}[array.dtype]
     dims = b"".join(_int_field(1, d) for d in array.shape)
-    return dims + _int_field(2, dtype) + _bytes_field(8, name.encode()) + _bytes_field(9, array.astype(array.dtype.newbyteorder("<")).tobytes())
+    data = array.astype(array.dtype.newbyteorder("<")).tobytes()
+    return dims + _int_field(2, dtype) + _bytes_field(8, name.encode()) + _bytes_field(9, data)
 
 
 def _write_node(node: Node) -> bytes:
@@ -204,15 +205,17 @@ def _write_node(node: Node) -> bytes:
     out += _bytes_field(4, node.op_type.encode())
     for name, value in node.attributes.items():
         if isinstance(value, float):
-            attribute = _bytes_field(1, name.encode()) + _key(2, _FIXED32) + struct.pack("<f", value) + _int_field(20, _ATTR_FLOAT)
+            value_field = _key(2, _FIXED32) + struct.pack("<f", value) + _int_field(20, _ATTR_FLOAT)
         else:
-            attribute = _bytes_field(1, name.encode()) + _int_field(3, value) + _int_field(20, _ATTR_INT)
+            value_field = _int_field(3, value) + _int_field(20, _ATTR_INT)
+        attribute = _bytes_field(1, name.encode()) + value_field
         out += _bytes_field(5, attribute)
     return out
 
 
 def _value_info(name: str, shape: tuple[int | str, ...]) -> bytes:
-    dims = b"".join(_bytes_field(1, _bytes_field(2, d.encode()) if isinstance(d, str) else _int_field(1, d)) for d in shape)
+    dims = b"".join(_bytes_field(1, _bytes_field(2, d.encode()) if isinstance(d, str) else _int_field(1, d))
+                    for d in shape)
     tensor_type = _int_field(1, FLOAT) + _bytes_field(2, dims)
     return _bytes_field(1, name.encode()) + _bytes_field(2, _bytes_field(1, tensor_type))
 

@@ -61,10 +61,13 @@ def layout(layers: int) -> tuple[tuple[str, str, str], ...]:
     x = "stacks_in"
     for layer in range(layers):
         s = f"stacks.{layer}"
-        nodes += [("Gemm", f"{x} {s}.weight {s}.bias", f"{s}.dense"), ("Reshape", f"{s}.dense side_by_side", f"{s}.pair"),
+        nodes += [("Gemm", f"{x} {s}.weight {s}.bias", f"{s}.dense"),
+                  ("Reshape", f"{s}.dense side_by_side", f"{s}.pair"),
                   ("LayerNormalization", f"{s}.pair ones zeros", f"{s}.normal"),
-                  ("Mul", f"{s}.normal {s}.norm_weight", f"{s}.scaled"), ("Add", f"{s}.scaled {s}.norm_bias", f"{s}.shifted"),
-                  ("LeakyRelu", f"{s}.shifted", f"{s}.act"), ("Reshape", f"{s}.act joined", f"{s}.out")]
+                  ("Mul", f"{s}.normal {s}.norm_weight", f"{s}.scaled"),
+                  ("Add", f"{s}.scaled {s}.norm_bias", f"{s}.shifted"),
+                  ("LeakyRelu", f"{s}.shifted", f"{s}.act"),
+                  ("Reshape", f"{s}.act joined", f"{s}.out")]
         x = f"{s}.out"
     nodes += [("Unsqueeze", f"{x} axis_0", "gru.x"), ("Unsqueeze", "state axis_0", "gru.h0"),
               ("GRU", "gru.x gru.W gru.R gru.B  gru.h0", " gru.h1"), ("Squeeze", "gru.h1 axis_0", "new_state"),
@@ -103,8 +106,8 @@ def stack_weights(model: TimbreModel) -> dict[str, np.ndarray] | str:
             return "another layer norm"
         if node.op_type == "LeakyRelu" and np.float32(attributes.get("alpha", 0)) != LEAK:
             return "another leak"
-        if node.op_type == "GRU" and (attributes.get("linear_before_reset") != 1 or attributes.get("hidden_size") != hidden
-                                      or len(attributes) != 2):
+        if node.op_type == "GRU" and (attributes.get("linear_before_reset") != 1
+                                      or attributes.get("hidden_size") != hidden or len(attributes) != 2):
             return "another GRU"
         if node.op_type in ("Gemm", "Clip", "Pow") and attributes:
             return f"{node.op_type} with attributes"
@@ -154,7 +157,8 @@ def stack_weights(model: TimbreModel) -> dict[str, np.ndarray] | str:
         s, o = f"stacks.{layer}", f"out_stack.{layer}"
         if layer:
             weights[f"stacks{layer}_w"], weights[f"stacks{layer}_b"] = w[f"{s}.weight"], w[f"{s}.bias"][None]
-        weights[f"stacks{layer}_nw"], weights[f"stacks{layer}_nb"] = w[f"{s}.norm_weight"][None], w[f"{s}.norm_bias"][None]
+        weights[f"stacks{layer}_nw"] = w[f"{s}.norm_weight"][None]
+        weights[f"stacks{layer}_nb"] = w[f"{s}.norm_bias"][None]
         weights[f"out{layer}_w"], weights[f"out{layer}_b"] = w[f"{o}.weight"], w[f"{o}.bias"][None]
         weights[f"out{layer}_nw"], weights[f"out{layer}_nb"] = w[f"{o}.norm_weight"][None], w[f"{o}.norm_bias"][None]
     return weights
@@ -247,6 +251,10 @@ class StackedRunner:
 
         info = models[0].info
         weights = [stack_weights(model) for model in models]
+        if any(isinstance(w, str) or stack_shape(w) != stack_shape(weights[0]) for w in weights):
+            raise ValueError("the models do not stack")
+        self.shape = stack_shape(weights[0])
+        """The models' `stack_shape`."""
         self.models = tuple(models)
         self.voices = int(voices)
         self.slots = np.full(max_runners, -1, dtype=np.int64)
@@ -256,10 +264,6 @@ class StackedRunner:
         self._in = (np.zeros((rows, 1), np.float32), np.zeros((rows, 1), np.float32), np.zeros((rows, h), np.float32))
         self._out = (np.zeros((rows, 1), np.float32), np.zeros((rows, 1, info.harmonics), np.float32),
                      np.zeros((rows, 1, info.noise_bands), np.float32), np.zeros((rows, h), np.float32))
-        if any(isinstance(w, str) or stack_shape(w) != stack_shape(weights[0]) for w in weights):
-            raise ValueError("the models do not stack")
-        self.shape = stack_shape(weights[0])
-        """The models' `stack_shape`."""
         graph = stacked_graph(weights, info.harmonics, info.noise_bands)
         self.session = ort.InferenceSession(graph, sess_options=session_options(), providers=["CPUExecutionProvider"])
         self._bindings = [None] + [self._bind(width) for width in range(1, self.voices + 1)]
@@ -281,8 +285,8 @@ class StackedRunner:
             binding.bind_output(name, "cpu", 0, np.float32, [models, width, array.shape[-1]], array.ctypes.data)
         return binding
 
-    def run(self, orders: np.ndarray, batches: np.ndarray, f0_hz: np.ndarray, loudness_db: np.ndarray, scale: np.ndarray,
-            tilt: np.ndarray, noise_gain: np.ndarray, gru: np.ndarray, frame: tuple) -> None:
+    def run(self, orders: np.ndarray, batches: np.ndarray, f0_hz: np.ndarray, loudness_db: np.ndarray,
+            scale: np.ndarray, tilt: np.ndarray, noise_gain: np.ndarray, gru: np.ndarray, frame: tuple) -> None:
         """Run every stacked model once for its voices (runner r's are `orders[r, :batches[r]]`,
         indices into the per-voice arrays, as `ModelRunner.run` takes them), and write their
         synth frames. The runners it ran have their batch set to 0: what is left is not stacked."""
@@ -296,7 +300,7 @@ class StackedRunner:
 
 
 STACKS = Shelf()
-"""Stacked runners between ensembles, by `(model ids, voices)`."""
+"""Stacked runners between ensembles, by `(model ids, runner indices, voices, max runners)`."""
 
 
 def take_stack(models: Sequence[TimbreModel], runners: Sequence[int], voices: int, max_runners: int) -> StackedRunner:
