@@ -107,7 +107,7 @@ def main() -> None:
         take_and_hand_back()
         rows.append(measure("take synth", take_and_hand_back, args.repeats))
         stacked = [load_preset(name, voices=1).instrument.model for name in INSTRUMENTS]
-        rows.append(measure("build stack", lambda: StackedRunner(stacked, range(len(stacked)), 64, 32), args.repeats))
+        rows.append(measure("build stack", lambda: StackedRunner(stacked, range(len(stacked)), 64), args.repeats))
         session = Session(library=Library(user_dir=tempfile.mkdtemp()), voices=16)
         names = [p.name for p in session.library.list() if p.mode == "midi"]
         out = np.zeros((BLOCK, 2), dtype=np.float32)

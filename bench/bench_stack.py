@@ -32,7 +32,7 @@ def frame_costs(models: int, voices: int, frames: int, evict: np.ndarray) -> dic
     loaded = [load_preset(name, voices=1).instrument.model for name in INSTRUMENTS[:models]]
     total = models * voices
     runners = [ModelRunner(model, total) for model in loaded]
-    stack = StackedRunner(loaded, range(models), total, models)
+    stack = StackedRunner(loaded, range(models), total)
     rng = np.random.default_rng(0)
     f0 = rng.uniform(100.0, 800.0, total).astype(np.float32)
     loudness = rng.uniform(-50.0, -10.0, total).astype(np.float32)

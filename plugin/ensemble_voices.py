@@ -82,10 +82,12 @@ class EnsembleVoices:
         `stack_shape` (`stacked_models`); the others run alone."""
         self._made: list[StackedRunner] = []
         """Every stack made, published or since replaced, until `release`."""
-        self._stackable: dict[int, tuple[int, int, int, int]] = {}
-        """Runner index → its network's `stack_shape`, for the runners whose models stack."""
+        self._weights: dict[int, dict[str, np.ndarray]] = {}
+        """Runner index → its model's `stack_weights`, for the runners whose models stack."""
         for model in models:
-            self.runner_for(model)
+            self.runner_for(model, restack=False)
+        for shape in {stack_shape(weights) for weights in self._weights.values()}:
+            self._restack(shape)
 
     def check(self, model: TimbreModel, part: int) -> None:
         """Refuse, in one line, a model whose synth shape differs from the ensemble's."""
@@ -98,10 +100,11 @@ class EnsembleVoices:
             raise TimbrelError(f"part {part + 1} ({model.info.name}): its model cannot share the ensemble's synth: "
                                + "; ".join(diff))
 
-    def runner_for(self, model: TimbreModel) -> int:
+    def runner_for(self, model: TimbreModel, restack: bool = True) -> int:
         """The index of the runner for `model` (the same file and contents as one already running
-        reuses it), made off the audio thread and published if new; a one-line error once
-        `MAX_RUNNERS` different models have played."""
+        reuses it), made off the audio thread and published if new, with a new stack for its
+        size unless `restack` is off; a one-line error once `MAX_RUNNERS` different models have
+        played."""
         for i, runner in enumerate(self.runners):
             if runner.model is model or (runner.model.path.resolve() == model.path.resolve()
                                          and runner.model._bytes == model._bytes):
@@ -113,18 +116,20 @@ class EnsembleVoices:
         index = len(self.runners) - 1
         weights = stack_weights(model) if self.stacking else None
         if isinstance(weights, dict):
-            self._stackable[index] = stack_shape(weights)
-            self._restack(self._stackable[index])
+            self._weights[index] = weights
+            if restack:
+                self._restack(stack_shape(weights))
         return index
 
     def _restack(self, shape: tuple[int, int, int, int]) -> None:
         """Publish a new stack of every runner of `shape`, in place of that shape's stack (off
         the audio thread). The audio thread reads `stacks` once a frame, and a runner no stack
         it read holds runs alone, so a new model plays before its stack is published."""
-        runners = [r for r, each in self._stackable.items() if each == shape]
+        runners = [r for r, weights in self._weights.items() if stack_shape(weights) == shape]
         if len(runners) < 2:
             return
-        stack = take_stack([self.runners[r].model for r in runners], runners, self.voices, MAX_RUNNERS)
+        stack = take_stack([self.runners[r].model for r in runners], runners, self.voices,
+                           [self._weights[r] for r in runners])
         self._made.append(stack)
         self.stacks = (*(kept for kept in self.stacks if kept.shape != shape), stack)
 

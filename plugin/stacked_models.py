@@ -244,21 +244,22 @@ def stacked_graph(weights: Sequence[dict[str, np.ndarray]], harmonics: int, band
 class StackedRunner:
     """One onnxruntime session running `models` (all stackable, of one shape) for up to
     `voices` voices each, with its buffers and an IO binding per width, made here, off the
-    audio thread. `slots[r]` is the stack position of the ensemble's runner r, or -1."""
+    audio thread. Model m plays the voices of the ensemble's runner `runners[m]`. `weights`
+    are the models' `stack_weights` when the caller has them already."""
 
-    def __init__(self, models: Sequence[TimbreModel], runners: Sequence[int], voices: int, max_runners: int):
+    def __init__(self, models: Sequence[TimbreModel], runners: Sequence[int], voices: int,
+                 weights: Sequence[dict[str, np.ndarray]] | None = None):
         import onnxruntime as ort
 
         info = models[0].info
-        weights = [stack_weights(model) for model in models]
+        weights = [stack_weights(model) for model in models] if weights is None else weights
         if any(isinstance(w, str) or stack_shape(w) != stack_shape(weights[0]) for w in weights):
             raise ValueError("the models do not stack")
         self.shape = stack_shape(weights[0])
         """The models' `stack_shape`."""
         self.models = tuple(models)
+        self.runners = np.array(runners, dtype=np.int64)
         self.voices = int(voices)
-        self.slots = np.full(max_runners, -1, dtype=np.int64)
-        self.slots[list(runners)] = np.arange(len(runners))
         rows = len(models) * self.voices
         h = info.hidden
         self._in = (np.zeros((rows, 1), np.float32), np.zeros((rows, 1), np.float32), np.zeros((rows, h), np.float32))
@@ -290,23 +291,24 @@ class StackedRunner:
         """Run every stacked model once for its voices (runner r's are `orders[r, :batches[r]]`,
         indices into the per-voice arrays, as `ModelRunner.run` takes them), and write their
         synth frames. The runners it ran have their batch set to 0: what is left is not stacked."""
-        width = vk.gather_stacked(self.slots, orders, batches, f0_hz, loudness_db, gru, *self._in)
+        width = vk.gather_stacked(self.runners, orders, batches, f0_hz, loudness_db, gru, *self._in)
         if width == 0:
             return
         self.session.run_with_iobinding(self._bindings[width])
         self.runs += 1
-        self.muted_frames += vk.scatter_stacked(self.slots, orders, batches, width, scale, tilt, noise_gain, *self._out,
+        self.muted_frames += vk.scatter_stacked(self.runners, orders, batches, width, scale, tilt, noise_gain, *self._out,
                                                 frame[1], frame[2], frame[3], gru)
 
 
 STACKS = Shelf()
-"""Stacked runners between ensembles, by `(model ids, runner indices, voices, max runners)`."""
+"""Stacked runners between ensembles, by `(model ids, runner indices, voices)`."""
 
 
-def take_stack(models: Sequence[TimbreModel], runners: Sequence[int], voices: int, max_runners: int) -> StackedRunner:
+def take_stack(models: Sequence[TimbreModel], runners: Sequence[int], voices: int,
+               weights: Sequence[dict[str, np.ndarray]] | None = None) -> StackedRunner:
     """A `StackedRunner` of `models` (ensemble runners `runners`) that no ensemble is using."""
-    key = (tuple(id(m) for m in models), tuple(runners), int(voices), max_runners)
-    stack = STACKS.take(key, lambda: StackedRunner(models, runners, voices, max_runners))
+    key = (tuple(id(m) for m in models), tuple(runners), int(voices))
+    stack = STACKS.take(key, lambda: StackedRunner(models, runners, voices, weights))
     stack.key = key
     stack.muted_frames = stack.runs = 0
     return stack

@@ -77,15 +77,20 @@ def voice_frame(state, velocity, env_db, stage, pitch, glide_from, bend_st, pres
     return count
 
 
+@numba.njit(nogil=True, cache=True, _nrt=False, inline="always")
+def _gather_voice(i, v, f0, loudness, gru_state, f0_in, loudness_in, state_in):
+    """Voice `v`'s model inputs into row `i` of the batch (`gather_inputs`)."""
+    f0_in[i, 0] = f0[v]
+    loudness_in[i, 0] = loudness[v]
+    for k in range(state_in.shape[1]):
+        state_in[i, k] = gru_state[v, k]
+
+
 @numba.njit(nogil=True, cache=True, _nrt=False)
 def gather_inputs(order, count, f0, loudness, gru_state, f0_in, loudness_in, state_in):
     """Pack the voices in `order[:count]` into the model's batch inputs `[count, 1]`, `[count, H]`."""
     for i in range(count):
-        v = order[i]
-        f0_in[i, 0] = f0[v]
-        loudness_in[i, 0] = loudness[v]
-        for k in range(state_in.shape[1]):
-            state_in[i, k] = gru_state[v, k]
+        _gather_voice(i, order[i], f0, loudness, gru_state, f0_in, loudness_in, state_in)
 
 
 @numba.njit(nogil=True, cache=True, _nrt=False, inline="always")
@@ -143,46 +148,35 @@ PAD_F0_HZ, PAD_LOUDNESS_DB = 440.0, -120.0
 
 
 @numba.njit(nogil=True, cache=True, _nrt=False)
-def gather_stacked(slots, orders, batches, f0, loudness, gru_state, f0_in, loudness_in, state_in):
-    """Pack the batches of the stacked runners (runner r at stack position `slots[r]` >= 0, its
-    voices `orders[r, :batches[r]]`) into inputs `[models * width, ...]`, model m's voices in rows
-    `m * width + j`; returns `width`, the largest such batch (0: nothing to run)."""
+def gather_stacked(runners, orders, batches, f0, loudness, gru_state, f0_in, loudness_in, state_in):
+    """Pack the batches of a stack's models (model m is the ensemble's runner `runners[m]`, whose
+    voices are `orders[r, :batches[r]]`) into inputs `[models * width, ...]`, model m's voices
+    in rows `m * width + j` and the rows past its batch padded; returns `width`, the largest
+    such batch (0: nothing to run)."""
     width = 0
-    models = 0
-    for r in range(slots.shape[0]):
-        if slots[r] >= 0:
-            models = max(models, slots[r] + 1)
-            width = max(width, batches[r])
-    if width == 0:
-        return 0
-    for i in range(models * width):
-        f0_in[i, 0] = PAD_F0_HZ
-        loudness_in[i, 0] = PAD_LOUDNESS_DB
-        state_in[i, :] = 0.0
-    for r in range(slots.shape[0]):
-        m = slots[r]
-        if m < 0:
-            continue
-        for j in range(batches[r]):
-            v = orders[r, j]
+    for m in range(runners.shape[0]):
+        width = max(width, batches[runners[m]])
+    for m in range(runners.shape[0] if width else 0):
+        r = runners[m]
+        for j in range(width):
             i = m * width + j
-            f0_in[i, 0] = f0[v]
-            loudness_in[i, 0] = loudness[v]
-            for k in range(state_in.shape[1]):
-                state_in[i, k] = gru_state[v, k]
+            if j < batches[r]:
+                _gather_voice(i, orders[r, j], f0, loudness, gru_state, f0_in, loudness_in, state_in)
+            else:
+                f0_in[i, 0] = PAD_F0_HZ
+                loudness_in[i, 0] = PAD_LOUDNESS_DB
+                state_in[i, :] = 0.0
     return width
 
 
 @numba.njit(nogil=True, cache=True, _nrt=False)
-def scatter_stacked(slots, orders, batches, width, scale, tilt, noise_gain, amp_out, dist_out, noise_out, state_out,
+def scatter_stacked(runners, orders, batches, width, scale, tilt, noise_gain, amp_out, dist_out, noise_out, state_out,
                     frame_amp, frame_dist, frame_noise, gru_state):
-    """`scatter_outputs` for a stacked batch (`gather_stacked`'s layout); the stacked runners'
+    """`scatter_outputs` for a stacked batch (`gather_stacked`'s layout); the stack's runners'
     batches are set to 0. Returns how many voices were muted."""
     bad = 0
-    for r in range(slots.shape[0]):
-        m = slots[r]
-        if m < 0:
-            continue
+    for m in range(runners.shape[0]):
+        r = runners[m]
         for j in range(batches[r]):
             bad += _scatter_voice(m * width + j, orders[r, j], scale, tilt, noise_gain, amp_out, dist_out, noise_out,
                                   state_out, frame_amp, frame_dist, frame_noise, gru_state)
