@@ -1,16 +1,16 @@
 """Several models of the same shape run as one onnxruntime call: an ensemble's stacked networks.
 
-An ensemble of parts playing different instruments would call onnxruntime once per model
-and frame. Each call costs a fixed ~12 µs of the framework's own work on warm caches and far
-more on cold ones (every session's nodes, plans and buffers are its own memory), against
-~1.4 µs per voice of arithmetic. Every model `timbrel export` writes has the same graph
-for its sizes (`timbrel.export.streaming_graph`; all 13 factory models share one); only the
-weights differ. `StackedRunner` builds one graph
-over M such models that runs the same layers with a leading model axis: each Dense layer
-becomes a batched MatMul over `[M, voices, in] x [M, in, out]`, and the GRU cell is written
-out in ONNX's own equations (gates z, r, h; `linear_before_reset`), since the GRU operator
-takes one set of weights. Outputs match each model's own session to float32 rounding
-(`tests/test_stacked_models.py`).
+An ensemble of parts playing different instruments would call onnxruntime once per model and
+frame, and each call costs the framework's own fixed work, more on cold caches, where every
+session's nodes, plans and buffers are memory of its own (`bench.bench_stack`: 8 models of 2
+voices take 152 µs as 8 calls and 93 µs as one on warm caches, 226 and 161 µs on cold ones).
+Every model `timbrel export` writes has the same graph for its sizes
+(`timbrel.export.streaming_graph`; all 13 factory models share one); only the weights
+differ. `StackedRunner` builds one graph over M such models that runs the same layers with a
+leading model axis: each Dense layer becomes a batched MatMul over `[M, voices, in] x [M,
+in, out]`, and the GRU cell is written out in ONNX's own equations (gates z, r, h;
+`linear_before_reset`), since the GRU operator takes one set of weights. Outputs match each
+model's own session to float32 rounding (`tests/test_stacked_models.py`).
 
 The weights are read from the model files with `timbrel.plugin.onnx_wire` and folded as the
 files' own constant nodes fold them. A model whose graph differs in any node, attribute or
