@@ -1,7 +1,7 @@
 """Soak test: timbrel playing live on a JACK dummy server for minutes, under a stream of MIDI.
 
     python -m bench.soak [--seconds 600] [--voices 16] [--parts N] [--empty] [--list-over F]
-    python -m bench.soak --offline [--repeat 3] [--seconds 300] [--parts N] [--cold] [--neighbour]
+    python -m bench.soak --offline [--repeat 3] [--seconds 300] [--parts N] [--cold] [--neighbour] [--paced]
 
 Starts a private `jackd --no-realtime -d dummy -r 48000 -p 128` (asynchronous, as a real
 session runs), plays the shipped model with 16 voices through the same objects as
@@ -14,7 +14,11 @@ and sustain pedal (`phrases`) into timbrel's virtual MIDI port. Counts, at the e
 - how many late blocks the machine alone explains, from a `bench.cpu_noise.NoiseWitness`
   running beside the soak;
 - stream xruns: blocks PortAudio flagged (any cause, including the dummy driver's timer
-  oversleeping on a shared, non-real-time machine), next to the xruns jackd logged.
+  oversleeping on a shared, non-real-time machine), next to the xruns jackd logged;
+- the audio thread's minor page faults (`/proc`), and how many late blocks fell in a 0.2 s
+  window in which it took one: a page the host maps in behind the guest can cost milliseconds;
+- charges of 1 and 2 ms or more per second of CPU time, the engine's (a block over its
+  window's median by that much) beside the witness's, so that the two rates can be compared.
 
 Every late block is listed stage by stage (`--list-over F` lists every block past the
 fraction F of its budget instead). With `--parts N` it plays an ensemble (`bench.ensembles`:
@@ -30,9 +34,12 @@ the engine's own (a charge would have to hit the same block in every run). `--ne
 runs a busy process beside it, to see whether a busy second core slows the first. `--cold`
 reads 64 MB before every block, so that each block starts on cold caches: what the live
 process meets when the host's other tenants have used the shared cache between two blocks.
+`--paced` sleeps to each block period's deadline between blocks, as the live callback waits for
+its server, with no JACK, no MIDI and no other thread: the live path's own share of the stalls.
 
 Writes bench/results/soak.json, soak_ensemble.json (4 parts; soak_ensembleN.json for N),
-soak_empty.json, and `_offline` beside each for `--offline` (`_offline_cold` for `--cold`).
+soak_empty.json, and `_offline` beside each for `--offline` (`_offline_cold` for `--cold`,
+`_offline_paced` for `--paced`).
 """
 
 from __future__ import annotations
@@ -62,6 +69,9 @@ from timbrel.presets.multi import build_ensemble
 from timbrel.runtime_policy import RealtimePolicy
 
 SR, BLOCK = 48000, 128
+CHARGE_US = (1000, 2000)
+"""Sizes of charge counted over the whole soak, the engine's and the witness's: a block whose CPU
+time exceeds its 0.2 s window's median by this much, a witness wake-up its own median by this much."""
 EVICT_BYTES = 64 << 20
 """More than this machine's caches hold (a 32 MB L3 shared by the host's tenants)."""
 
@@ -120,16 +130,18 @@ def sender(server: str, seconds: float, seed: int, channels: int = 1) -> None:
 
 
 def replay(engine: Engine, seconds: float, seed: int, channels: int, audio: np.ndarray | None = None,
-           evict: np.ndarray | None = None) -> np.ndarray:
+           evict: np.ndarray | None = None, paced: bool = False) -> np.ndarray:
     """The same playing rendered offline, block after block on this thread, as fast as it
     goes: each block's own CPU time, ns `[blocks]` (no audio device, no other process). The
     output goes to `audio` float32 `[blocks * BLOCK, 2]` when given. With `evict` (an array
-    larger than the caches), every block starts after reading it: on cold caches."""
+    larger than the caches), every block starts after reading it: on cold caches. `paced`: the
+    thread sleeps until each block period's deadline, as an audio callback waits for its server."""
     out = np.zeros((BLOCK, 2), dtype=np.float32)
     blocks = int(seconds * SR / BLOCK)
     cpu = np.zeros(blocks, dtype=np.int64)
     playing = phrases(seed, channels)
     due = 0.0
+    deadline = time.monotonic()
     for b in range(blocks):
         while b * BLOCK / SR >= due:
             group, wait_s = next(playing)
@@ -142,6 +154,9 @@ def replay(engine: Engine, seconds: float, seed: int, channels: int, audio: np.n
         cpu[b] = TIMES.since(TIMES.blocks - 1)[0, CPU]
         if audio is not None:
             audio[b * BLOCK:(b + 1) * BLOCK] = out
+        if paced:
+            deadline += BLOCK / SR
+            time.sleep(max(0.0, deadline - time.monotonic()))
     return cpu
 
 
@@ -169,7 +184,8 @@ def offline(args: argparse.Namespace, name: str) -> None:
             with RealtimePolicy():  # as `timbrel play` plays: no garbage collection in a block
                 replay(engine, 1.0, args.seed + 1, max(args.parts, 1))
                 TIMES.clear()
-                runs.append(replay(engine, args.seconds, args.seed, max(args.parts, 1), evict=evict) / 1e3)
+                runs.append(replay(engine, args.seconds, args.seed, max(args.parts, 1), evict=evict,
+                                   paced=args.paced) / 1e3)
     finally:
         if neighbour is not None:
             neighbour.kill()
@@ -179,10 +195,30 @@ def offline(args: argparse.Namespace, name: str) -> None:
              "median_us": float(np.median(cpu_us)), "p99_us": float(np.percentile(cpu_us, 99)),
              "p99_9_us": float(np.percentile(cpu_us, 99.9)), "max_us": float(cpu_us.max()),
              "peak_block_cpu_load": float(cpu_us.max() / BLOCK_US)} for k, cpu_us in enumerate(runs)]
-    report(name + ("_neighbour" if args.neighbour else "") + ("_cold" if args.cold else ""), rows, sample_rate=SR,
-           block=BLOCK, voices=args.voices, parts=args.parts, neighbour=args.neighbour, cold=args.cold,
+    report(name + ("_neighbour" if args.neighbour else "") + ("_cold" if args.cold else "")
+           + ("_paced" if args.paced else ""), rows, sample_rate=SR,
+           block=BLOCK, voices=args.voices, parts=args.parts, neighbour=args.neighbour, cold=args.cold, paced=args.paced,
            note="the soak's playing rendered offline, block after block on one thread, on a fresh engine each run: "
                 "each block's own CPU time; the last row takes each block's least time over the runs")
+
+
+def thread_counters() -> dict[int, tuple[int, int]]:
+    """Each thread of this process: tid -> (CPU clock ticks used, minor page faults taken), from /proc."""
+    counters = {}
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        counters[int(task)] = (int(fields[11]) + int(fields[12]), int(fields[7]))
+    return counters
+
+
+def busiest_thread(before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]]) -> int:
+    """The thread that used the most CPU time between two `thread_counters`: the audio thread,
+    once the stream runs and loading is over."""
+    return max(after, key=lambda tid: after[tid][0] - before.get(tid, (0, 0))[0])
 
 
 def charges(rows: np.ndarray, usual: np.ndarray) -> dict[str, int]:
@@ -218,6 +254,8 @@ def main() -> None:
                         help="offline: with a process spinning beside the engine, on the other core of two")
     parser.add_argument("--cold", action="store_true",
                         help="offline: read 64 MB before every block, so that each starts on cold caches")
+    parser.add_argument("--paced", action="store_true",
+                        help="offline: sleep to each block period's deadline between blocks, as a callback waits")
     parser.add_argument("--send", nargs=4, metavar=("SERVER", "SECONDS", "SEED", "CHANNELS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.send:
@@ -235,7 +273,9 @@ def main() -> None:
         policy = RealtimePolicy()
         policy.enter()  # as `timbrel play` plays
         stream.start()
+        threads = thread_counters()
         time.sleep(1.0)
+        audio_thread = busiest_thread(threads, thread_counters())
         engine.reset_meters()
         TIMES.clear()
         server_xruns_before = server.xruns()
@@ -246,6 +286,10 @@ def main() -> None:
         most_voices = 0
         read = TIMES.blocks
         late_rows = []
+        late_when = []
+        faults_at_start = faults = thread_counters()[audio_thread][1]
+        faulting_windows = []
+        charged = np.zeros(len(CHARGE_US), dtype=np.int64)
         began = time.monotonic()
         with NoiseWitness() as witness:
             while child.poll() is None:
@@ -253,7 +297,17 @@ def main() -> None:
                 most_voices = max(most_voices, engine.status().voices)
                 rows = TIMES.since(read)
                 read += rows.shape[0]
-                late_rows.extend(rows[rows[:, CPU] > BLOCK_US * 1e3 * args.list_over])
+                now_faults = thread_counters().get(audio_thread, (0, faults))[1]
+                over = rows[rows[:, CPU] > BLOCK_US * 1e3 * args.list_over]
+                if rows.shape[0]:
+                    excess_us = (rows[:, CPU] - np.median(rows[:, CPU])) / 1e3
+                    charged += [int((excess_us >= size).sum()) for size in CHARGE_US]
+                late_rows.extend(over)
+                when = round(time.monotonic() - began, 1)
+                late_when.extend([(when, now_faults - faults)] * over.shape[0])
+                if now_faults > faults:
+                    faulting_windows.append((when, now_faults - faults))
+                faults = now_faults
         elapsed = time.monotonic() - began
         sent = int(child.stdout.read().strip() or 0)
         status = engine.status()
@@ -280,19 +334,28 @@ def main() -> None:
         "peak_block_load": status.peak_load,
         "max_callback_ms": stats.max_callback_ns / 1e6,
         "peak_block_cpu_load": status.peak_cpu_load,
+        "audio_thread_page_faults": faults - faults_at_start,
+        "late_in_faulting_window": sum(1 for _, window_faults in late_when if window_faults),
+        **{f"charges_over_{size // 1000}ms_per_cpu_s": round(count / status.cpu_seconds, 4)
+           for size, count in zip(CHARGE_US, charged)},
+        **{f"witness_charges_over_{size // 1000}ms_per_cpu_s":
+           round(sum(1 for x in witness.seen.excess_us if x >= size) / witness.seen.cpu_s, 4) for size in CHARGE_US},
         "machine_explains": witness.seen.late_blocks_explained(status.cpu_seconds, block_cpu_median_us),
         **charges(np.array(late_rows).reshape(-1, len(COLUMNS)), np.median(recent, axis=0)),
     }
-    for late_row in late_rows:
-        print(f"block over {args.list_over:.0%} of its budget, µs by stage:", describe(late_row))
+    for late_row, (when, window_faults) in zip(late_rows, late_when):
+        print(f"block over {args.list_over:.0%} of its budget at {when} s ({window_faults} page faults in its 0.2 s), "
+              "µs by stage:", describe(late_row))
     print("the block that used the most CPU time, µs by stage:", describe(TIMES.worst))
-    late = [breakdown(row) for row in late_rows]
+    late = [breakdown(row) | {"at_s": when, "page_faults_near": window_faults}
+            for row, (when, window_faults) in zip(late_rows, late_when)]
     worst = breakdown(TIMES.worst)
     report(name, [row], sample_rate=SR, block=BLOCK, voices=args.voices, parts=args.parts, worst_block_us=worst,
            note="late_blocks: blocks whose own CPU time exceeded the block's duration; machine_explains: how many "
                 "of them a noise witness (bench.cpu_noise) running beside the soak saw the machine cause; "
                 "late_cpu_over_wall and late_one_stage: see bench.soak.charges",
-           witness=witness.seen.describe(), list_over=args.list_over, late_blocks_us=late)
+           witness=witness.seen.describe(), list_over=args.list_over, late_blocks_us=late,
+           faulting_windows=faulting_windows[:200])
 
 
 if __name__ == "__main__":

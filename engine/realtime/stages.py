@@ -50,7 +50,10 @@ class StageTimes:
     """A ring of `[BLOCKS, len(COLUMNS)]` int64 nanoseconds and the row being written."""
 
     def __init__(self, blocks: int = BLOCKS):
-        self.ring = np.zeros((blocks, len(COLUMNS)), dtype=np.int64)
+        self.ring = np.full((blocks, len(COLUMNS)), 0, dtype=np.int64)
+        """Written through here (`np.full`, not `np.zeros`): the kernel maps a large zeroed
+        array's pages at their first write, and a page fault on the audio thread is time the host
+        may stretch to milliseconds (it maps the page in behind the guest)."""
         self.blocks = 0
         """Rows written since the start (the current row is `blocks % len(ring)`)."""
         self._row = self.ring[0]
