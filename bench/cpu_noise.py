@@ -1,6 +1,6 @@
 """What the machine itself charges to a thread: a fixed workload, timed by its own CPU time.
 
-    python -m bench.cpu_noise [--seconds 120] [--work-us 400]
+    python -m bench.cpu_noise [--seconds 120] [--work-us 400] [--touch-mb 0]
 
 A thread wakes every 2.667 ms (a 128-sample block at 48 kHz), as an audio callback does,
 and runs the same numba loop each time (about `--work-us` µs of arithmetic, no memory
@@ -9,10 +9,15 @@ every time; any wake-up whose CPU time exceeds a block's duration was charged ti
 work did not use. On this kind of machine (a Firecracker VM whose kernel has
 CONFIG_IRQ_TIME_ACCOUNTING off) interrupt and softirq work that runs while the thread is on
 the CPU is charged to the thread. The engine's own late-block count, which uses the same
-clock, is read beside this figure. Writes bench/results/cpu-noise.json.
+clock, is read beside this figure. `--touch-mb N` also writes one value into each 4 KiB page
+of N MiB at every wake-up, before the loop: a working set spread over pages as the engine's
+is (its rooms' spectra alone are 13 MB for 8 parts), at a few µs of work, so that charges which
+land on threads touching many pages show apart from those that land on any thread. Writes
+bench/results/cpu-noise.json.
 
 `NoiseWitness` runs the same loop in a process of its own beside a test or a benchmark, so
-that the blocks the machine made late in that very run are measured, not assumed.
+that the blocks the machine made late in that very run are measured, not assumed;
+`NoiseWitness(touch_mb=N)` is the page-touching witness.
 """
 
 from __future__ import annotations
@@ -49,6 +54,14 @@ def spin(iterations: int) -> float:
     return x
 
 
+@numba.njit(nogil=True, cache=True, _nrt=False)
+def touch(pages: np.ndarray) -> None:
+    """Write one float into each 4 KiB page of `pages` (float64): a working set spread as the
+    engine's is, at almost no cost in arithmetic or bandwidth."""
+    for i in range(0, pages.size, 512):
+        pages[i] += 1.0
+
+
 def calibrate(work_us: float) -> int:
     """Iterations of `spin` that take about `work_us` µs of CPU time here."""
     spin(1000)
@@ -59,14 +72,20 @@ def calibrate(work_us: float) -> int:
     return max(1000, int(iterations * work_us * 1e3 / max(took, 1)))
 
 
-def watch(seconds: float, iterations: int, stop: list[bool] | None = None) -> np.ndarray:
+def watch(seconds: float, iterations: int, stop: list[bool] | None = None,
+          pages: np.ndarray | None = None) -> np.ndarray:
     """Wake every block period for `seconds` (or until `stop[0]` is set), run `iterations` of
-    `spin` each time (`calibrate`); returns each wake-up's own CPU time, µs, `[wakeups]` float64."""
+    `spin` each time (`calibrate`), and `touch` `pages` first when given; returns each
+    wake-up's own CPU time, µs, `[wakeups]` float64."""
     cpu_ns: list[int] = []
+    if pages is not None:
+        touch(pages)  # compiled or loaded, and the pages mapped, before the first count
     deadline = time.monotonic() + seconds
     wake = time.monotonic()
     while wake < deadline and not (stop and stop[0]):
         began = time.thread_time_ns()
+        if pages is not None:
+            touch(pages)
         spin(iterations)
         cpu_ns.append(time.thread_time_ns() - began)
         wake += BLOCK_S
@@ -94,6 +113,10 @@ class Witnessed:
         charged = sum(1 for excess in self.excess_us if excess > slack)
         return charged * engine_cpu_s / max(self.cpu_s, 1e-9)
 
+    def rate(self, size_us: float) -> float:
+        """Charges of `size_us` µs or more beyond the median wake-up, per second of its CPU time."""
+        return sum(1 for excess in self.excess_us if excess >= size_us) / max(self.cpu_s, 1e-9)
+
     def explains(self, rows: np.ndarray) -> float:
         """`late_blocks_explained` for the engine's `rows` (`StageTimes.snapshot`, the same span)."""
         cpu_us = rows[:, CPU] / 1e3
@@ -110,15 +133,17 @@ class NoiseWitness:
     """`with NoiseWitness() as witness:` runs `python -m bench.cpu_noise --witness` (niced) for
     the block; afterwards `witness.seen` holds what it measured (`Witnessed`)."""
 
-    def __init__(self, work_us: float = 400.0):
+    def __init__(self, work_us: float = 400.0, touch_mb: int = 0):
         self.work_us = work_us
+        self.touch_mb = touch_mb
         self.seen: Witnessed | None = None
         self._process: subprocess.Popen | None = None
 
     def __enter__(self) -> Self:
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "bench.cpu_noise", "--witness", "--work-us", str(self.work_us)],
+            [sys.executable, "-m", "bench.cpu_noise", "--witness", "--work-us", str(self.work_us),
+             "--touch-mb", str(self.touch_mb)],
             cwd=root, stdout=subprocess.PIPE, text=True)
         ready = self._process.stdout.readline()
         if ready.strip() != "watching":
@@ -134,14 +159,16 @@ class NoiseWitness:
         self.seen = Witnessed(seen["wakeups"], seen["cpu_s"], seen["work_median_us"], tuple(seen["excess_us"]))
 
 
-def witness(work_us: float) -> None:
-    """Watch until SIGTERM, then print what was seen as one JSON object (`Witnessed`'s fields)."""
+def witness(work_us: float, touch_mb: int = 0) -> None:
+    """Watch until SIGTERM (touching `touch_mb` MiB of pages at each wake-up), then print what
+    was seen as one JSON object (`Witnessed`'s fields)."""
     os.nice(WITNESS_NICENESS)
     stop = [False]
     signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__(0, True))
     iterations = calibrate(work_us)
+    pages = np.full(touch_mb << 17, 0.0) if touch_mb else None
     print("watching", flush=True)
-    cpu = watch(math.inf, iterations, stop)
+    cpu = watch(math.inf, iterations, stop, pages)
     median = float(np.median(cpu)) if cpu.size else 0.0
     excess = np.sort(cpu - median)[::-1]
     print(json.dumps({"wakeups": int(cpu.size), "cpu_s": float(cpu.sum() / 1e6), "work_median_us": median,
@@ -152,12 +179,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--work-us", type=float, default=400.0)
+    parser.add_argument("--touch-mb", type=int, default=0,
+                        help="also write one value into each page of this many MiB at each wake-up")
     parser.add_argument("--witness", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.witness:
-        witness(args.work_us)
+        witness(args.work_us, args.touch_mb)
         return
-    cpu = watch(args.seconds, calibrate(args.work_us))
+    pages = np.full(args.touch_mb << 17, 0.0) if args.touch_mb else None
+    cpu = watch(args.seconds, calibrate(args.work_us), pages=pages)
     row = {"wakeups": int(cpu.size), "work_median_us": float(np.median(cpu)), "p99_us": float(np.percentile(cpu, 99)),
            "max_us": float(cpu.max()), "over_half_block": int((cpu > BLOCK_US / 2).sum()),
            "seconds_of_spikes": [round(float(i) * BLOCK_S, 1) for i in np.flatnonzero(cpu > BLOCK_US)],

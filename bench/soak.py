@@ -18,7 +18,8 @@ and sustain pedal (`phrases`) into timbrel's virtual MIDI port. Counts, at the e
 - the audio thread's minor page faults (`/proc`), and how many late blocks fell in a 0.2 s
   window in which it took one: a page the host maps in behind the guest can cost milliseconds;
 - charges of 1 and 2 ms or more per second of CPU time, the engine's (a block over its
-  window's median by that much) beside the witness's, so that the two rates can be compared.
+  window's median by that much) beside the witness's and a second, paging witness's (the same
+  loop after writing into every page of 16 MiB), so that the rates can be compared.
 
 Every late block is listed stage by stage (`--list-over F` lists every block past the
 fraction F of its budget instead). With `--parts N` it plays an ensemble (`bench.ensembles`:
@@ -72,6 +73,8 @@ SR, BLOCK = 48000, 128
 CHARGE_US = (1000, 2000)
 """Sizes of charge counted over the whole soak, the engine's and the witness's: a block whose CPU
 time exceeds its 0.2 s window's median by this much, a witness wake-up its own median by this much."""
+PAGING_WITNESS_MB = 16
+"""The second witness's pages (`NoiseWitness(touch_mb=...)`), of the order of the 8-part engine's."""
 EVICT_BYTES = 64 << 20
 """More than this machine's caches hold (a 32 MB L3 shared by the host's tenants)."""
 
@@ -197,7 +200,8 @@ def offline(args: argparse.Namespace, name: str) -> None:
              "peak_block_cpu_load": float(cpu_us.max() / BLOCK_US)} for k, cpu_us in enumerate(runs)]
     report(name + ("_neighbour" if args.neighbour else "") + ("_cold" if args.cold else "")
            + ("_paced" if args.paced else ""), rows, sample_rate=SR,
-           block=BLOCK, voices=args.voices, parts=args.parts, neighbour=args.neighbour, cold=args.cold, paced=args.paced,
+           block=BLOCK, voices=args.voices, parts=args.parts, neighbour=args.neighbour, cold=args.cold,
+           paced=args.paced,
            note="the soak's playing rendered offline, block after block on one thread, on a fresh engine each run: "
                 "each block's own CPU time; the last row takes each block's least time over the runs")
 
@@ -291,7 +295,7 @@ def main() -> None:
         faulting_windows = []
         charged = np.zeros(len(CHARGE_US), dtype=np.int64)
         began = time.monotonic()
-        with NoiseWitness() as witness:
+        with NoiseWitness() as witness, NoiseWitness(touch_mb=PAGING_WITNESS_MB) as paging:
             while child.poll() is None:
                 time.sleep(0.2)
                 most_voices = max(most_voices, engine.status().voices)
@@ -334,12 +338,14 @@ def main() -> None:
         "peak_block_load": status.peak_load,
         "max_callback_ms": stats.max_callback_ns / 1e6,
         "peak_block_cpu_load": status.peak_cpu_load,
+        "audio_thread": audio_thread,
         "audio_thread_page_faults": faults - faults_at_start,
         "late_in_faulting_window": sum(1 for _, window_faults in late_when if window_faults),
         **{f"charges_over_{size // 1000}ms_per_cpu_s": round(count / status.cpu_seconds, 4)
            for size, count in zip(CHARGE_US, charged)},
-        **{f"witness_charges_over_{size // 1000}ms_per_cpu_s":
-           round(sum(1 for x in witness.seen.excess_us if x >= size) / witness.seen.cpu_s, 4) for size in CHARGE_US},
+        **{f"witness_charges_over_{size // 1000}ms_per_cpu_s": round(witness.seen.rate(size), 4) for size in CHARGE_US},
+        **{f"paging_witness_charges_over_{size // 1000}ms_per_cpu_s": round(paging.seen.rate(size), 4)
+           for size in CHARGE_US},
         "machine_explains": witness.seen.late_blocks_explained(status.cpu_seconds, block_cpu_median_us),
         **charges(np.array(late_rows).reshape(-1, len(COLUMNS)), np.median(recent, axis=0)),
     }
@@ -354,7 +360,8 @@ def main() -> None:
            note="late_blocks: blocks whose own CPU time exceeded the block's duration; machine_explains: how many "
                 "of them a noise witness (bench.cpu_noise) running beside the soak saw the machine cause; "
                 "late_cpu_over_wall and late_one_stage: see bench.soak.charges",
-           witness=witness.seen.describe(), list_over=args.list_over, late_blocks_us=late,
+           witness=witness.seen.describe(), paging_witness=paging.seen.describe(), list_over=args.list_over,
+           late_blocks_us=late,
            faulting_windows=faulting_windows[:200])
 
 
