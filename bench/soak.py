@@ -16,7 +16,7 @@ and sustain pedal (`phrases`) into timbrel's virtual MIDI port. Counts, at the e
 - stream xruns: blocks PortAudio flagged (any cause, including the dummy driver's timer
   oversleeping on a shared, non-real-time machine), next to the xruns jackd logged;
 - the audio thread's minor page faults (`/proc`), and how many late blocks fell in a 0.2 s
-  window in which it took one: a page the host maps in behind the guest can cost milliseconds;
+  window in which it took one (a fault is a trip into the kernel, and on a VM into the host);
 - charges of 1 and 2 ms or more per second of CPU time, the engine's (a block over its
   window's median by that much) beside the witness's and a second, paging witness's (the same
   loop after writing into every page of 16 MiB), so that the rates can be compared.

@@ -1,6 +1,7 @@
 """Where a live soak's slow blocks went, read from the guest kernel's own trace.
 
-    python -m bench.trace_stalls [--seconds 300] [--parts 8] [--slow-us 1500]
+    python -m bench.trace_stalls [--seconds 300] [--parts 8] [--slow-us 1500] [--keep FILE]
+    python -m bench.trace_stalls --read FILE TID
 
 Runs `bench.soak` (live, on its JACK dummy server, the noise witness beside it) under
 `perf record -a` of the scheduler's switches and the entry and exit of every interrupt,
@@ -55,6 +56,7 @@ class Callback:
 
     @property
     def on_cpu_us(self) -> float:
+        """Time the thread held a CPU in this callback, µs."""
         return sum(end - start for start, end, _ in self.runs) * 1e6
 
 

@@ -52,8 +52,8 @@ class StageTimes:
     def __init__(self, blocks: int = BLOCKS):
         self.ring = np.full((blocks, len(COLUMNS)), 0, dtype=np.int64)
         """Written through here (`np.full`, not `np.zeros`): the kernel maps a large zeroed
-        array's pages at their first write, and a page fault on the audio thread is time the host
-        may stretch to milliseconds (it maps the page in behind the guest)."""
+        array's pages at their first write, and a page fault is a trip into the kernel on the
+        audio thread (on a VM, the host may have to map the page as well)."""
         self.blocks = 0
         """Rows written since the start (the current row is `blocks % len(ring)`)."""
         self._row = self.ring[0]
