@@ -72,12 +72,12 @@ def calibrate(work_us: float) -> int:
     return max(1000, int(iterations * work_us * 1e3 / max(took, 1)))
 
 
-def watch(seconds: float, iterations: int, stop: list[bool] | None = None,
-          pages: np.ndarray | None = None) -> np.ndarray:
+def watch(seconds: float, iterations: int, stop: list[bool] | None = None, touch_mb: int = 0) -> np.ndarray:
     """Wake every block period for `seconds` (or until `stop[0]` is set), run `iterations` of
-    `spin` each time (`calibrate`), and `touch` `pages` first when given; returns each
-    wake-up's own CPU time, µs, `[wakeups]` float64."""
+    `spin` each time (`calibrate`), and `touch` `touch_mb` MiB of pages first when asked;
+    returns each wake-up's own CPU time, µs, `[wakeups]` float64."""
     cpu_ns: list[int] = []
+    pages = np.full(touch_mb << 17, 0.0) if touch_mb else None
     if pages is not None:
         touch(pages)  # compiled or loaded, and the pages mapped, before the first count
     deadline = time.monotonic() + seconds
@@ -166,9 +166,8 @@ def witness(work_us: float, touch_mb: int = 0) -> None:
     stop = [False]
     signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__(0, True))
     iterations = calibrate(work_us)
-    pages = np.full(touch_mb << 17, 0.0) if touch_mb else None
     print("watching", flush=True)
-    cpu = watch(math.inf, iterations, stop, pages)
+    cpu = watch(math.inf, iterations, stop, touch_mb)
     median = float(np.median(cpu)) if cpu.size else 0.0
     excess = np.sort(cpu - median)[::-1]
     print(json.dumps({"wakeups": int(cpu.size), "cpu_s": float(cpu.sum() / 1e6), "work_median_us": median,
@@ -186,8 +185,7 @@ def main() -> None:
     if args.witness:
         witness(args.work_us, args.touch_mb)
         return
-    pages = np.full(args.touch_mb << 17, 0.0) if args.touch_mb else None
-    cpu = watch(args.seconds, calibrate(args.work_us), pages=pages)
+    cpu = watch(args.seconds, calibrate(args.work_us), touch_mb=args.touch_mb)
     row = {"wakeups": int(cpu.size), "work_median_us": float(np.median(cpu)), "p99_us": float(np.percentile(cpu, 99)),
            "max_us": float(cpu.max()), "over_half_block": int((cpu > BLOCK_US / 2).sum()),
            "seconds_of_spikes": [round(float(i) * BLOCK_S, 1) for i in np.flatnonzero(cpu > BLOCK_US)],

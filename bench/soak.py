@@ -206,6 +206,13 @@ def offline(args: argparse.Namespace, name: str) -> None:
                 "each block's own CPU time; the last row takes each block's least time over the runs")
 
 
+def result_name(parts: int, empty: bool = False) -> str:
+    """The name of a live soak's results file (`bench/results/NAME.json`)."""
+    if empty:
+        return "soak_empty"
+    return "soak" if not parts else "soak_ensemble" if parts == 4 else f"soak_ensemble{parts}"
+
+
 def thread_counters() -> dict[int, tuple[int, int]]:
     """Each thread of this process: tid -> (CPU clock ticks used, minor page faults taken), from /proc."""
     counters = {}
@@ -265,8 +272,7 @@ def main() -> None:
     if args.send:
         sender(args.send[0], float(args.send[1]), int(args.send[2]), int(args.send[3]))
         return
-    name = ("soak_empty" if args.empty else "soak" if not args.parts
-            else "soak_ensemble" if args.parts == 4 else f"soak_ensemble{args.parts}")
+    name = result_name(args.parts, args.empty)
     if args.offline:
         offline(args, name + "_offline")
         return

@@ -34,10 +34,12 @@ import subprocess
 import sys
 import tempfile
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.report import RESULTS, report
+from bench.soak import result_name
 
 HANDLERS = ("irq:irq_handler", "irq:softirq", "irq_vectors:local_timer", "irq_vectors:call_function",
             "irq_vectors:call_function_single", "irq_vectors:reschedule")
@@ -108,28 +110,29 @@ def read_trace(lines, audio_tid: int) -> Trace:
     return Trace(callbacks, dict(handlers), dict(runs))
 
 
-def handler_us(trace: Trace, cpu: int, start: float, end: float) -> float:
-    """Handler time on `cpu` inside `[start, end]`, µs."""
+def handlers_within(trace: Trace, cpu: int, start: float, end: float) -> Iterator[tuple[float, float]]:
+    """The handler spans on `cpu` that overlap `[start, end]`, in order, clipped to it (s)."""
     spans = trace.handlers.get(cpu, [])
-    total = 0.0
     for i in range(max(0, bisect.bisect_left(spans, (start,)) - 1), len(spans)):
         began, ended = spans[i]
         if began > end:
-            break
-        total += max(0.0, min(ended, end) - max(began, start))
-    return total * 1e6
+            return
+        if ended > start:
+            yield max(began, start), min(ended, end)
+
+
+def handler_us(trace: Trace, callback: Callback) -> float:
+    """Handler time on the callback's CPUs while it held them, µs."""
+    return sum(ended - began for start, end, cpu in callback.runs
+               for began, ended in handlers_within(trace, cpu, start, end)) * 1e6
 
 
 def longest_quiet_us(trace: Trace, callback: Callback) -> float:
     """The longest stretch of the callback's runs with no handler on its CPU, µs."""
     longest = 0.0
     for start, end, cpu in callback.runs:
-        spans = trace.handlers.get(cpu, [])
         edge = start
-        for i in range(bisect.bisect_left(spans, (start,)), len(spans)):
-            began, ended = spans[i]
-            if began > end:
-                break
+        for began, ended in handlers_within(trace, cpu, start, end):
             longest = max(longest, began - edge)
             edge = max(edge, ended)
         longest = max(longest, end - edge)
@@ -153,28 +156,29 @@ def tasks_before(trace: Trace, callback: Callback) -> set[str]:
 
 def summarise(trace: Trace, slow_us: float) -> tuple[dict, list[dict], list[dict]]:
     """The callbacks' totals, the slow ones one by one, and the tasks' `after` rates."""
-    on = [c.on_cpu_us for c in trace.callbacks]
-    slow = [c for c in trace.callbacks if c.on_cpu_us > slow_us]
+    on = sorted(c.on_cpu_us for c in trace.callbacks)
+    median = on[len(on) // 2] if on else 0.0
+    before = [tasks_before(trace, c) for c in trace.callbacks]
     listed = []
-    for c in sorted(slow, key=lambda c: -c.on_cpu_us):
-        start, end = c.runs[0][0], c.runs[-1][1]
-        listed.append({"at_s": round(start, 6), "on_cpu_us": round(c.on_cpu_us),
-                       "wall_us": round((end - start) * 1e6), "runs": len(c.runs),
-                       "handler_us": round(sum(handler_us(trace, cpu, a, b) for a, b, cpu in c.runs)),
-                       "longest_quiet_us": round(longest_quiet_us(trace, c)),
-                       "tasks_before": sorted(tasks_before(trace, c))})
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for c in trace.callbacks:
-        for task in tasks_before(trace, c):
+    for c, tasks in zip(trace.callbacks, before):
+        slow = c.on_cpu_us > slow_us
+        for task in tasks:
             counts[task][0] += 1
-            counts[task][1] += c.on_cpu_us > slow_us
+            counts[task][1] += slow
+        if slow:
+            start, end = c.runs[0][0], c.runs[-1][1]
+            listed.append({"at_s": round(start, 6), "on_cpu_us": round(c.on_cpu_us),
+                           "wall_us": round((end - start) * 1e6), "runs": len(c.runs),
+                           "handler_us": round(handler_us(trace, c)),
+                           "longest_quiet_us": round(longest_quiet_us(trace, c)), "tasks_before": sorted(tasks)})
+    listed.sort(key=lambda s: -s["on_cpu_us"])
     after = [{"task": task, "callbacks_after": n, "slow_after": k, "slow_rate_after": round(k / n, 4),
-              "slow_rate_otherwise": round((len(slow) - k) / max(len(on) - n, 1), 5)}
+              "slow_rate_otherwise": round((len(listed) - k) / max(len(on) - n, 1), 5)}
              for task, (n, k) in sorted(counts.items(), key=lambda kv: -kv[1][1]) if n >= 20]
-    on.sort()
-    totals = {"callbacks": len(on), "median_on_cpu_us": round(on[len(on) // 2]) if on else 0,
-              "slow": len(slow), "slow_with_handlers_over_half_their_excess": sum(
-                  1 for s in listed if s["handler_us"] > 0.5 * (s["on_cpu_us"] - (on[len(on) // 2] if on else 0)))}
+    totals = {"callbacks": len(on), "median_on_cpu_us": round(median), "slow": len(listed),
+              "slow_with_handlers_over_half_their_excess": sum(
+                  1 for s in listed if s["handler_us"] > 0.5 * (s["on_cpu_us"] - median))}
     return totals, listed, after
 
 
@@ -192,8 +196,7 @@ def record(args: argparse.Namespace, data: Path) -> dict:
         sys.exit(f"trace_stalls: perf record failed: {errors.strip().splitlines()[-1:] or perf.returncode}")
     if soak.returncode:
         sys.exit(f"trace_stalls: the soak failed ({soak.returncode})")
-    name = "soak_ensemble" if args.parts == 4 else f"soak_ensemble{args.parts}" if args.parts else "soak"
-    return json.loads((RESULTS / f"{name}.json").read_text())["rows"][0]
+    return json.loads((RESULTS / f"{result_name(args.parts)}.json").read_text())["rows"][0]
 
 
 def read(data: Path, audio_tid: int) -> Trace:

@@ -418,8 +418,8 @@ class Convolver:
     def copy_state_from(self, other: Convolver) -> None:
         """Take `other`'s input history and pending output, so that both convolve on as one
         (`other` must play the same impulse response at the same block size). Copies, allocates nothing."""
-        for mine, theirs in zip(self._buffers[:8], other._buffers[:8]):
-            np.copyto(mine, theirs)
+        for name in ("_state", "_lv", "_hist", "_scratch", "_in_ring", "_out_ring", "_spectra"):
+            np.copyto(getattr(self, name), getattr(other, name))
 
     def process(self, x: np.ndarray, out: np.ndarray) -> None:
         """Convolve the next block `x` float32 `[n]` into `out[:n]` (float32 `[>= n]`).
